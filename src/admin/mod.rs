@@ -1,0 +1,109 @@
+//! The admin listener (SPEC 9): probes without a token; `/admin/*` and `/usage/*` only
+//! with `Authorization: Bearer <[admin] token>`.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+
+use crate::app::App;
+use crate::body::{self, ProxyBody};
+use crate::refusal::Refusal;
+
+pub async fn handle(app: Arc<App>, request: Request<Incoming>) -> Response<ProxyBody> {
+    let path = request.uri().path();
+    let method = request.method();
+    match path {
+        "/healthz" => return text(StatusCode::OK, "ok\n"),
+        "/readyz" if app.is_draining() => {
+            return text(StatusCode::SERVICE_UNAVAILABLE, "draining\n")
+        }
+        "/readyz" => return text(StatusCode::OK, "ready\n"),
+        _ => {}
+    }
+    if !(path.starts_with("/admin/") || path.starts_with("/usage/")) {
+        return Refusal::AdminNotFound.to_response();
+    }
+    if let Err(refusal) = authorize(&app, request.headers()) {
+        return refusal.to_response();
+    }
+    match (method, path) {
+        (&Method::GET, "/admin/config") => config_view(&app),
+        (&Method::POST, "/admin/reload") => {
+            let app = app.clone();
+            match tokio::task::spawn_blocking(move || app.reload()).await {
+                Ok(outcome) => {
+                    let status = if outcome.applied {
+                        StatusCode::OK
+                    } else {
+                        StatusCode::UNPROCESSABLE_ENTITY
+                    };
+                    json(status, &outcome)
+                }
+                Err(_) => Refusal::AdminNotFound.to_response(),
+            }
+        }
+        _ => Refusal::AdminNotFound.to_response(),
+    }
+}
+
+fn authorize(app: &App, headers: &http::HeaderMap) -> Result<(), Refusal> {
+    const NEED: &str = "send Authorization: Bearer <[admin] token>";
+    let snapshot = app.snapshot();
+    let secret = snapshot
+        .config
+        .admin
+        .token
+        .as_ref()
+        .ok_or(Refusal::Unauthenticated(
+            "[admin] token is not configured, so the admin API is closed",
+        ))?;
+    let mut sent = headers.get_all(header::AUTHORIZATION).iter();
+    let (Some(value), None) = (sent.next(), sent.next()) else {
+        return Err(Refusal::Unauthenticated(NEED));
+    };
+    let token = value
+        .as_bytes()
+        .strip_prefix(b"Bearer ")
+        .ok_or(Refusal::Unauthenticated(NEED))?;
+    if secret.matches(token) {
+        Ok(())
+    } else {
+        Err(Refusal::Unauthenticated(NEED))
+    }
+}
+
+fn config_view(app: &App) -> Response<ProxyBody> {
+    let snapshot = app.snapshot();
+    let view = serde_json::json!({
+        "generation": snapshot.generation,
+        "sha256": snapshot.sha256,
+        "loaded_at": humantime::format_rfc3339_seconds(snapshot.loaded_at).to_string(),
+        "origin": snapshot.origin,
+        "warnings": snapshot.config.warnings,
+        "config": snapshot.redacted,
+    });
+    json(StatusCode::OK, &view)
+}
+
+fn json(status: StatusCode, value: &impl serde::Serialize) -> Response<ProxyBody> {
+    let bytes = serde_json::to_vec(value).unwrap_or_default();
+    let mut response = Response::new(body::full(Bytes::from(bytes)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+fn text(status: StatusCode, text: &'static str) -> Response<ProxyBody> {
+    let mut response = Response::new(body::full(Bytes::from_static(text.as_bytes())));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}

@@ -1,0 +1,134 @@
+//! What the request handlers share: the current config snapshot, the upstream client
+//! and the process's readiness. State that outlives a config lives here, beside the
+//! snapshot, never inside it.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+use crate::config::{self, Overrides, Snapshot};
+use crate::forward::{PoolSettings, Upstream};
+
+pub struct App {
+    config: ArcSwap<Snapshot>,
+    generation: AtomicU64,
+    draining: AtomicBool,
+    pub upstream: Upstream,
+    /// Where reloads read from; `None` for a config given as text (tests, `dev`).
+    source: Option<(PathBuf, Overrides)>,
+}
+
+/// What a reload did, for the log and for `POST /admin/reload`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ReloadOutcome {
+    pub applied: bool,
+    pub generation: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Settings that changed in the file but only take effect after a restart.
+    pub restart_required: Vec<&'static str>,
+}
+
+impl App {
+    pub fn new(mut first: Snapshot, source: Option<(PathBuf, Overrides)>) -> Arc<Self> {
+        first.generation = 1;
+        let upstream = Upstream::new(PoolSettings::of(&first.config.upstream));
+        Arc::new(Self {
+            config: ArcSwap::from_pointee(first),
+            generation: AtomicU64::new(1),
+            draining: AtomicBool::new(false),
+            upstream,
+            source,
+        })
+    }
+
+    /// The snapshot a request uses from start to end.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.config.load_full()
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::Release);
+    }
+
+    /// Reads the config file again; installs it only if the whole file is valid.
+    pub fn reload(&self) -> ReloadOutcome {
+        let current = self.snapshot();
+        let Some((path, overrides)) = &self.source else {
+            return ReloadOutcome {
+                applied: false,
+                generation: current.generation,
+                error: Some("this process was not started from a config file".to_owned()),
+                restart_required: Vec::new(),
+            };
+        };
+        match config::load_file(path, overrides, &config::process_env) {
+            Ok(next) => self.install(next),
+            Err(errors) => {
+                tracing::error!(%errors, "config reload refused; the previous config keeps serving");
+                ReloadOutcome {
+                    applied: false,
+                    generation: current.generation,
+                    error: Some(errors.to_string()),
+                    restart_required: Vec::new(),
+                }
+            }
+        }
+    }
+
+    /// Swaps in a validated snapshot. Settings bound to sockets or to the connection pool
+    /// keep their running values (reported, not half-applied).
+    pub fn install(&self, mut next: Snapshot) -> ReloadOutcome {
+        let current = self.snapshot();
+        let restart_required = keep_restart_only(&current.config, &mut next.config);
+        if !restart_required.is_empty() {
+            tracing::warn!(settings = ?restart_required, "config changes that need a restart were not applied");
+        }
+        next.generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
+        let generation = next.generation;
+        self.config.store(Arc::new(next));
+        tracing::info!(generation, "config reloaded");
+        ReloadOutcome {
+            applied: true,
+            generation,
+            error: None,
+            restart_required,
+        }
+    }
+}
+
+fn keep_restart_only(running: &config::Config, next: &mut config::Config) -> Vec<&'static str> {
+    let mut changed = Vec::new();
+    if running.listen.addr != next.listen.addr {
+        changed.push("listen.addr");
+    }
+    if running.admin.addr != next.admin.addr {
+        changed.push("admin.addr");
+    }
+    let l = (&running.listen, &next.listen);
+    if (
+        l.0.header_read_timeout,
+        l.0.max_header_bytes,
+        l.0.max_connections,
+    ) != (
+        l.1.header_read_timeout,
+        l.1.max_header_bytes,
+        l.1.max_connections,
+    ) {
+        changed.push("listen.header_read_timeout/max_header_bytes/max_connections");
+    }
+    if PoolSettings::of(&running.upstream) != PoolSettings::of(&next.upstream) {
+        changed.push("upstream.connect_timeout/pool_idle_timeout");
+    }
+    next.listen = running.listen.clone();
+    next.admin.addr = running.admin.addr;
+    next.upstream.connect_timeout = running.upstream.connect_timeout;
+    next.upstream.pool_idle_timeout = running.upstream.pool_idle_timeout;
+    changed
+}

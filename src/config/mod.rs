@@ -1,0 +1,116 @@
+//! The configuration: the serde model of the file, its loading and validation, and the
+//! compiled, immutable [`Config`] that request handlers read through an `ArcSwap`.
+
+pub mod load;
+pub mod model;
+pub mod units;
+mod validate;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime};
+
+use http::{HeaderName, HeaderValue};
+
+pub use load::{load_file, load_str, process_env, ConfigError, ConfigErrors};
+
+use crate::hygiene::StripSet;
+use crate::identity::IdentitySettings;
+use crate::route::table::RouteTable;
+use crate::secret::Secret;
+
+/// One loaded config: compiled settings plus what the admin API shows about them.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub config: Config,
+    /// Set when the snapshot is installed; 1 for the first config of a process.
+    pub generation: u64,
+    pub sha256: String,
+    pub loaded_at: SystemTime,
+    pub origin: String,
+    /// The file as written, secrets hidden, for `GET /admin/config`.
+    pub redacted: serde_json::Value,
+}
+
+pub type HeaderList = Vec<(HeaderName, HeaderValue)>;
+
+#[derive(Debug)]
+pub struct Config {
+    pub listen: ListenSettings,
+    pub upstream: UpstreamSettings,
+    pub identity: IdentitySettings,
+    pub routes: RouteTable,
+    pub tenants: HashMap<String, TenantPolicy>,
+    pub privileged_token: Option<Secret>,
+    pub admin: AdminSettings,
+    pub log_level: String,
+    /// Client headers removed before forwarding (SPEC 5), fixed per snapshot.
+    pub strip: StripSet,
+    /// Things `check` reports that do not stop the config from loading.
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ListenSettings {
+    pub addr: SocketAddr,
+    pub shutdown_grace: Duration,
+    pub drain_delay: Duration,
+    pub header_read_timeout: Duration,
+    pub max_header_bytes: usize,
+    pub max_connections: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamSettings {
+    /// `scheme://authority` of the backend.
+    pub origin: http::uri::Scheme,
+    pub authority: http::uri::Authority,
+    /// A path prefix from the URL (no trailing slash), prepended to every forwarded path.
+    pub base_path: String,
+    pub connect_timeout: Duration,
+    pub timeout: Duration,
+    pub body_timeout: Duration,
+    pub retries: u32,
+    pub pool_idle_timeout: Duration,
+    pub set_headers: HeaderList,
+}
+
+#[derive(Debug, Default)]
+pub struct TenantPolicy {
+    pub blocked: bool,
+    pub upstream_headers: HeaderList,
+}
+
+#[derive(Debug)]
+pub struct AdminSettings {
+    pub addr: SocketAddr,
+    pub token: Option<Secret>,
+}
+
+/// Command-line values that win over the file (SPEC 1).
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub listen: Option<SocketAddr>,
+    pub admin_listen: Option<SocketAddr>,
+    pub upstream: Option<String>,
+}
+
+impl Overrides {
+    fn apply(&self, file: &mut model::File) {
+        if let Some(addr) = self.listen {
+            file.listen.addr = addr;
+        }
+        if let Some(addr) = self.admin_listen {
+            file.admin.addr = addr;
+        }
+        if let Some(url) = &self.upstream {
+            file.upstream.url.clone_from(url);
+        }
+    }
+}
+
+impl Config {
+    pub fn tenant(&self, id: &str) -> Option<&TenantPolicy> {
+        self.tenants.get(id)
+    }
+}

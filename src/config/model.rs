@@ -1,0 +1,185 @@
+//! The config file as serde sees it (SPEC sections 1-5, 9, 12). Only keys that this
+//! version implements are accepted: an unknown key is an error, never silently ignored.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use serde::Deserialize;
+
+use super::units::{Dur, Size};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct File {
+    #[serde(default)]
+    pub listen: Listen,
+    pub upstream: Upstream,
+    #[serde(default)]
+    pub identity: Identity,
+    #[serde(default)]
+    pub tenant: Tenant,
+    #[serde(default, rename = "route")]
+    pub routes: Vec<Route>,
+    #[serde(default)]
+    pub tenants: BTreeMap<String, TenantSettings>,
+    #[serde(default)]
+    pub admin: Admin,
+    #[serde(default)]
+    pub log: Log,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Listen {
+    pub addr: SocketAddr,
+    pub shutdown_grace: Dur,
+    pub drain_delay: Dur,
+    pub header_read_timeout: Dur,
+    pub max_header_bytes: Size,
+    pub max_connections: usize,
+}
+
+impl Default for Listen {
+    fn default() -> Self {
+        Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            shutdown_grace: Dur(std::time::Duration::from_secs(20)),
+            drain_delay: Dur(std::time::Duration::ZERO),
+            header_read_timeout: Dur(std::time::Duration::from_secs(10)),
+            max_header_bytes: Size(64 * 1024),
+            max_connections: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Upstream {
+    pub url: String,
+    #[serde(default = "defaults::connect_timeout")]
+    pub connect_timeout: Dur,
+    #[serde(default = "defaults::timeout")]
+    pub timeout: Dur,
+    #[serde(default = "defaults::body_timeout")]
+    pub body_timeout: Dur,
+    #[serde(default = "defaults::retries")]
+    pub retries: u32,
+    #[serde(default = "defaults::pool_idle_timeout")]
+    pub pool_idle_timeout: Dur,
+    #[serde(default)]
+    pub set_headers: BTreeMap<String, String>,
+}
+
+mod defaults {
+    use super::Dur;
+    use std::time::Duration;
+    pub fn connect_timeout() -> Dur {
+        Dur(Duration::from_secs(2))
+    }
+    pub fn timeout() -> Dur {
+        Dur(Duration::from_secs(30))
+    }
+    pub fn body_timeout() -> Dur {
+        Dur(Duration::from_secs(60))
+    }
+    pub fn retries() -> u32 {
+        1
+    }
+    pub fn pool_idle_timeout() -> Dur {
+        Dur(Duration::from_secs(90))
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IdentityMode {
+    #[default]
+    Header,
+    Jwt,
+    ApiKey,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Identity {
+    pub mode: IdentityMode,
+    pub header: String,
+    pub trust_network: bool,
+}
+
+impl Default for Identity {
+    fn default() -> Self {
+        Self {
+            mode: IdentityMode::Header,
+            header: "X-Tenant-Id".to_owned(),
+            trust_network: false,
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tenant {
+    /// A regex every tenant id must match in full, narrowing SPEC 2's rules.
+    pub pattern: Option<String>,
+    pub privileged_token: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    Tenant,
+    Shared,
+    Privileged,
+    Deny,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    pub name: Option<String>,
+    #[serde(rename = "match")]
+    pub matcher: String,
+    pub scope: Scope,
+    #[serde(default)]
+    pub set_headers: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantSettings {
+    #[serde(default)]
+    pub blocked: bool,
+    #[serde(default)]
+    pub upstream_headers: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Admin {
+    pub addr: SocketAddr,
+    pub token: Option<String>,
+}
+
+impl Default for Admin {
+    fn default() -> Self {
+        Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], 9090)),
+            token: None,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Log {
+    pub level: String,
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Self {
+            level: "info".to_owned(),
+        }
+    }
+}

@@ -1,0 +1,385 @@
+//! Turns the deserialized file into a compiled [`Config`], or into every error found,
+//! each with the key path it belongs to.
+
+use std::collections::{BTreeMap, HashMap};
+
+use http::{HeaderName, HeaderValue, Uri};
+use regex::Regex;
+
+use super::load::{key, KeyPath, Seg};
+use super::model::{self, IdentityMode, Scope};
+use super::{AdminSettings, Config, HeaderList, ListenSettings, TenantPolicy, UpstreamSettings};
+use crate::hygiene::StripSet;
+use crate::identity::{IdentitySettings, TenantId};
+use crate::route::table::{Route, RouteTable};
+use crate::route::PRIVILEGED_TOKEN_HEADER;
+use crate::secret::Secret;
+
+/// hyper refuses a smaller read buffer, and the headers must fit in it.
+const MIN_HEADER_BYTES: u64 = 8 * 1024;
+
+#[derive(Default)]
+struct Errors(Vec<(KeyPath, String)>);
+
+impl Errors {
+    fn add(&mut self, path: KeyPath, message: impl Into<String>) {
+        self.0.push((path, message.into()));
+    }
+}
+
+pub fn compile(file: &model::File) -> Result<Config, Vec<(KeyPath, String)>> {
+    let mut errors = Errors::default();
+    let mut warnings = Vec::new();
+
+    let listen = listen(&file.listen, &mut errors);
+    let identity = identity(file, &mut errors);
+    let upstream = upstream(&file.upstream, &mut errors);
+    let routes = routes(file, &mut errors, &mut warnings);
+    let tenants = tenants(file, identity.as_ref(), &mut errors);
+
+    let privileged_token = match &file.tenant.privileged_token {
+        Some(t) if t.is_empty() => {
+            errors.add(
+                vec![key("tenant"), key("privileged_token")],
+                "privileged_token is empty",
+            );
+            None
+        }
+        Some(t) => Some(Secret::new(t)),
+        None => None,
+    };
+    if privileged_token.is_none() {
+        for (i, route) in file.routes.iter().enumerate() {
+            if route.scope == Scope::Privileged {
+                errors.add(
+                    vec![key("route"), Seg::Index(i), key("scope")],
+                    "a privileged route needs [tenant] privileged_token",
+                );
+            }
+        }
+    }
+
+    let admin_token = match &file.admin.token {
+        Some(t) if t.is_empty() => {
+            errors.add(vec![key("admin"), key("token")], "[admin] token is empty");
+            None
+        }
+        Some(t) => Some(Secret::new(t)),
+        None => {
+            warnings.push(
+                "[admin] token is not set: /admin/* and /usage/* answer 401 to everyone".to_owned(),
+            );
+            None
+        }
+    };
+    if file.admin.addr == file.listen.addr {
+        errors.add(
+            vec![key("admin"), key("addr")],
+            "the admin listener needs its own address, not [listen] addr",
+        );
+    }
+    if !matches!(
+        file.log.level.as_str(),
+        "trace" | "debug" | "info" | "warn" | "error" | "off"
+    ) {
+        errors.add(
+            vec![key("log"), key("level")],
+            "level must be one of trace, debug, info, warn, error, off",
+        );
+    }
+
+    let configured_names = configured_header_names(file);
+    let (Some(listen), Some(identity), Some(upstream), Some(routes), Some(tenants)) =
+        (listen, identity, upstream, routes, tenants)
+    else {
+        return Err(errors.0);
+    };
+    if !errors.0.is_empty() {
+        return Err(errors.0);
+    }
+    let strip = StripSet::new(
+        configured_names
+            .iter()
+            .map(String::as_str)
+            .chain([identity.header.as_str(), PRIVILEGED_TOKEN_HEADER]),
+    );
+    Ok(Config {
+        listen,
+        upstream,
+        identity,
+        routes,
+        tenants,
+        privileged_token,
+        admin: AdminSettings {
+            addr: file.admin.addr,
+            token: admin_token,
+        },
+        log_level: file.log.level.clone(),
+        strip,
+        warnings,
+    })
+}
+
+fn listen(model: &model::Listen, errors: &mut Errors) -> Option<ListenSettings> {
+    let path = |k: &str| vec![key("listen"), key(k)];
+    if model.max_header_bytes.0 < MIN_HEADER_BYTES {
+        errors.add(
+            path("max_header_bytes"),
+            "max_header_bytes must be at least 8KiB",
+        );
+    }
+    if model.max_header_bytes.0 > 16 * 1024 * 1024 {
+        errors.add(
+            path("max_header_bytes"),
+            "max_header_bytes must be at most 16MiB",
+        );
+    }
+    if model.max_connections == 0 {
+        errors.add(
+            path("max_connections"),
+            "max_connections must be at least 1",
+        );
+    }
+    if model.header_read_timeout.0.is_zero() {
+        errors.add(
+            path("header_read_timeout"),
+            "header_read_timeout must be more than 0s",
+        );
+    }
+    Some(ListenSettings {
+        addr: model.addr,
+        shutdown_grace: model.shutdown_grace.0,
+        drain_delay: model.drain_delay.0,
+        header_read_timeout: model.header_read_timeout.0,
+        max_header_bytes: usize::try_from(model.max_header_bytes.0).unwrap_or(usize::MAX),
+        max_connections: model.max_connections,
+    })
+}
+
+fn identity(file: &model::File, errors: &mut Errors) -> Option<IdentitySettings> {
+    let path = |k: &str| vec![key("identity"), key(k)];
+    let model = &file.identity;
+    if model.mode != IdentityMode::Header {
+        errors.add(path("mode"), "only mode = \"header\" is supported by this version; jwt and api_key are not built yet");
+    }
+    let header = match HeaderName::from_bytes(model.header.as_bytes()) {
+        Ok(h) => h,
+        Err(_) => {
+            errors.add(
+                path("header"),
+                format!("{:?} is not a valid header name", model.header),
+            );
+            return None;
+        }
+    };
+    if crate::hygiene::same_header_loosely(header.as_str(), PRIVILEGED_TOKEN_HEADER) {
+        errors.add(
+            path("header"),
+            "the identity header cannot be X-Tenantgate-Token",
+        );
+    }
+    if model.mode == IdentityMode::Header
+        && !model.trust_network
+        && !file.listen.addr.ip().is_loopback()
+    {
+        errors.add(
+            vec![key("listen"), key("addr")],
+            format!(
+                "header mode trusts {} from anyone who can reach {}; listen on a loopback address, or set [identity] trust_network = true if only the app can reach this port",
+                model.header, file.listen.addr
+            ),
+        );
+    }
+    let pattern = match &file.tenant.pattern {
+        None => None,
+        Some(p) => match Regex::new(&format!("^(?:{p})$")) {
+            Ok(re) => Some(re),
+            Err(e) => {
+                errors.add(
+                    vec![key("tenant"), key("pattern")],
+                    format!("invalid regex: {e}"),
+                );
+                return None;
+            }
+        },
+    };
+    Some(IdentitySettings { header, pattern })
+}
+
+fn upstream(model: &model::Upstream, errors: &mut Errors) -> Option<UpstreamSettings> {
+    let path = |k: &str| vec![key("upstream"), key(k)];
+    let uri: Uri = match model.url.parse() {
+        Ok(u) => u,
+        Err(e) => {
+            errors.add(
+                path("url"),
+                format!("invalid upstream url {:?}: {e}", model.url),
+            );
+            return None;
+        }
+    };
+    let (Some(scheme), Some(authority)) = (uri.scheme().cloned(), uri.authority().cloned()) else {
+        errors.add(
+            path("url"),
+            "the upstream url needs a scheme and a host, like http://127.0.0.1:8000",
+        );
+        return None;
+    };
+    if scheme != http::uri::Scheme::HTTP {
+        errors.add(
+            path("url"),
+            "only http:// upstreams are supported by this version (https comes with TLS)",
+        );
+    }
+    if uri.query().is_some() {
+        errors.add(path("url"), "the upstream url cannot carry a query string");
+    }
+    for (k, d) in [
+        ("connect_timeout", model.connect_timeout),
+        ("timeout", model.timeout),
+        ("body_timeout", model.body_timeout),
+    ] {
+        if d.0.is_zero() {
+            errors.add(path(k), format!("{k} must be more than 0s"));
+        }
+    }
+    let set_headers = headers(&model.set_headers, path("set_headers"), errors);
+    Some(UpstreamSettings {
+        origin: scheme,
+        authority,
+        base_path: uri.path().trim_end_matches('/').to_owned(),
+        connect_timeout: model.connect_timeout.0,
+        timeout: model.timeout.0,
+        body_timeout: model.body_timeout.0,
+        retries: model.retries,
+        pool_idle_timeout: model.pool_idle_timeout.0,
+        set_headers,
+    })
+}
+
+fn routes(
+    file: &model::File,
+    errors: &mut Errors,
+    warnings: &mut Vec<String>,
+) -> Option<RouteTable> {
+    let mut compiled = Vec::with_capacity(file.routes.len());
+    for (i, route) in file.routes.iter().enumerate() {
+        let path = |k: &str| vec![key("route"), Seg::Index(i), key(k)];
+        let (methods, template) = match Route::parse_match(&route.matcher) {
+            Ok(parsed) => parsed,
+            Err(e) => {
+                errors.add(path("match"), e);
+                continue;
+            }
+        };
+        for value in route.set_headers.values() {
+            if value.contains("{ns}") || value.contains("{tenant}") {
+                errors.add(path("set_headers"), "templates ({ns}, {tenant}) arrive with namespaces and are not supported by this version");
+            }
+        }
+        compiled.push(Route {
+            name: route
+                .name
+                .clone()
+                .unwrap_or_else(|| route.matcher.trim().to_owned()),
+            match_text: route.matcher.trim().to_owned(),
+            methods,
+            template,
+            scope: route.scope,
+            set_headers: headers(&route.set_headers, path("set_headers"), errors),
+        });
+    }
+    if compiled.len() != file.routes.len() {
+        return None;
+    }
+    let table = RouteTable::new(compiled);
+    let names: Vec<&str> = table.iter().map(|r| r.name.as_str()).collect();
+    for (later, earlier) in table.shadowed() {
+        warnings.push(format!(
+            "route {:?} can never match: the earlier route {:?} matches every request it would",
+            names[later], names[earlier]
+        ));
+    }
+    if table.is_empty() {
+        warnings.push(
+            "no [[route]] is configured: every request is refused (deny by default)".to_owned(),
+        );
+    }
+    Some(table)
+}
+
+fn tenants(
+    file: &model::File,
+    identity: Option<&IdentitySettings>,
+    errors: &mut Errors,
+) -> Option<HashMap<String, TenantPolicy>> {
+    let pattern = identity.and_then(|i| i.pattern.as_ref());
+    let mut out = HashMap::with_capacity(file.tenants.len());
+    for (id, settings) in &file.tenants {
+        let path = vec![key("tenants"), key(id)];
+        if let Err(e) = TenantId::parse(id, pattern) {
+            errors.add(
+                path.clone(),
+                format!("[tenants.{id:?}] is not a valid tenant id: {e}"),
+            );
+        }
+        let mut header_path = path;
+        header_path.push(key("upstream_headers"));
+        out.insert(
+            id.clone(),
+            TenantPolicy {
+                blocked: settings.blocked,
+                upstream_headers: headers(&settings.upstream_headers, header_path, errors),
+            },
+        );
+    }
+    Some(out)
+}
+
+fn headers(map: &BTreeMap<String, String>, path: KeyPath, errors: &mut Errors) -> HeaderList {
+    let mut out = Vec::with_capacity(map.len());
+    for (name, value) in map {
+        let mut at = path.clone();
+        at.push(key(name));
+        let Ok(header) = HeaderName::from_bytes(name.as_bytes()) else {
+            errors.add(at, format!("{name:?} is not a valid header name"));
+            continue;
+        };
+        if matches!(
+            header.as_str(),
+            "host"
+                | "connection"
+                | "transfer-encoding"
+                | "content-length"
+                | "te"
+                | "upgrade"
+                | "keep-alive"
+                | "trailer"
+        ) || crate::hygiene::same_header_loosely(header.as_str(), PRIVILEGED_TOKEN_HEADER)
+        {
+            errors.add(
+                at,
+                format!("{name} cannot be set by the config (it frames or routes the request)"),
+            );
+            continue;
+        }
+        match HeaderValue::from_str(value) {
+            Ok(v) => out.push((header, v)),
+            Err(_) => errors.add(
+                at,
+                format!("the value for {name} is not a valid header value (visible ASCII only)"),
+            ),
+        }
+    }
+    out
+}
+
+fn configured_header_names(file: &model::File) -> Vec<String> {
+    let upstream = file.upstream.set_headers.keys();
+    let routes = file.routes.iter().flat_map(|r| r.set_headers.keys());
+    let tenants = file
+        .tenants
+        .values()
+        .flat_map(|t| t.upstream_headers.keys());
+    upstream.chain(routes).chain(tenants).cloned().collect()
+}

@@ -1,0 +1,22 @@
+//! tenantgate: a sidecar reverse proxy that makes a single-tenant AI memory backend
+//! multi-tenant. Start reading at [`pipeline`]: it lists the stages of a request's
+//! journey in order; every other module is one of those stages or serves them.
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod app;
+pub mod audit;
+pub mod body;
+pub mod config;
+pub mod forward;
+pub mod hygiene;
+pub mod identity;
+pub mod listen;
+pub mod pipeline;
+pub mod refusal;
+pub mod route;
+pub mod secret;
+pub mod server;
+
+/// The error type that crosses hyper's body and service boundaries.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

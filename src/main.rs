@@ -1,0 +1,201 @@
+//! The command line (SPEC 1). Exit codes: 0 ok, 1 config or usage error, 2 runtime
+//! failure.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tenantgate::config::{self, Overrides, Snapshot};
+use tenantgate::{audit, server};
+
+#[derive(Parser)]
+#[command(
+    name = "tenantgate",
+    version,
+    about = "Makes a single-tenant AI memory backend multi-tenant"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args)]
+struct ConfigArg {
+    /// The config file.
+    #[arg(
+        long,
+        env = "TENANTGATE_CONFIG",
+        default_value = "config/tenantgate.toml"
+    )]
+    config: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the proxy.
+    Run {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Overrides [listen] addr.
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Overrides [admin] addr.
+        #[arg(long)]
+        admin_listen: Option<SocketAddr>,
+        /// Overrides [upstream] url.
+        #[arg(long)]
+        upstream: Option<String>,
+    },
+    /// Validate a config and print a summary.
+    Check {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+}
+
+const EXIT_CONFIG: u8 = 1;
+const EXIT_RUNTIME: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { EXIT_CONFIG } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    match cli.command {
+        Command::Check { config } => check(&config.config),
+        Command::Run {
+            config,
+            listen,
+            admin_listen,
+            upstream,
+        } => {
+            let overrides = Overrides {
+                listen,
+                admin_listen,
+                upstream,
+            };
+            run(config.config, overrides)
+        }
+    }
+}
+
+fn load(path: &std::path::Path, overrides: &Overrides) -> Result<Snapshot, ExitCode> {
+    config::load_file(path, overrides, &config::process_env).map_err(|errors| {
+        eprintln!("{errors}");
+        ExitCode::from(EXIT_CONFIG)
+    })
+}
+
+fn check(path: &std::path::Path) -> ExitCode {
+    let snapshot = match load(path, &Overrides::default()) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let c = &snapshot.config;
+    println!("{}: ok", snapshot.origin);
+    println!("  identity  header mode, tenant from {}", c.identity.header);
+    println!("  listen    {} (admin {})", c.listen.addr, c.admin.addr);
+    println!(
+        "  upstream  {}://{}{} (timeout {:?}, retries {})",
+        c.upstream.origin,
+        c.upstream.authority,
+        c.upstream.base_path,
+        c.upstream.timeout,
+        c.upstream.retries
+    );
+    println!("  routes    {}", c.routes.len());
+    for route in c.routes.iter() {
+        println!(
+            "    {:<10} {:<40} {}",
+            format!("{:?}", route.scope).to_lowercase(),
+            route.match_text,
+            route.name
+        );
+    }
+    if !c.tenants.is_empty() {
+        println!("  tenants   {} configured", c.tenants.len());
+    }
+    for warning in &c.warnings {
+        println!("warning: {warning}");
+    }
+    ExitCode::SUCCESS
+}
+
+fn run(path: PathBuf, overrides: Overrides) -> ExitCode {
+    let first = match load(&path, &overrides) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    init_logging(&first.config.log_level);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::from(EXIT_RUNTIME);
+        }
+    };
+    runtime.block_on(async move {
+        let running = match server::start(first, Some((path, overrides))).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "startup failed");
+                eprintln!("{e}");
+                return ExitCode::from(EXIT_RUNTIME);
+            }
+        };
+        if let Err(e) = wait_for_shutdown(&running).await {
+            eprintln!("cannot install signal handlers: {e}");
+            return ExitCode::from(EXIT_RUNTIME);
+        }
+        running.drain().await;
+        ExitCode::SUCCESS
+    })
+}
+
+/// Returns on SIGTERM or SIGINT; reloads the config on SIGHUP.
+async fn wait_for_shutdown(running: &server::Running) -> std::io::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => return Ok(()),
+            _ = int.recv() => return Ok(()),
+            _ = hup.recv() => {
+                let app = running.app.clone();
+                let outcome = tokio::task::spawn_blocking(move || app.reload()).await;
+                tracing::info!(?outcome, "SIGHUP reload");
+            }
+        }
+    }
+}
+
+/// The audit log goes to stdout as JSON, one line per request; everything else goes
+/// to stderr at `[log] level`.
+fn init_logging(level: &str) {
+    use tracing_subscriber::{fmt, prelude::*, EnvFilter};
+    let audit_layer = fmt::layer()
+        .json()
+        .flatten_event(true)
+        .with_current_span(false)
+        .with_span_list(false)
+        .with_target(false)
+        .with_writer(std::io::stdout)
+        .with_filter(EnvFilter::new(format!("{}=info", audit::TARGET)));
+    let diagnostics = fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_filter(EnvFilter::new(format!("{level},{}=off", audit::TARGET)));
+    tracing_subscriber::registry()
+        .with(audit_layer)
+        .with(diagnostics)
+        .init();
+}

@@ -1,0 +1,151 @@
+//! The corridor every proxied request walks, stage by stage, in order. Read this file
+//! first: each stage is one call into its own module, and data only flows forward.
+//!
+//! 1. identity  who is calling                        [`crate::identity`]
+//! 2. route     canonical path, first matching rule,
+//!              the rule's scope admits the caller    [`crate::route`]
+//! 3. limits    the caller's bucket and quota         (SPEC 6, next to come)
+//! 4. rewrite   ids into the caller's namespace       (SPEC 4.1, next to come)
+//! 5. forward   header hygiene, pooled upstream call  [`crate::forward`], [`crate::hygiene`]
+//! 6. respond   response hygiene                      [`crate::hygiene`]
+//! 7. meter     2xx units to the caller's usage       (SPEC 8, next to come)
+//!
+//! Any stage may refuse with a [`Refusal`]; a refusal ends the walk before the
+//! upstream is touched and becomes the JSON error of SPEC 7.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::{HeaderValue, Request, Response, Uri};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+
+use crate::app::App;
+use crate::audit::AuditRecord;
+use crate::body::{IdleTimeout, ProxyBody};
+use crate::config::Config;
+use crate::forward::Outgoing;
+use crate::hygiene::{self, REQUEST_ID};
+use crate::refusal::Refusal;
+use crate::route::{self, Admitted};
+
+/// The scheme clients use to reach the proxy listener.
+const LISTENER_SCHEME: &str = "http";
+
+pub async fn handle(
+    app: Arc<App>,
+    request: Request<Incoming>,
+    peer: SocketAddr,
+) -> Response<ProxyBody> {
+    let started = Instant::now();
+    let snapshot = app.snapshot();
+    let request_id = hygiene::request_id(request.headers());
+    let mut audit = AuditRecord::new(request_id.clone(), request.method().clone());
+    let walked = walk(
+        &app,
+        &snapshot.config,
+        request,
+        peer,
+        &request_id,
+        &mut audit,
+    )
+    .await;
+    let mut response = walked.unwrap_or_else(|refusal| {
+        audit.reason = Some(refusal.code());
+        refusal.to_response()
+    });
+    response.headers_mut().insert(REQUEST_ID, request_id);
+    audit.emit(response.status(), started.elapsed());
+    response
+}
+
+async fn walk(
+    app: &App,
+    config: &Config,
+    request: Request<Incoming>,
+    peer: SocketAddr,
+    request_id: &HeaderValue,
+    audit: &mut AuditRecord,
+) -> Result<Response<ProxyBody>, Refusal> {
+    let (parts, body) = request.into_parts();
+
+    // 1. identity
+    let tenant = config
+        .identity
+        .read(&parts.headers)
+        .map_err(Refusal::InvalidTenant)?;
+    audit.tenant = tenant.as_ref().map(ToString::to_string);
+
+    // 2. route
+    let admitted = route::admit(
+        config,
+        &parts.method,
+        parts.uri.path(),
+        &parts.headers,
+        tenant,
+    )?;
+    audit.route = Some(admitted.route.name.clone());
+
+    // 5. forward
+    let outgoing = Outgoing {
+        uri: upstream_uri(config, &admitted, &parts.uri)?,
+        headers: upstream_headers(config, &admitted, parts.headers, peer, request_id),
+        method: parts.method,
+        body: IdleTimeout::new(body, config.upstream.body_timeout).boxed_unsync(),
+    };
+    let mut response = app.upstream.send(&config.upstream, outgoing).await?;
+    audit.upstream_status = Some(response.status().as_u16());
+
+    // 6. respond
+    hygiene::clean_response(response.headers_mut());
+    Ok(response)
+}
+
+/// The canonical path, re-encoded, under the upstream's base path; the query as sent.
+fn upstream_uri(config: &Config, admitted: &Admitted, original: &Uri) -> Result<Uri, Refusal> {
+    let upstream = &config.upstream;
+    let mut target = upstream.base_path.clone();
+    target.push_str(&admitted.path.encode());
+    if let Some(query) = original.query() {
+        target.push('?');
+        target.push_str(query);
+    }
+    Uri::builder()
+        .scheme(upstream.origin.clone())
+        .authority(upstream.authority.clone())
+        .path_and_query(target)
+        .build()
+        .map_err(|_| Refusal::BadPath(route::canonical::BadPath::BadEscape))
+}
+
+/// The client's headers after hygiene, then forwarding headers, then the config's own:
+/// `[upstream] set_headers`, the route's `set_headers`, the tenant's `upstream_headers`
+/// (most specific last, so a per-tenant key wins).
+fn upstream_headers(
+    config: &Config,
+    admitted: &Admitted,
+    incoming: http::HeaderMap,
+    peer: SocketAddr,
+    request_id: &HeaderValue,
+) -> http::HeaderMap {
+    let mut headers = config.strip.clean(incoming);
+    hygiene::add_forwarding(&mut headers, peer, LISTENER_SCHEME);
+    headers.insert(REQUEST_ID, request_id.clone());
+    let tenant_headers = admitted
+        .caller
+        .tenant()
+        .and_then(|t| config.tenant(t.as_str()))
+        .map(|t| t.upstream_headers.as_slice())
+        .unwrap_or_default();
+    let configured = config
+        .upstream
+        .set_headers
+        .iter()
+        .chain(&admitted.route.set_headers)
+        .chain(tenant_headers);
+    for (name, value) in configured {
+        headers.insert(name.clone(), value.clone());
+    }
+    headers
+}

@@ -1,0 +1,89 @@
+//! Every refusal tenantgate decides, mapped to its HTTP status, its SPEC code and a
+//! sentence that names the fix. This is the only place that mapping lives.
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Response, StatusCode};
+
+use crate::body::{self, ProxyBody};
+use crate::identity::InvalidTenant;
+use crate::route::canonical::BadPath;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("this route is per-user: send the end-user's id in the {header} header")]
+    TenantRequired { header: String },
+    #[error("the tenant id is not acceptable: {0}")]
+    InvalidTenant(InvalidTenant),
+    #[error("the request path is not canonical: {0}; send a plain path without dot segments, empty segments or encoded separators")]
+    BadPath(BadPath),
+    #[error("no route allows {method} on this path; routes are deny-by-default, add one to the config if this call is intended")]
+    RouteNotAllowed { method: String },
+    #[error("route {route:?} denies this call on purpose")]
+    RouteDenied { route: String },
+    #[error("this route is privileged: send the privileged token in X-Tenantgate-Token")]
+    PrivilegedRequired,
+    #[error("tenant is blocked by the operator; ask them to set blocked = false for it")]
+    TenantBlocked,
+    #[error("authentication required: {0}")]
+    Unauthenticated(&'static str),
+    #[error("no such admin endpoint; see SPEC section 9 for the list")]
+    AdminNotFound,
+    #[error(
+        "the upstream could not be reached; check [upstream] url and that the backend is running"
+    )]
+    UpstreamUnavailable,
+    #[error("the upstream did not answer within [upstream] timeout")]
+    UpstreamTimeout,
+}
+
+impl Refusal {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::TenantRequired { .. } | Self::InvalidTenant(_) | Self::BadPath(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            Self::AdminNotFound => StatusCode::NOT_FOUND,
+            Self::RouteNotAllowed { .. }
+            | Self::RouteDenied { .. }
+            | Self::PrivilegedRequired
+            | Self::TenantBlocked => StatusCode::FORBIDDEN,
+            Self::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
+            Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    /// The stable machine-readable code of SPEC section 7.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::TenantRequired { .. } => "tenant_required",
+            Self::InvalidTenant(_) => "invalid_tenant",
+            Self::BadPath(_) => "bad_path",
+            Self::RouteNotAllowed { .. } | Self::RouteDenied { .. } => "route_not_allowed",
+            Self::PrivilegedRequired => "privileged_required",
+            Self::TenantBlocked => "tenant_blocked",
+            Self::Unauthenticated(_) => "unauthenticated",
+            Self::AdminNotFound => "not_found",
+            Self::UpstreamUnavailable => "upstream_unavailable",
+            Self::UpstreamTimeout => "upstream_timeout",
+        }
+    }
+
+    pub fn to_response(&self) -> Response<ProxyBody> {
+        let payload = serde_json::json!({
+            "error": { "code": self.code(), "message": self.to_string() }
+        });
+        let mut response = Response::new(body::full(Bytes::from(payload.to_string())));
+        *response.status_mut() = self.status();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        if let Self::Unauthenticated(_) = self {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
