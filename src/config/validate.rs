@@ -72,7 +72,7 @@ pub fn compile(file: &model::File) -> Result<Config, Vec<(KeyPath, String)>> {
             None
         }
     };
-    if file.admin.addr == file.listen.addr {
+    if file.admin.addr == file.listen.addr && file.listen.addr.port() != 0 {
         errors.add(
             vec![key("admin"), key("addr")],
             "the admin listener needs its own address, not [listen] addr",
