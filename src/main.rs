@@ -192,6 +192,7 @@ fn init_logging(level: &str) {
         .with_writer(std::io::stdout)
         .with_filter(EnvFilter::new(format!("{}=info", audit::TARGET)));
     let diagnostics = fmt::layer()
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .with_filter(EnvFilter::new(format!("{level},{}=off", audit::TARGET)));
     tracing_subscriber::registry()

@@ -1,14 +1,16 @@
 //! The corridor every proxied request walks, stage by stage, in order. Read this file
 //! first: each stage is one call into its own module, and data only flows forward.
 //!
-//! 1. identity  who is calling                        [`crate::identity`]
+//! ```text
+//! 1. identity  who is calling                           identity.rs
 //! 2. route     canonical path, first matching rule,
-//!              the rule's scope admits the caller    [`crate::route`]
-//! 3. limits    the caller's bucket and quota         (SPEC 6, next to come)
-//! 4. rewrite   ids into the caller's namespace       (SPEC 4.1, next to come)
-//! 5. forward   header hygiene, pooled upstream call  [`crate::forward`], [`crate::hygiene`]
-//! 6. respond   response hygiene                      [`crate::hygiene`]
-//! 7. meter     2xx units to the caller's usage       (SPEC 8, next to come)
+//!              the rule's scope admits the caller       route/
+//! 3. limits    the caller's bucket and quota            (SPEC 6, slots in here)
+//! 4. rewrite   ids into the caller's namespace          (SPEC 4.1, slots in here)
+//! 5. forward   header hygiene, pooled upstream call     hygiene.rs, forward.rs
+//! 6. respond   response hygiene                         hygiene.rs
+//! 7. meter     2xx units to the caller's usage          (SPEC 8, slots in here)
+//! ```
 //!
 //! Any stage may refuse with a [`Refusal`]; a refusal ends the walk before the
 //! upstream is touched and becomes the JSON error of SPEC 7.

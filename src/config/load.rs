@@ -92,10 +92,15 @@ pub fn load_str(
     let mut file: model::File = serde_path_to_error::deserialize(value).map_err(|e| {
         let mut path = serde_path(e.path());
         let message = e.inner().message().to_owned();
-        if let Some(field) = unknown_field(&message) {
-            path.push(Seg::Key(field));
+        match unknown_field(&message) {
+            Some(field) => {
+                if path.last() != Some(&Seg::Key(field.clone())) {
+                    path.push(Seg::Key(field));
+                }
+                source.error_at(locate(source.doc.as_table(), &path, Target::Key), message)
+            }
+            None => source.error(&path, message),
         }
-        source.error(&path, message)
     })?;
     overrides.apply(&mut file);
 
@@ -140,7 +145,7 @@ impl<'a> Source<'a> {
     }
 
     fn error(&self, path: &[Seg], message: impl Into<String>) -> ConfigErrors {
-        self.error_at(locate(self.doc.as_table(), path), message)
+        self.error_at(locate(self.doc.as_table(), path, Target::Value), message)
     }
 
     fn error_at(&self, span: Option<Range<usize>>, message: impl Into<String>) -> ConfigErrors {
@@ -154,8 +159,15 @@ impl<'a> Source<'a> {
     }
 }
 
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Target {
+    Value,
+    /// The key of the last segment, for errors about the key itself.
+    Key,
+}
+
 /// The span of the deepest node of `path` that the file actually contains.
-fn locate(root: &Table, path: &[Seg]) -> Option<Range<usize>> {
+fn locate(root: &Table, path: &[Seg], target: Target) -> Option<Range<usize>> {
     enum Node<'n> {
         Item(&'n Item),
         Table(&'n Table),
@@ -163,7 +175,19 @@ fn locate(root: &Table, path: &[Seg]) -> Option<Range<usize>> {
     }
     let mut node = Node::Table(root);
     let mut best = None;
-    for seg in path {
+    for (depth, seg) in path.iter().enumerate() {
+        if target == Target::Key && depth + 1 == path.len() {
+            if let Seg::Key(k) = seg {
+                let key = match node {
+                    Node::Table(t) => t.key(k),
+                    Node::Item(Item::Table(t)) => t.key(k),
+                    Node::Item(Item::Value(Value::InlineTable(t)))
+                    | Node::Value(Value::InlineTable(t)) => t.key(k),
+                    _ => None,
+                };
+                return key.and_then(|k| k.span()).or(best);
+            }
+        }
         let next = match (&node, seg) {
             (Node::Table(t), Seg::Key(k)) => t.get(k).map(Node::Item),
             (Node::Item(Item::Table(t)), Seg::Key(k)) => t.get(k).map(Node::Item),

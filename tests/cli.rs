@@ -1,0 +1,256 @@
+//! The command line as a user meets it: `check` messages and exit codes, and a real
+//! `tenantgate run` process driven by signals, sent by pid.
+
+mod common;
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::{Upstream, PATIENCE};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_tenantgate");
+
+fn write(dir: &Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+async fn tenantgate(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .env_remove("TENANTGATE_CONFIG")
+        .output()
+        .await
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn check_reports_errors_as_file_line_col_and_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        ("syntax.toml", "[upstream]\nurl = \"http://127.0.0.1:1\"\nx = [\n", ":4:1: "),
+        ("duration.toml", "[upstream]\nurl = \"http://127.0.0.1:1\"\ntimeout = \"soon\"\n", ":3:11: invalid duration \"soon\""),
+        ("unknown.toml", "[upstream]\nurl = \"http://127.0.0.1:1\"\nretry = 2\n", ":3:1: unknown field `retry`"),
+        ("env.toml", "[upstream]\nurl = \"http://127.0.0.1:1\"\nset_headers = { Authorization = \"Bearer ${TG_TEST_UNSET}\" }\n", ":3:33: environment variable TG_TEST_UNSET is not set"),
+        ("route.toml", "[upstream]\nurl = \"http://127.0.0.1:1\"\n[[route]]\nmatch = \"GET /a\"\nscope = \"tenant\"\n[[route]]\nmatch = \"GET /a/%2e%2e/b\"\nscope = \"tenant\"\n", ":7:9: path template \"/a/%2e%2e/b\" is not a canonical path"),
+        ("method.toml", "[upstream]\nurl = \"http://127.0.0.1:1\"\n[[route]]\nmatch = \"get /a\"\nscope = \"shared\"\n", ":4:9: method \"get\" is not an upper-case method name"),
+        ("scope.toml", "[upstream]\nurl = \"http://127.0.0.1:1\"\n[[route]]\nmatch = \"GET /a\"\nscope = \"public\"\n", ":5:9: unknown variant `public`"),
+        ("trust.toml", "[listen]\naddr = \"0.0.0.0:8080\"\n[upstream]\nurl = \"http://127.0.0.1:1\"\n", ":2:8: header mode trusts X-Tenant-Id from anyone"),
+        ("priv.toml", "[upstream]\nurl = \"http://127.0.0.1:1\"\n[[route]]\nmatch = \"POST /p\"\nscope = \"privileged\"\n", ":5:9: a privileged route needs [tenant] privileged_token"),
+        ("tenant.toml", "[upstream]\nurl = \"http://127.0.0.1:1\"\n[tenants.\"a,b\"]\nblocked = true\n", ":3:1: [tenants.\"a,b\"] is not a valid tenant id"),
+        ("missing.toml", "[listen]\naddr = \"127.0.0.1:1\"\n", "missing field `upstream`"),
+    ];
+    for (name, text, expected) in cases {
+        let path = write(dir.path(), name, text);
+        let (code, _, stderr) = tenantgate(&["check", "--config", &path]).await;
+        assert_eq!(code, 1, "{name}: {stderr}");
+        assert!(stderr.starts_with(&path), "{name}: {stderr}");
+        assert!(
+            stderr.contains(expected),
+            "{name}: expected {expected:?} in {stderr:?}"
+        );
+    }
+    let (code, _, stderr) =
+        tenantgate(&["check", "--config", "/nonexistent/tenantgate.toml"]).await;
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("/nonexistent/tenantgate.toml:1:1: cannot read"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn check_summarises_and_warns_about_shadowed_routes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        dir.path(),
+        "ok.toml",
+        "[upstream]\nurl = \"http://127.0.0.1:1\"\n[[route]]\nname = \"all\"\nmatch = \"* /v1/{*rest}\"\nscope = \"shared\"\n[[route]]\nname = \"late\"\nmatch = \"GET /v1/x\"\nscope = \"tenant\"\n",
+    );
+    let (code, stdout, stderr) = tenantgate(&["check", "--config", &path]).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("header mode"), "{stdout}");
+    assert!(stdout.contains("routes    2"), "{stdout}");
+    assert!(
+        stdout.contains("warning: route \"late\" can never match: the earlier route \"all\""),
+        "{stdout}"
+    );
+}
+
+#[tokio::test]
+async fn version_and_usage_errors_have_their_exit_codes() {
+    let (code, stdout, _) = tenantgate(&["--version"]).await;
+    assert_eq!(code, 0);
+    assert!(stdout.starts_with("tenantgate "));
+    assert_eq!(tenantgate(&["frobnicate"]).await.0, 1);
+    assert_eq!(
+        tenantgate(&["run", "--listen", "not-an-address"]).await.0,
+        1
+    );
+}
+
+#[tokio::test]
+async fn run_exits_2_when_it_cannot_bind() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        dir.path(),
+        "c.toml",
+        "[upstream]\nurl = \"http://127.0.0.1:1\"\n",
+    );
+    let listen = taken.local_addr().unwrap().to_string();
+    let (code, _, stderr) = tenantgate(&[
+        "run",
+        "--config",
+        &path,
+        "--listen",
+        &listen,
+        "--admin-listen",
+        "127.0.0.1:0",
+    ])
+    .await;
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("cannot listen on"), "{stderr}");
+}
+
+#[tokio::test]
+async fn run_serves_audits_reloads_on_sighup_and_exits_0_on_sigterm() {
+    let upstream = Upstream::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let base = format!(
+        "[upstream]\nurl = \"{}\"\n[[route]]\nmatch = \"GET /v1/a\"\nscope = \"tenant\"\n",
+        upstream.url()
+    );
+    let path = write(dir.path(), "tenantgate.toml", &base);
+    let mut child = Command::new(BIN)
+        .args([
+            "run",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
+        .env("TENANTGATE_CONFIG", &path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let pid = child.id().unwrap().to_string();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+    let proxy_addr = tokio::time::timeout(PATIENCE, async {
+        loop {
+            let line = stderr
+                .next_line()
+                .await
+                .unwrap()
+                .expect("tenantgate is serving");
+            if let Some(at) = line.find("proxy_addr=") {
+                let addr = line[at + 11..].split_whitespace().next().unwrap();
+                return addr.parse::<std::net::SocketAddr>().unwrap();
+            }
+        }
+    })
+    .await
+    .unwrap();
+
+    let ok = common::raw(
+        proxy_addr,
+        &common::request_bytes(
+            "GET",
+            "/v1/a",
+            &["X-Tenant-Id: alice", "X-Request-Id: audit-1"],
+            b"",
+        ),
+    )
+    .await;
+    assert_eq!(ok.status, 200);
+    let refused = common::raw(
+        proxy_addr,
+        &common::request_bytes("GET", "/v1/b", &["X-Tenant-Id: alice"], b""),
+    )
+    .await;
+    refused.assert_refusal(403, "route_not_allowed");
+
+    // SIGHUP: a new route appears; an invalid file changes nothing.
+    std::fs::write(
+        &path,
+        format!("{base}[[route]]\nmatch = \"GET /v1/b\"\nscope = \"tenant\"\n"),
+    )
+    .unwrap();
+    signal(&pid, "-HUP").await;
+    let mut reloaded = false;
+    for _ in 0..100 {
+        let r = common::raw(
+            proxy_addr,
+            &common::request_bytes("GET", "/v1/b", &["X-Tenant-Id: alice"], b""),
+        )
+        .await;
+        if r.status == 200 {
+            reloaded = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(reloaded, "SIGHUP applied the new route");
+    std::fs::write(&path, "this is not toml").unwrap();
+    signal(&pid, "-HUP").await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let still = common::raw(
+        proxy_addr,
+        &common::request_bytes("GET", "/v1/b", &["X-Tenant-Id: alice"], b""),
+    )
+    .await;
+    assert_eq!(
+        still.status, 200,
+        "an invalid file keeps the old config serving"
+    );
+
+    signal(&pid, "-TERM").await;
+    let status = tokio::time::timeout(PATIENCE, child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+
+    let mut stdout = String::new();
+    tokio::io::AsyncReadExt::read_to_string(child.stdout.as_mut().unwrap(), &mut stdout)
+        .await
+        .unwrap();
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let first = &lines[0];
+    assert_eq!(first["request_id"], "audit-1");
+    assert_eq!(first["tenant"], "alice");
+    assert_eq!(first["route"], "GET /v1/a");
+    assert_eq!(first["method"], "GET");
+    assert_eq!(first["decision"], "forwarded");
+    assert_eq!(first["status"], 200);
+    assert_eq!(first["upstream_status"], 200);
+    assert!(first["latency_ms"].as_f64().is_some() && first["timestamp"].is_string());
+    let second = &lines[1];
+    assert_eq!(second["decision"], "refused");
+    assert_eq!(second["reason"], "route_not_allowed");
+    assert_eq!(second["status"], 403);
+    assert!(second.get("upstream_status").is_none());
+}
+
+async fn signal(pid: &str, which: &str) {
+    let status = Command::new("kill")
+        .args([which, pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(status.success());
+}
