@@ -24,6 +24,8 @@ pub enum InvalidTenant {
     Comma,
     #[error("it does not match the configured [tenant] pattern")]
     Pattern,
+    #[error("its encoded form is longer than [tenant] max_encoded")]
+    EncodedTooLong,
     #[error("the identity header arrived more than once; send it exactly once")]
     Repeated,
     #[error("a look-alike of the identity header (another spelling, or `_` for `-`) was sent; use the exact header name")]

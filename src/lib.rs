@@ -12,6 +12,7 @@ pub mod forward;
 pub mod hygiene;
 pub mod identity;
 pub mod listen;
+pub mod namespace;
 pub mod pipeline;
 pub mod refusal;
 pub mod route;
