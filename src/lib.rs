@@ -15,6 +15,7 @@ pub mod listen;
 pub mod namespace;
 pub mod pipeline;
 pub mod refusal;
+pub mod rewrite;
 pub mod route;
 pub mod secret;
 pub mod server;

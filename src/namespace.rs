@@ -49,7 +49,10 @@ pub fn decode_tenant(encoded: &str) -> Option<String> {
             return None;
         }
         let hex = bytes.get(i + 1..i + 3)?;
-        if !hex.iter().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b)) {
+        if !hex
+            .iter()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b))
+        {
             return None;
         }
         let value = u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?;
@@ -65,9 +68,10 @@ pub fn decode_tenant(encoded: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Unscoped {
+    #[default]
     Reject,
     Main,
 }
@@ -91,9 +95,14 @@ pub struct Namespaces {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Classified<'s> {
     /// Exactly a tenant's root.
-    Root { tenant: String },
+    Root {
+        tenant: String,
+    },
     /// `{root}{separator}{id}` of a tenant.
-    Namespaced { tenant: String, id: &'s str },
+    Namespaced {
+        tenant: String,
+        id: &'s str,
+    },
     Other,
 }
 
@@ -112,8 +121,9 @@ impl Namespaces {
             return Err("namespace must contain {tenant} exactly once".to_owned());
         }
         let safe = |text: &str| {
-            text.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'~' | b':' | b'@' | b'-'))
+            text.bytes().all(|b| {
+                b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'~' | b':' | b'@' | b'-')
+            })
         };
         if !safe(prefix) || !safe(suffix) || !safe(separator) {
             return Err("namespace and separator may use only A-Z, a-z, 0-9 and _ . ~ : @ - (they land in paths, queries and headers)".to_owned());
@@ -124,7 +134,10 @@ impl Namespaces {
             ));
         }
         let tail = format!("{suffix}{separator}");
-        let tail_break = tail.bytes().position(|b| !in_alphabet(b)).unwrap_or(tail.len());
+        let tail_break = tail
+            .bytes()
+            .position(|b| !in_alphabet(b))
+            .unwrap_or(tail.len());
         let namespaces = Self {
             prefix: prefix.to_owned(),
             suffix: suffix.to_owned(),
@@ -185,12 +198,18 @@ impl Namespaces {
                 }
             }
         }
-        let boundary = rest.bytes().position(|b| !in_alphabet(b)).unwrap_or(rest.len());
+        let boundary = rest
+            .bytes()
+            .position(|b| !in_alphabet(b))
+            .unwrap_or(rest.len());
         let Some(end) = boundary.checked_sub(self.tail_break) else {
             return Classified::Other;
         };
         let (encoded, after) = rest.split_at(end);
-        match (after.strip_prefix(self.tail.as_str()), decode_tenant(encoded)) {
+        match (
+            after.strip_prefix(self.tail.as_str()),
+            decode_tenant(encoded),
+        ) {
             (Some(id), Some(tenant)) => Classified::Namespaced { tenant, id },
             _ => Classified::Other,
         }
@@ -215,7 +234,11 @@ mod tests {
         assert_eq!(decode_tenant("-41lice").as_deref(), Some("Alice"));
         assert_eq!(decode_tenant("-61"), None, "non-canonical");
         assert_eq!(decode_tenant("-4"), None);
-        assert_eq!(decode_tenant("-4F"), None, "upper-case hex is not canonical");
+        assert_eq!(
+            decode_tenant("-4F"),
+            None,
+            "upper-case hex is not canonical"
+        );
         assert_eq!(decode_tenant("-ff"), None, "not UTF-8");
     }
 
@@ -225,19 +248,39 @@ mod tests {
         let alice = TenantId::parse("alice", None).unwrap();
         let root = ns.root(&alice).unwrap();
         assert_eq!(root, "u_alice");
-        assert_eq!(ns.classify("u_alice"), Classified::Root { tenant: "alice".into() });
+        assert_eq!(
+            ns.classify("u_alice"),
+            Classified::Root {
+                tenant: "alice".into()
+            }
+        );
         assert_eq!(
             ns.classify("u_alice__s1__x"),
-            Classified::Namespaced { tenant: "alice".into(), id: "s1__x" }
+            Classified::Namespaced {
+                tenant: "alice".into(),
+                id: "s1__x"
+            }
         );
         let tricky = TenantId::parse("u_bob__x", None).unwrap();
         let tricky_root = ns.root(&tricky).unwrap();
         assert_eq!(tricky_root, "u_u-5fbob-5f-5fx");
         assert_eq!(
             ns.classify(&ns.namespaced(&tricky_root, "y")),
-            Classified::Namespaced { tenant: "u_bob__x".into(), id: "y" }
+            Classified::Namespaced {
+                tenant: "u_bob__x".into(),
+                id: "y"
+            }
         );
-        for other in ["U_bob__x", "u-bob", "xu_bob__x", "see u_bob__x", "u_", "u___x", "main", "u_-61__x"] {
+        for other in [
+            "U_bob__x",
+            "u-bob",
+            "xu_bob__x",
+            "see u_bob__x",
+            "u_",
+            "u___x",
+            "main",
+            "u_-61__x",
+        ] {
             assert_eq!(ns.classify(other), Classified::Other, "{other}");
         }
     }

@@ -6,7 +6,7 @@
 //! 2. route     canonical path, first matching rule,
 //!              the rule's scope admits the caller       route/
 //! 3. limits    the caller's bucket and quota            (SPEC 6, slots in here)
-//! 4. rewrite   ids into the caller's namespace          (SPEC 4.1, slots in here)
+//! 4. rewrite   ids into the caller's namespace          rewrite/, namespace.rs
 //! 5. forward   header hygiene, pooled upstream call     hygiene.rs, forward.rs
 //! 6. respond   response hygiene                         hygiene.rs
 //! 7. meter     2xx units to the caller's usage          (SPEC 8, slots in here)
@@ -19,6 +19,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use http::header::CONTENT_LENGTH;
+use http::request::Parts;
 use http::{HeaderValue, Request, Response, Uri};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -29,7 +31,10 @@ use crate::body::{IdleTimeout, ProxyBody};
 use crate::config::Config;
 use crate::forward::Outgoing;
 use crate::hygiene::{self, REQUEST_ID};
+use crate::identity::TenantId;
 use crate::refusal::Refusal;
+use crate::rewrite;
+use crate::route::canonical::CanonicalPath;
 use crate::route::{self, Admitted};
 
 /// The scheme clients use to reach the proxy listener.
@@ -71,12 +76,10 @@ async fn walk(
     audit: &mut AuditRecord,
 ) -> Result<Response<ProxyBody>, Refusal> {
     let (parts, body) = request.into_parts();
+    let body = IdleTimeout::new(body, config.upstream.body_timeout).boxed_unsync();
 
     // 1. identity
-    let tenant = config
-        .identity
-        .read(&parts.headers)
-        .map_err(Refusal::InvalidTenant)?;
+    let tenant = identify(config, &parts)?;
     audit.tenant = tenant.as_ref().map(ToString::to_string);
 
     // 2. route
@@ -89,13 +92,10 @@ async fn walk(
     )?;
     audit.route = Some(admitted.route.name.clone());
 
+    // 4. rewrite, then header hygiene
+    let outgoing = rewrite(config, admitted, parts, body, peer, request_id).await?;
+
     // 5. forward
-    let outgoing = Outgoing {
-        uri: upstream_uri(config, &admitted, &parts.uri)?,
-        headers: upstream_headers(config, &admitted, parts.headers, peer, request_id),
-        method: parts.method,
-        body: IdleTimeout::new(body, config.upstream.body_timeout).boxed_unsync(),
-    };
     let mut response = app.upstream.send(&config.upstream, outgoing).await?;
     audit.upstream_status = Some(response.status().as_u16());
 
@@ -104,12 +104,89 @@ async fn walk(
     Ok(response)
 }
 
-/// The canonical path, re-encoded, under the upstream's base path; the query as sent.
-fn upstream_uri(config: &Config, admitted: &Admitted, original: &Uri) -> Result<Uri, Refusal> {
+fn identify(config: &Config, parts: &Parts) -> Result<Option<TenantId>, Refusal> {
+    config
+        .identity
+        .read(&parts.headers)
+        .map_err(Refusal::InvalidTenant)
+}
+
+/// Stage 4 and the request's final form: rewritten path, query, headers and body,
+/// after hygiene, as the upstream will receive it.
+async fn rewrite(
+    config: &Config,
+    admitted: Admitted<'_>,
+    parts: Parts,
+    body: ProxyBody,
+    peer: SocketAddr,
+    request_id: &HeaderValue,
+) -> Result<Outgoing, Refusal> {
+    let tenant_headers = admitted
+        .caller
+        .tenant()
+        .and_then(|t| config.tenant(t.as_str()))
+        .map(|t| t.upstream_headers.as_slice())
+        .unwrap_or_default();
+    let rewritten =
+        rewrite::request(config, admitted, parts.uri.query(), &parts.headers, body).await?;
+    let uri = upstream_uri(config, &rewritten.path, rewritten.query.as_deref())?;
+
+    let mut headers = config.strip.clean(parts.headers);
+    hygiene::add_forwarding(&mut headers, peer, LISTENER_SCHEME);
+    headers.insert(REQUEST_ID, request_id.clone());
+    // Most specific last, so a per-tenant key wins.
+    let configured = config
+        .upstream
+        .set_headers
+        .iter()
+        .chain(&rewritten.headers)
+        .chain(tenant_headers);
+    for (name, value) in configured {
+        headers.insert(name.clone(), value.clone());
+    }
+    if let Some(len) = rewritten.content_length {
+        headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
+    }
+    Ok(Outgoing {
+        method: parts.method,
+        uri,
+        headers,
+        body: rewritten.body,
+    })
+}
+
+/// `tenantgate explain`: stages 1, 2 and 4 on a synthetic request, through the same
+/// functions as the proxy. Returns the matched route's name and the upstream request.
+pub async fn dry_run(
+    config: &Config,
+    request: Request<ProxyBody>,
+) -> Result<(String, Outgoing), Refusal> {
+    let (parts, body) = request.into_parts();
+    let tenant = identify(config, &parts)?;
+    let admitted = route::admit(
+        config,
+        &parts.method,
+        parts.uri.path(),
+        &parts.headers,
+        tenant,
+    )?;
+    let name = admitted.route.name.clone();
+    let peer = SocketAddr::from(([127, 0, 0, 1], 0));
+    let request_id = hygiene::request_id(&parts.headers);
+    let outgoing = rewrite(config, admitted, parts, body, peer, &request_id).await?;
+    Ok((name, outgoing))
+}
+
+/// The canonical path, re-encoded, under the upstream's base path, and the query.
+fn upstream_uri(
+    config: &Config,
+    path: &CanonicalPath,
+    query: Option<&str>,
+) -> Result<Uri, Refusal> {
     let upstream = &config.upstream;
     let mut target = upstream.base_path.clone();
-    target.push_str(&admitted.path.encode());
-    if let Some(query) = original.query() {
+    target.push_str(&path.encode());
+    if let Some(query) = query {
         target.push('?');
         target.push_str(query);
     }
@@ -119,35 +196,4 @@ fn upstream_uri(config: &Config, admitted: &Admitted, original: &Uri) -> Result<
         .path_and_query(target)
         .build()
         .map_err(|_| Refusal::BadPath(route::canonical::BadPath::BadEscape))
-}
-
-/// The client's headers after hygiene, then forwarding headers, then the config's own:
-/// `[upstream] set_headers`, the route's `set_headers`, the tenant's `upstream_headers`
-/// (most specific last, so a per-tenant key wins).
-fn upstream_headers(
-    config: &Config,
-    admitted: &Admitted,
-    incoming: http::HeaderMap,
-    peer: SocketAddr,
-    request_id: &HeaderValue,
-) -> http::HeaderMap {
-    let mut headers = config.strip.clean(incoming);
-    hygiene::add_forwarding(&mut headers, peer, LISTENER_SCHEME);
-    headers.insert(REQUEST_ID, request_id.clone());
-    let tenant_headers = admitted
-        .caller
-        .tenant()
-        .and_then(|t| config.tenant(t.as_str()))
-        .map(|t| t.upstream_headers.as_slice())
-        .unwrap_or_default();
-    let configured = config
-        .upstream
-        .set_headers
-        .iter()
-        .chain(&admitted.route.set_headers)
-        .chain(tenant_headers);
-    for (name, value) in configured {
-        headers.insert(name.clone(), value.clone());
-    }
-    headers
 }

@@ -16,6 +16,16 @@ pub enum Refusal {
     InvalidTenant(InvalidTenant),
     #[error("the request path is not canonical: {0}; send a plain path without dot segments, empty segments or encoded separators")]
     BadPath(BadPath),
+    #[error("the request is refused: {0}")]
+    BadRequest(String),
+    #[error(
+        "the request names another user than the caller; a user may only reach their own data"
+    )]
+    TenantMismatch,
+    #[error("the request body is larger than [limits] max_body")]
+    BodyTooLarge,
+    #[error("unsupported body: {0}")]
+    UnsupportedMediaType(&'static str),
     #[error("no route allows {method} on this path; routes are deny-by-default, add one to the config if this call is intended")]
     RouteNotAllowed { method: String },
     #[error("route {route:?} denies this call on purpose")]
@@ -39,9 +49,13 @@ pub enum Refusal {
 impl Refusal {
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::TenantRequired { .. } | Self::InvalidTenant(_) | Self::BadPath(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            Self::TenantRequired { .. }
+            | Self::InvalidTenant(_)
+            | Self::BadPath(_)
+            | Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::TenantMismatch => StatusCode::FORBIDDEN,
+            Self::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             Self::AdminNotFound => StatusCode::NOT_FOUND,
             Self::RouteNotAllowed { .. }
@@ -59,6 +73,10 @@ impl Refusal {
             Self::TenantRequired { .. } => "tenant_required",
             Self::InvalidTenant(_) => "invalid_tenant",
             Self::BadPath(_) => "bad_path",
+            Self::BadRequest(_) => "bad_request",
+            Self::TenantMismatch => "tenant_mismatch",
+            Self::BodyTooLarge => "body_too_large",
+            Self::UnsupportedMediaType(_) => "unsupported_media_type",
             Self::RouteNotAllowed { .. } | Self::RouteDenied { .. } => "route_not_allowed",
             Self::PrivilegedRequired => "privileged_required",
             Self::TenantBlocked => "tenant_blocked",

@@ -44,7 +44,14 @@ fn namespaces() -> impl Strategy<Value = Namespaces> {
         "[a-z0-9-]{0,2}[A-Z_.~:@][a-zA-Z0-9_.~:@-]{0,2}",
     ];
     (safe, safe, separator).prop_filter_map("accepted by check", |(prefix, suffix, separator)| {
-        Namespaces::new(&format!("{prefix}{{tenant}}{suffix}"), &separator, None, Unscoped::Reject, "main~").ok()
+        Namespaces::new(
+            &format!("{prefix}{{tenant}}{suffix}"),
+            &separator,
+            None,
+            Unscoped::Reject,
+            "main~",
+        )
+        .ok()
     })
 }
 

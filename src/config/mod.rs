@@ -16,6 +16,7 @@ pub use load::{load_file, load_str, process_env, ConfigError, ConfigErrors};
 
 use crate::hygiene::StripSet;
 use crate::identity::IdentitySettings;
+use crate::namespace::Namespaces;
 use crate::route::table::RouteTable;
 use crate::secret::Secret;
 
@@ -42,6 +43,9 @@ pub struct Config {
     pub routes: RouteTable,
     pub tenants: HashMap<String, TenantPolicy>,
     pub privileged_token: Option<Secret>,
+    pub namespaces: Namespaces,
+    /// `[limits] max_body`: the largest request body a rewrite may buffer.
+    pub max_body: usize,
     pub admin: AdminSettings,
     pub log_level: String,
     /// Client headers removed before forwarding (SPEC 5), fixed per snapshot.

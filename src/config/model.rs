@@ -23,6 +23,8 @@ pub struct File {
     #[serde(default)]
     pub tenants: BTreeMap<String, TenantSettings>,
     #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
     pub admin: Admin,
     #[serde(default)]
     pub log: Log,
@@ -117,12 +119,45 @@ impl Default for Identity {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct Tenant {
     /// A regex every tenant id must match in full, narrowing SPEC 2's rules.
     pub pattern: Option<String>,
     pub privileged_token: Option<String>,
+    pub namespace: String,
+    pub separator: String,
+    pub max_encoded: Option<usize>,
+    pub unscoped: crate::namespace::Unscoped,
+    pub main_namespace: String,
+}
+
+impl Default for Tenant {
+    fn default() -> Self {
+        Self {
+            pattern: None,
+            privileged_token: None,
+            namespace: "u_{tenant}".to_owned(),
+            separator: "__".to_owned(),
+            max_encoded: None,
+            unscoped: crate::namespace::Unscoped::Reject,
+            main_namespace: "main".to_owned(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    pub max_body: Size,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_body: Size(8 * 1024 * 1024),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -143,6 +178,31 @@ pub struct Route {
     pub scope: Scope,
     #[serde(default)]
     pub set_headers: BTreeMap<String, String>,
+    #[serde(default)]
+    pub rewrite: Rewrite,
+}
+
+/// `[route.rewrite]`: location -> mode, per SPEC 4.1.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rewrite {
+    #[serde(default)]
+    pub path: BTreeMap<String, String>,
+    #[serde(default)]
+    pub query: BTreeMap<String, String>,
+    #[serde(default)]
+    pub json: BTreeMap<String, String>,
+    #[serde(default)]
+    pub header: BTreeMap<String, String>,
+}
+
+impl Rewrite {
+    pub fn is_empty(&self) -> bool {
+        self.path.is_empty()
+            && self.query.is_empty()
+            && self.json.is_empty()
+            && self.header.is_empty()
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -11,6 +11,11 @@ use super::model::{self, IdentityMode, Scope};
 use super::{AdminSettings, Config, HeaderList, ListenSettings, TenantPolicy, UpstreamSettings};
 use crate::hygiene::StripSet;
 use crate::identity::{IdentitySettings, TenantId};
+use crate::namespace::Namespaces;
+use crate::rewrite::json::JsonRule;
+use crate::rewrite::pointer::Pointer;
+use crate::rewrite::template::ValueTemplate;
+use crate::rewrite::{Location, Mode, RouteRewrite};
 use crate::route::table::{Route, RouteTable};
 use crate::route::PRIVILEGED_TOKEN_HEADER;
 use crate::secret::Secret;
@@ -34,7 +39,9 @@ pub fn compile(file: &model::File) -> Result<Config, Vec<(KeyPath, String)>> {
     let listen = listen(&file.listen, &mut errors);
     let identity = identity(file, &mut errors);
     let upstream = upstream(&file.upstream, &mut errors);
-    let routes = routes(file, &mut errors, &mut warnings);
+    let routes = routes(file, identity.as_ref(), &mut errors, &mut warnings);
+    let namespaces = namespaces(&file.tenant, &mut errors);
+    let max_body = usize::try_from(file.limits.max_body.0).unwrap_or(usize::MAX);
     let tenants = tenants(file, identity.as_ref(), &mut errors);
 
     let privileged_token = match &file.tenant.privileged_token {
@@ -89,8 +96,14 @@ pub fn compile(file: &model::File) -> Result<Config, Vec<(KeyPath, String)>> {
     }
 
     let configured_names = configured_header_names(file);
-    let (Some(listen), Some(identity), Some(upstream), Some(routes), Some(tenants)) =
-        (listen, identity, upstream, routes, tenants)
+    let (
+        Some(listen),
+        Some(identity),
+        Some(upstream),
+        Some(routes),
+        Some(tenants),
+        Some(namespaces),
+    ) = (listen, identity, upstream, routes, tenants, namespaces)
     else {
         return Err(errors.0);
     };
@@ -110,6 +123,8 @@ pub fn compile(file: &model::File) -> Result<Config, Vec<(KeyPath, String)>> {
         routes,
         tenants,
         privileged_token,
+        namespaces,
+        max_body,
         admin: AdminSettings {
             addr: file.admin.addr,
             token: admin_token,
@@ -257,8 +272,30 @@ fn upstream(model: &model::Upstream, errors: &mut Errors) -> Option<UpstreamSett
     })
 }
 
+fn namespaces(t: &model::Tenant, errors: &mut Errors) -> Option<Namespaces> {
+    Namespaces::new(
+        &t.namespace,
+        &t.separator,
+        t.max_encoded,
+        t.unscoped,
+        &t.main_namespace,
+    )
+    .map_err(|e| {
+        let field = if e.contains("main_namespace") {
+            "main_namespace"
+        } else if e.contains("separator") {
+            "separator"
+        } else {
+            "namespace"
+        };
+        errors.add(vec![key("tenant"), key(field)], e);
+    })
+    .ok()
+}
+
 fn routes(
     file: &model::File,
+    identity: Option<&IdentitySettings>,
     errors: &mut Errors,
     warnings: &mut Vec<String>,
 ) -> Option<RouteTable> {
@@ -272,11 +309,8 @@ fn routes(
                 continue;
             }
         };
-        for value in route.set_headers.values() {
-            if value.contains("{ns}") || value.contains("{tenant}") {
-                errors.add(path("set_headers"), "templates ({ns}, {tenant}) arrive with namespaces and are not supported by this version");
-            }
-        }
+        let at = vec![key("route"), Seg::Index(i)];
+        let rewrite = rewrite_rules(route, &template, identity, at, errors);
         compiled.push(Route {
             name: route
                 .name
@@ -286,7 +320,7 @@ fn routes(
             methods,
             template,
             scope: route.scope,
-            set_headers: headers(&route.set_headers, path("set_headers"), errors),
+            rewrite,
         });
     }
     if compiled.len() != file.routes.len() {
@@ -336,31 +370,125 @@ fn tenants(
     Some(out)
 }
 
+/// Compiles `[route.rewrite]` and the route's `set_headers`, enforcing the SPEC 4.1
+/// table of which mode may stand at which location.
+fn rewrite_rules(
+    route: &model::Route,
+    template: &crate::route::template::Template,
+    identity: Option<&IdentitySettings>,
+    at: KeyPath,
+    errors: &mut Errors,
+) -> RouteRewrite {
+    let path = |parts: &[&str]| {
+        let mut p = at.clone();
+        p.extend(parts.iter().map(|k| key(k)));
+        p
+    };
+    let mut out = RouteRewrite::default();
+    for (name, value) in &route.set_headers {
+        let at = path(&["set_headers", name]);
+        let Some(header) = settable_header(name, at.clone(), errors) else {
+            continue;
+        };
+        match ValueTemplate::parse(value) {
+            Ok(t) => out.set_headers.push((header, t)),
+            Err(e) => errors.add(at, format!("{name}: {e}")),
+        }
+    }
+    let templated = out.set_headers.iter().any(|(_, t)| t.is_templated());
+    if route.scope != Scope::Tenant && (templated || !route.rewrite.is_empty()) {
+        errors.add(
+            path(&["scope"]),
+            "rewrite rules and {ns}/{tenant} templates apply only to tenant routes (a shared route rewrites nothing)",
+        );
+        return out;
+    }
+    let rules = &route.rewrite;
+    for (name, mode) in &rules.path {
+        let at = path(&["rewrite", "path", name]);
+        let Ok(mode) = Mode::parse(mode, Location::Path).map_err(|e| errors.add(at.clone(), e))
+        else {
+            continue;
+        };
+        match template.param_index(name) {
+            Some(index) => out.path.push((index, mode)),
+            None if template.rest_name() == Some(name.as_str()) => errors.add(
+                at,
+                format!("{{*{name}}} is never rewritten; name a single segment"),
+            ),
+            None => errors.add(at, format!("the match template has no {{{name}}} segment")),
+        }
+    }
+    for (name, mode) in &rules.query {
+        let at = path(&["rewrite", "query", name]);
+        if let Ok(mode) = Mode::parse(mode, Location::Query).map_err(|e| errors.add(at, e)) {
+            out.query.push((name.clone(), mode));
+        }
+    }
+    for (pointer, mode) in &rules.json {
+        let at = path(&["rewrite", "json", pointer]);
+        let parsed = Pointer::parse(pointer).map_err(|e| errors.add(at.clone(), e));
+        let mode = Mode::parse(mode, Location::Json).map_err(|e| errors.add(at, e));
+        if let (Ok(pointer), Ok(mode)) = (parsed, mode) {
+            out.json.push(JsonRule { pointer, mode });
+        }
+    }
+    for (name, mode) in &rules.header {
+        let at = path(&["rewrite", "header", name]);
+        let Some(header) = settable_header(name, at.clone(), errors) else {
+            continue;
+        };
+        if identity.is_some_and(|i| i.is_lookalike(header.as_str())) {
+            errors.add(
+                at,
+                "the identity header is never forwarded; rewrite another header",
+            );
+            continue;
+        }
+        if let Ok(mode) = Mode::parse(mode, Location::Header).map_err(|e| errors.add(at, e)) {
+            out.header.push((header, mode));
+        }
+    }
+    out
+}
+
+/// A header name the config may set upstream: not one that frames or routes the request.
+fn settable_header(name: &str, at: KeyPath, errors: &mut Errors) -> Option<HeaderName> {
+    let Ok(header) = HeaderName::from_bytes(name.as_bytes()) else {
+        errors.add(at, format!("{name:?} is not a valid header name"));
+        return None;
+    };
+    let frames = matches!(
+        header.as_str(),
+        "host"
+            | "connection"
+            | "transfer-encoding"
+            | "content-length"
+            | "te"
+            | "upgrade"
+            | "keep-alive"
+            | "trailer"
+    );
+    if frames || crate::hygiene::same_header_loosely(header.as_str(), PRIVILEGED_TOKEN_HEADER) {
+        errors.add(
+            at,
+            format!("{name} cannot be set by the config (it frames or routes the request)"),
+        );
+        return None;
+    }
+    Some(header)
+}
+
 fn headers(map: &BTreeMap<String, String>, path: KeyPath, errors: &mut Errors) -> HeaderList {
     let mut out = Vec::with_capacity(map.len());
     for (name, value) in map {
         let mut at = path.clone();
         at.push(key(name));
-        let Ok(header) = HeaderName::from_bytes(name.as_bytes()) else {
-            errors.add(at, format!("{name:?} is not a valid header name"));
+        let Some(header) = settable_header(name, at.clone(), errors) else {
             continue;
         };
-        if matches!(
-            header.as_str(),
-            "host"
-                | "connection"
-                | "transfer-encoding"
-                | "content-length"
-                | "te"
-                | "upgrade"
-                | "keep-alive"
-                | "trailer"
-        ) || crate::hygiene::same_header_loosely(header.as_str(), PRIVILEGED_TOKEN_HEADER)
-        {
-            errors.add(
-                at,
-                format!("{name} cannot be set by the config (it frames or routes the request)"),
-            );
+        if value.contains("{ns}") || value.contains("{tenant}") {
+            errors.add(at, "templates ({ns}, {tenant}) belong in a tenant route's set_headers, not in credentials shared by every route");
             continue;
         }
         match HeaderValue::from_str(value) {
@@ -376,7 +504,10 @@ fn headers(map: &BTreeMap<String, String>, path: KeyPath, errors: &mut Errors) -
 
 fn configured_header_names(file: &model::File) -> Vec<String> {
     let upstream = file.upstream.set_headers.keys();
-    let routes = file.routes.iter().flat_map(|r| r.set_headers.keys());
+    let routes = file
+        .routes
+        .iter()
+        .flat_map(|r| r.set_headers.keys().chain(r.rewrite.header.keys()));
     let tenants = file
         .tenants
         .values()

@@ -10,7 +10,9 @@ use http::HeaderMap;
 use crate::config::model::Scope;
 use crate::config::Config;
 use crate::identity::TenantId;
+use crate::namespace::Unscoped;
 use crate::refusal::Refusal;
+use crate::rewrite::Namespace;
 use canonical::CanonicalPath;
 use table::Route;
 use template::Captures;
@@ -41,6 +43,8 @@ pub struct Admitted<'c> {
     pub path: CanonicalPath,
     pub captures: Captures,
     pub caller: Caller,
+    /// The namespace a tenant route rewrites into; `None` on other scopes.
+    pub namespace: Option<Namespace>,
 }
 
 pub fn admit<'c>(
@@ -58,23 +62,42 @@ pub fn admit<'c>(
             .ok_or_else(|| Refusal::RouteNotAllowed {
                 method: method.to_string(),
             })?;
-    let caller = match (route.scope, tenant) {
-        (Scope::Deny, _) => {
+    // A tenant whose encoded form is too long is invalid on every route.
+    let root = match &tenant {
+        Some(t) => Some(config.namespaces.root(t).map_err(Refusal::InvalidTenant)?),
+        None => None,
+    };
+    let (caller, namespace) = match (route.scope, tenant, root) {
+        (Scope::Deny, _, _) => {
             return Err(Refusal::RouteDenied {
                 route: route.name.clone(),
             })
         }
-        (Scope::Tenant, None) => {
+        (Scope::Tenant, None, _) if config.namespaces.unscoped == Unscoped::Main => {
+            let main = Namespace {
+                root: config.namespaces.main.clone(),
+                tenant: None,
+            };
+            (Caller::Project, Some(main))
+        }
+        (Scope::Tenant, None, _) => {
             return Err(Refusal::TenantRequired {
                 header: config.identity.header.to_string(),
             })
         }
-        (Scope::Privileged, _) => {
+        (Scope::Privileged, _, _) => {
             require_privileged_token(config, headers)?;
-            Caller::Project
+            (Caller::Project, None)
         }
-        (Scope::Tenant | Scope::Shared, Some(tenant)) => Caller::Tenant(tenant),
-        (Scope::Shared, None) => Caller::Project,
+        (Scope::Tenant, Some(tenant), Some(root)) => {
+            let namespace = Namespace {
+                root,
+                tenant: Some(tenant.to_string()),
+            };
+            (Caller::Tenant(tenant), Some(namespace))
+        }
+        (Scope::Tenant | Scope::Shared, Some(tenant), _) => (Caller::Tenant(tenant), None),
+        (Scope::Shared, None, _) => (Caller::Project, None),
     };
     if let Some(tenant) = caller.tenant() {
         if config.tenant(tenant.as_str()).is_some_and(|t| t.blocked) {
@@ -86,6 +109,7 @@ pub fn admit<'c>(
         path,
         captures,
         caller,
+        namespace,
     })
 }
 

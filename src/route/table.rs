@@ -6,7 +6,7 @@ use http::Method;
 use super::canonical::CanonicalPath;
 use super::template::{Captures, Template};
 use crate::config::model::Scope;
-use crate::config::HeaderList;
+use crate::rewrite::RouteRewrite;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Methods {
@@ -63,7 +63,8 @@ pub struct Route {
     pub methods: Methods,
     pub template: Template,
     pub scope: Scope,
-    pub set_headers: HeaderList,
+    /// Rewrite rules and `set_headers` templates (stage 4).
+    pub rewrite: RouteRewrite,
 }
 
 impl Route {

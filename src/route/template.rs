@@ -115,6 +115,17 @@ impl Template {
         }
     }
 
+    /// The segment index of `{name}`, for rewriting it.
+    pub fn param_index(&self, name: &str) -> Option<usize> {
+        self.segments
+            .iter()
+            .position(|s| matches!(s, Segment::Param(p) if p == name))
+    }
+
+    pub fn rest_name(&self) -> Option<&str> {
+        self.rest.as_deref()
+    }
+
     pub fn param_names(&self) -> impl Iterator<Item = &str> {
         self.segments.iter().filter_map(|s| match s {
             Segment::Param(name) => Some(name.as_str()),

@@ -1,0 +1,442 @@
+//! Rewriting a JSON body by editing the raw text at the rewritten spans: one streaming
+//! pass (jiter) finds the values the rules name, everything else is copied byte for
+//! byte, so numbers, key order, whitespace and escapes are forwarded exactly as sent.
+//!
+//! The same pass refuses duplicate keys in any object (compared after unescaping, so
+//! `"\u0075ser_id"` is `"user_id"`) and nesting deeper than [`MAX_DEPTH`].
+
+use jiter::{Jiter, JiterError, Peek};
+
+use super::pointer::{Pointer, Step};
+use super::{Mode, Target};
+use crate::refusal::Refusal;
+
+pub const MAX_DEPTH: usize = 128;
+
+#[derive(Debug, Clone)]
+pub struct JsonRule {
+    pub pointer: Pointer,
+    pub mode: Mode,
+}
+
+/// A position in one rule's pointer: `steps[step..]` are still to be matched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct State {
+    rule: usize,
+    step: usize,
+}
+
+enum Shape {
+    Object,
+    Array {
+        strings: Option<Vec<(usize, usize, String)>>,
+        empty: bool,
+    },
+    Str {
+        end: usize,
+        value: String,
+    },
+    Scalar,
+}
+
+struct Edit {
+    at: usize,
+    end: usize,
+    text: String,
+}
+
+struct Walker<'a> {
+    data: &'a [u8],
+    rules: &'a [JsonRule],
+    target: &'a Target<'a>,
+    edits: Vec<Edit>,
+}
+
+/// Applies `rules` to `body`: `Ok(None)` when nothing changed.
+pub fn rewrite(
+    body: &[u8],
+    rules: &[JsonRule],
+    target: &Target,
+) -> Result<Option<Vec<u8>>, Refusal> {
+    let mut walker = Walker {
+        data: body,
+        rules,
+        target,
+        edits: Vec::new(),
+    };
+    let mut jiter = Jiter::new(body);
+    let peek = jiter.peek().map_err(|e| invalid(&e))?;
+    let states: Vec<State> = (0..rules.len())
+        .map(|rule| State { rule, step: 0 })
+        .collect();
+    walker.value(&mut jiter, peek, states, 0)?;
+    jiter.finish().map_err(|e| invalid(&e))?;
+    if walker.edits.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(walker.splice()))
+}
+
+fn invalid(error: &JiterError) -> Refusal {
+    Refusal::BadRequest(format!("the body is not valid JSON (byte {})", error.index))
+}
+
+fn json_string(value: &str) -> String {
+    serde_json::Value::from(value).to_string()
+}
+
+impl Walker<'_> {
+    fn closure(&self, mut states: Vec<State>) -> Vec<State> {
+        let mut i = 0;
+        while i < states.len() {
+            let s = states[i];
+            if self.rules[s.rule].pointer.steps.get(s.step) == Some(&Step::AnyDepth) {
+                let next = State {
+                    rule: s.rule,
+                    step: s.step + 1,
+                };
+                if !states.contains(&next) {
+                    states.push(next);
+                }
+            }
+            i += 1;
+        }
+        states
+    }
+
+    fn advance(&self, states: &[State], key: Option<&str>, index: Option<usize>) -> Vec<State> {
+        let mut next = Vec::new();
+        for s in states {
+            let moved = match self.rules[s.rule].pointer.steps.get(s.step) {
+                None => continue,
+                Some(Step::AnyDepth) => *s,
+                Some(Step::Any) => State {
+                    rule: s.rule,
+                    step: s.step + 1,
+                },
+                Some(Step::Key(k)) => {
+                    let hit = key == Some(k.as_str()) || index.is_some_and(|i| k.parse() == Ok(i));
+                    if !hit {
+                        continue;
+                    }
+                    State {
+                        rule: s.rule,
+                        step: s.step + 1,
+                    }
+                }
+            };
+            if !next.contains(&moved) {
+                next.push(moved);
+            }
+        }
+        next
+    }
+
+    fn value(
+        &mut self,
+        j: &mut Jiter,
+        peek: Peek,
+        states: Vec<State>,
+        depth: usize,
+    ) -> Result<Shape, Refusal> {
+        if depth > MAX_DEPTH {
+            return Err(Refusal::BadRequest(format!(
+                "the body nests deeper than {MAX_DEPTH} levels"
+            )));
+        }
+        let start = j.current_index();
+        let states = self.closure(states);
+        let mut matched: Vec<usize> = Vec::new();
+        for s in &states {
+            if s.step == self.rules[s.rule].pointer.steps.len() && !matched.contains(&s.rule) {
+                matched.push(s.rule);
+            }
+        }
+        let wants_strings = matched
+            .iter()
+            .any(|&r| matches!(self.rules[r].mode, Mode::Prefix | Mode::PrefixRequired));
+        let shape = match peek {
+            Peek::Object => self.object(j, &states, depth)?,
+            Peek::Array => self.array(j, &states, wants_strings, depth)?,
+            Peek::String => {
+                let value = j.known_str().map_err(|e| invalid(&e))?.to_owned();
+                Shape::Str {
+                    end: j.current_index(),
+                    value,
+                }
+            }
+            other => {
+                j.known_skip(other).map_err(|e| invalid(&e))?;
+                Shape::Scalar
+            }
+        };
+        if !matches!(shape, Shape::Object) {
+            self.refuse_injection_into_non_object(&states, matches!(shape, Shape::Array { .. }))?;
+        }
+        for rule in matched {
+            self.apply(rule, start, &shape)?;
+        }
+        Ok(shape)
+    }
+
+    fn object(&mut self, j: &mut Jiter, states: &[State], depth: usize) -> Result<Shape, Refusal> {
+        let mut keys: Vec<String> = Vec::new();
+        let mut key = j
+            .known_object()
+            .map_err(|e| invalid(&e))?
+            .map(str::to_owned);
+        while let Some(k) = key {
+            if keys.contains(&k) {
+                return Err(Refusal::BadRequest(format!(
+                    "the body repeats the key {k:?} in one object; send each key once"
+                )));
+            }
+            let child = self.advance(states, Some(&k), None);
+            let peek = j.peek().map_err(|e| invalid(&e))?;
+            self.value(j, peek, child, depth + 1)?;
+            keys.push(k);
+            key = j.next_key().map_err(|e| invalid(&e))?.map(str::to_owned);
+        }
+        let end = j.current_index();
+        self.inject(states, &keys, end)?;
+        Ok(Shape::Object)
+    }
+
+    fn array(
+        &mut self,
+        j: &mut Jiter,
+        states: &[State],
+        wants_strings: bool,
+        depth: usize,
+    ) -> Result<Shape, Refusal> {
+        let mut strings = wants_strings.then(Vec::new);
+        let mut all_strings = true;
+        let mut next = j.known_array().map_err(|e| invalid(&e))?;
+        let empty = next.is_none();
+        let mut index = 0;
+        while let Some(peek) = next {
+            let start = j.current_index();
+            let child = self.advance(states, None, Some(index));
+            let shape = self.value(j, peek, child, depth + 1)?;
+            if let (Some(list), Shape::Str { end, value }) = (strings.as_mut(), &shape) {
+                list.push((start, *end, value.clone()));
+            } else {
+                all_strings = false;
+            }
+            index += 1;
+            next = j.array_step().map_err(|e| invalid(&e))?;
+        }
+        Ok(Shape::Array {
+            strings: strings.filter(|_| all_strings),
+            empty,
+        })
+    }
+
+    fn injects(&self, rule: usize) -> bool {
+        let rule = &self.rules[rule];
+        !rule.pointer.has_wildcard()
+            && matches!(
+                rule.mode,
+                Mode::Bind | Mode::Set | Mode::Prepend | Mode::PrefixRequired
+            )
+    }
+
+    /// A rule that must inject below this value cannot, because it is not an object.
+    fn refuse_injection_into_non_object(
+        &self,
+        states: &[State],
+        is_array: bool,
+    ) -> Result<(), Refusal> {
+        for s in states {
+            let rule = &self.rules[s.rule];
+            let by_index = matches!(rule.pointer.steps.get(s.step), Some(Step::Key(k)) if k.parse::<usize>().is_ok());
+            if s.step < rule.pointer.steps.len() && self.injects(s.rule) && !(is_array && by_index)
+            {
+                return Err(Refusal::BadRequest(format!(
+                    "{} needs an object along its path; the body has another type there",
+                    rule.pointer.text
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds the fields that rules without wildcards require but the object lacks,
+    /// creating missing parent objects, as one insertion before the closing brace.
+    fn inject(&mut self, states: &[State], keys: &[String], end: usize) -> Result<(), Refusal> {
+        let mut members: Vec<(Vec<String>, String)> = Vec::new();
+        for s in states {
+            let rule = &self.rules[s.rule];
+            let Some(Step::Key(name)) = rule.pointer.steps.get(s.step) else {
+                continue;
+            };
+            if keys.contains(name) || !self.injects(s.rule) {
+                continue;
+            }
+            let leaf = match rule.mode {
+                Mode::PrefixRequired => {
+                    return Err(Refusal::BadRequest(format!(
+                        "the body must carry {}; without it the call would reach every user's data",
+                        rule.pointer.text
+                    )))
+                }
+                Mode::Prepend => format!("[{}]", json_string(self.target.root)),
+                _ => json_string(self.target.root),
+            };
+            let path: Vec<String> = rule.pointer.steps[s.step..]
+                .iter()
+                .filter_map(|step| match step {
+                    Step::Key(k) => Some(k.clone()),
+                    _ => None,
+                })
+                .collect();
+            if !members.iter().any(|(p, _)| *p == path) {
+                members.push((path, leaf));
+            }
+        }
+        if members.is_empty() {
+            return Ok(());
+        }
+        let mut text = render_members(&members);
+        if !keys.is_empty() {
+            text.insert(0, ',');
+        }
+        self.edits.push(Edit {
+            at: end - 1,
+            end: end - 1,
+            text,
+        });
+        Ok(())
+    }
+
+    fn apply(&mut self, rule: usize, start: usize, shape: &Shape) -> Result<(), Refusal> {
+        let JsonRule { pointer, mode } = &self.rules[rule];
+        let target = self.target;
+        let wrong_type = || {
+            Refusal::BadRequest(format!(
+                "{} must be a string here (objects such as {{\"$ne\": ...}}, numbers and arrays are refused)",
+                pointer.text
+            ))
+        };
+        let edit = match (mode, shape) {
+            (Mode::Deny, _) => {
+                return Err(Refusal::BadRequest(format!(
+                    "the body may not carry {}",
+                    pointer.text
+                )))
+            }
+            (Mode::Bind, Shape::Str { end, value }) => {
+                if !target.is_self(value) {
+                    return Err(Refusal::TenantMismatch);
+                }
+                Edit {
+                    at: start,
+                    end: *end,
+                    text: json_string(target.root),
+                }
+            }
+            (Mode::Set, Shape::Str { end, .. }) => Edit {
+                at: start,
+                end: *end,
+                text: json_string(target.root),
+            },
+            (Mode::Prefix | Mode::PrefixRequired, Shape::Str { end, value }) => Edit {
+                at: start,
+                end: *end,
+                text: json_string(&target.prefixed(value)),
+            },
+            (
+                Mode::Prefix | Mode::PrefixRequired,
+                Shape::Array {
+                    strings: Some(items),
+                    ..
+                },
+            ) => {
+                for (at, end, value) in items {
+                    self.push(Edit {
+                        at: *at,
+                        end: *end,
+                        text: json_string(&target.prefixed(value)),
+                    });
+                }
+                return Ok(());
+            }
+            (Mode::Prepend, Shape::Array { empty, .. }) => {
+                let mut text = json_string(target.root);
+                if !empty {
+                    text.push(',');
+                }
+                Edit {
+                    at: start + 1,
+                    end: start + 1,
+                    text,
+                }
+            }
+            (Mode::Prepend, _) => {
+                return Err(Refusal::BadRequest(format!(
+                    "{} must be an array",
+                    pointer.text
+                )))
+            }
+            _ => return Err(wrong_type()),
+        };
+        self.push(edit);
+        Ok(())
+    }
+
+    /// Records an edit unless an earlier rule already rewrote the same span.
+    fn push(&mut self, edit: Edit) {
+        let taken = self
+            .edits
+            .iter()
+            .any(|e| e.at == edit.at && e.end == edit.end && e.end > e.at);
+        if !taken {
+            self.edits.push(edit);
+        }
+    }
+
+    fn splice(mut self) -> Vec<u8> {
+        self.edits.sort_by_key(|e| (e.at, e.end));
+        let extra: usize = self.edits.iter().map(|e| e.text.len()).sum();
+        let mut out = Vec::with_capacity(self.data.len() + extra);
+        let mut copied = 0;
+        for edit in &self.edits {
+            out.extend_from_slice(&self.data[copied..edit.at]);
+            out.extend_from_slice(edit.text.as_bytes());
+            copied = edit.end;
+        }
+        out.extend_from_slice(&self.data[copied..]);
+        out
+    }
+}
+
+/// `"a":{"b":"v"},"c":"w"` for paths `[a,b]` and `[c]`, merging shared parents.
+fn render_members(members: &[(Vec<String>, String)]) -> String {
+    let mut out = String::new();
+    let mut done: Vec<&str> = Vec::new();
+    for (path, leaf) in members {
+        let head = path[0].as_str();
+        if done.contains(&head) {
+            continue;
+        }
+        done.push(head);
+        if !out.is_empty() {
+            out.push(',');
+        }
+        out.push_str(&json_string(head));
+        out.push(':');
+        if path.len() == 1 {
+            out.push_str(leaf);
+            continue;
+        }
+        let nested: Vec<(Vec<String>, String)> = members
+            .iter()
+            .filter(|(p, _)| p.len() > 1 && p[0] == head)
+            .map(|(p, l)| (p[1..].to_vec(), l.clone()))
+            .collect();
+        out.push('{');
+        out.push_str(&render_members(&nested));
+        out.push('}');
+    }
+    out
+}

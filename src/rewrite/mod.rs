@@ -1,0 +1,338 @@
+//! Stage 4: the request into the caller's namespace (SPEC 4.1). Path segments, query
+//! parameters, headers and JSON fields named by the route's rules are bound, set or
+//! prefixed; everything else passes untouched, and bodies of routes without JSON rules
+//! stream through without being buffered.
+
+pub mod json;
+pub mod pointer;
+pub mod query;
+pub mod template;
+
+use bytes::Bytes;
+use http::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
+use http::{HeaderMap, HeaderName, HeaderValue};
+use http_body_util::{BodyExt, Limited};
+
+use crate::body::{self, ProxyBody};
+use crate::config::Config;
+use crate::refusal::Refusal;
+use crate::route::canonical::CanonicalPath;
+use crate::route::Admitted;
+use json::JsonRule;
+use template::ValueTemplate;
+
+/// A rewrite mode of the SPEC 4.1 table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Bind,
+    Set,
+    Prefix,
+    /// `prefix!`: a missing value is refused, since it would mean "everyone".
+    PrefixRequired,
+    Prepend,
+    Deny,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Location {
+    Path,
+    Query,
+    Json,
+    Header,
+}
+
+impl Mode {
+    pub fn parse(text: &str, location: Location) -> Result<Self, String> {
+        let mode = match text {
+            "bind" => Self::Bind,
+            "set" => Self::Set,
+            "prefix" => Self::Prefix,
+            "prefix!" => Self::PrefixRequired,
+            "prepend" => Self::Prepend,
+            "deny" => Self::Deny,
+            owned if owned.starts_with("owned:") => {
+                return Err(format!(
+                    "{owned:?}: ownership of opaque ids is not supported by this version yet"
+                ))
+            }
+            other => return Err(format!(
+                "unknown rewrite mode {other:?}; use bind, set, prefix, prefix!, prepend or deny"
+            )),
+        };
+        let allowed = match mode {
+            Self::Prepend => location == Location::Json,
+            Self::Deny => location != Location::Path,
+            _ => true,
+        };
+        if !allowed {
+            return Err(format!(
+                "{text} is not allowed in {location:?} rules (see the SPEC 4.1 table)"
+            )
+            .to_lowercase());
+        }
+        Ok(mode)
+    }
+
+    /// True for modes that need a value to exist or create one.
+    fn needs_value(self) -> bool {
+        matches!(
+            self,
+            Self::Bind | Self::Set | Self::Prepend | Self::PrefixRequired
+        )
+    }
+}
+
+/// A route's compiled rewrite rules.
+#[derive(Debug, Clone, Default)]
+pub struct RouteRewrite {
+    /// (segment index, mode).
+    pub path: Vec<(usize, Mode)>,
+    pub query: Vec<(String, Mode)>,
+    pub header: Vec<(HeaderName, Mode)>,
+    pub json: Vec<JsonRule>,
+    pub set_headers: Vec<(HeaderName, ValueTemplate)>,
+}
+
+/// Whose namespace a request is rewritten into.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Namespace {
+    pub root: String,
+    /// The tenant id as sent; `None` for the main namespace of unscoped calls.
+    pub tenant: Option<String>,
+}
+
+/// A borrowed view of the namespace for the rewriters.
+#[derive(Debug, Clone, Copy)]
+pub struct Target<'a> {
+    pub root: &'a str,
+    pub tenant: Option<&'a str>,
+    pub separator: &'a str,
+}
+
+impl Target<'_> {
+    /// A bound value may name the caller by tenant id or by namespace root.
+    pub fn is_self(&self, value: &str) -> bool {
+        value == self.root || self.tenant == Some(value)
+    }
+
+    pub fn prefixed(&self, value: &str) -> String {
+        let mut out = String::with_capacity(self.root.len() + self.separator.len() + value.len());
+        out.push_str(self.root);
+        out.push_str(self.separator);
+        out.push_str(value);
+        out
+    }
+}
+
+/// The request after stage 4, ready for hygiene and forwarding.
+pub struct Rewritten {
+    pub path: CanonicalPath,
+    pub query: Option<String>,
+    /// Headers to set upstream after hygiene: templates rendered, rewritten values.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub body: ProxyBody,
+    /// Set when the body was rebuilt and its length changed hands.
+    pub content_length: Option<usize>,
+}
+
+pub async fn request(
+    config: &Config,
+    admitted: Admitted<'_>,
+    query: Option<&str>,
+    headers: &HeaderMap,
+    body: ProxyBody,
+) -> Result<Rewritten, Refusal> {
+    let rules = &admitted.route.rewrite;
+    let mut path = admitted.path;
+    let target = admitted.namespace.as_ref().map(|ns| Target {
+        root: &ns.root,
+        tenant: ns.tenant.as_deref(),
+        separator: config.namespaces.separator(),
+    });
+
+    let mut out_headers = Vec::with_capacity(rules.set_headers.len() + rules.header.len());
+    for (name, template) in &rules.set_headers {
+        out_headers.push((name.clone(), template.render(target.as_ref())?));
+    }
+    let Some(target) = target else {
+        return Ok(Rewritten {
+            path,
+            query: query.map(str::to_owned),
+            headers: out_headers,
+            body,
+            content_length: None,
+        });
+    };
+
+    for &(index, mode) in &rules.path {
+        let value = &mut path.segments[index];
+        *value =
+            rewrite_value(mode, Some(value.as_str()), &target, "the path")?.unwrap_or_default();
+    }
+    let query = match query::rewrite(query, &rules.query, &target)? {
+        Some(rewritten) => Some(rewritten),
+        None => query.map(str::to_owned),
+    };
+    for (name, mode) in &rules.header {
+        let mut sent = headers.get_all(name).iter();
+        let value = match (sent.next(), sent.next()) {
+            (_, Some(_)) => {
+                return Err(Refusal::BadRequest(format!(
+                    "the header {name} appears more than once; send it once"
+                )))
+            }
+            (None, None) => None,
+            (Some(v), None) => Some(
+                std::str::from_utf8(v.as_bytes())
+                    .map_err(|_| Refusal::BadRequest(format!("the header {name} is not UTF-8")))?,
+            ),
+        };
+        if let Some(new) = rewrite_value(*mode, value, &target, name.as_str())? {
+            let new = HeaderValue::from_str(&new).map_err(|_| {
+                Refusal::BadRequest(format!("the rewritten {name} is not a valid header value"))
+            })?;
+            out_headers.push((name.clone(), new));
+        }
+    }
+
+    if rules.json.is_empty() {
+        return Ok(Rewritten {
+            path,
+            query,
+            headers: out_headers,
+            body,
+            content_length: None,
+        });
+    }
+    let bytes = read_json_body(config, headers, body).await?;
+    let (body, content_length) = if bytes.is_empty() {
+        if rules
+            .json
+            .iter()
+            .any(|r| r.mode.needs_value() && !r.pointer.has_wildcard())
+        {
+            return Err(Refusal::BadRequest(
+                "this route needs a JSON body".to_owned(),
+            ));
+        }
+        (body::empty(), None)
+    } else {
+        match json::rewrite(&bytes, &rules.json, &target)? {
+            Some(rewritten) => {
+                let len = rewritten.len();
+                (body::full(rewritten), Some(len))
+            }
+            None => (body::full(bytes), None),
+        }
+    };
+    Ok(Rewritten {
+        path,
+        query,
+        headers: out_headers,
+        body,
+        content_length,
+    })
+}
+
+/// Applies a mode to a single value (a path segment, a query parameter or a header):
+/// `None` means "leave it absent".
+fn rewrite_value(
+    mode: Mode,
+    value: Option<&str>,
+    target: &Target,
+    what: &str,
+) -> Result<Option<String>, Refusal> {
+    Ok(match (mode, value) {
+        (Mode::Bind | Mode::Set, None) => Some(target.root.to_owned()),
+        (Mode::Bind, Some(v)) if !target.is_self(v) => return Err(Refusal::TenantMismatch),
+        (Mode::Bind | Mode::Set, Some(_)) => Some(target.root.to_owned()),
+        (Mode::Prefix | Mode::PrefixRequired, Some(v)) => Some(target.prefixed(v)),
+        (Mode::PrefixRequired, None) => {
+            return Err(Refusal::BadRequest(format!(
+                "{what} must carry an id; without it the call would reach every user's data"
+            )))
+        }
+        (Mode::Deny, Some(_)) => {
+            return Err(Refusal::BadRequest(format!(
+                "{what} may not be sent on this route"
+            )))
+        }
+        (Mode::Prefix | Mode::Deny | Mode::Prepend, None) | (Mode::Prepend, Some(_)) => None,
+    })
+}
+
+/// Buffers a body that JSON rules must read: JSON media type, no content coding, at
+/// most `[limits] max_body`, checked before a byte past the limit is read.
+async fn read_json_body(
+    config: &Config,
+    headers: &HeaderMap,
+    body: ProxyBody,
+) -> Result<Bytes, Refusal> {
+    let max = config.max_body;
+    let declared = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > max as u64) {
+        return Err(Refusal::BodyTooLarge);
+    }
+    if let Some(coding) = headers.get(CONTENT_ENCODING) {
+        if !coding.as_bytes().eq_ignore_ascii_case(b"identity") {
+            return Err(Refusal::UnsupportedMediaType(
+                "send the body without Content-Encoding; it must be rewritten",
+            ));
+        }
+    }
+    let is_json = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(is_json_type);
+    if !is_json && declared != Some(0) {
+        let body_present = declared.is_some() || !http_body::Body::is_end_stream(&body);
+        if body_present {
+            return Err(Refusal::UnsupportedMediaType(
+                "send the body as application/json; it must be rewritten",
+            ));
+        }
+    }
+    let collected = collect_at_most(body, max).await.map_err(|e| {
+        if e.downcast_ref::<http_body_util::LengthLimitError>()
+            .is_some()
+        {
+            Refusal::BodyTooLarge
+        } else {
+            Refusal::BadRequest("the request body could not be read".to_owned())
+        }
+    })?;
+    let bytes = collected.to_bytes();
+    if !bytes.is_empty() && !is_json {
+        return Err(Refusal::UnsupportedMediaType(
+            "send the body as application/json; it must be rewritten",
+        ));
+    }
+    Ok(bytes)
+}
+
+type Collecting = std::pin::Pin<
+    Box<
+        dyn std::future::Future<Output = Result<http_body_util::Collected<Bytes>, crate::BoxError>>
+            + Send,
+    >,
+>;
+
+/// Boxed so the request future stays provably `Send` (rustc cannot see through
+/// `Limited::collect` across the await otherwise).
+fn collect_at_most(body: ProxyBody, max: usize) -> Collecting {
+    Box::pin(Limited::new(body, max).collect())
+}
+
+fn is_json_type(value: &str) -> bool {
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}

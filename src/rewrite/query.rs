@@ -1,0 +1,113 @@
+//! Query parameters: names and values are percent-decoded (and `+` read as a space, as
+//! form-decoding backends do) before they are compared, so `user%5Fid` is `user_id`.
+//! Parameters no rule names are forwarded as their raw text.
+
+use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+
+use super::{Mode, Target};
+use crate::refusal::Refusal;
+
+/// Everything but unreserved characters is escaped in a rewritten parameter.
+const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+struct Param<'q> {
+    raw: &'q str,
+    name: Option<String>,
+    value: Option<String>,
+}
+
+fn decode(text: &str) -> Option<String> {
+    let spaced = text.replace('+', " ");
+    percent_decode_str(&spaced)
+        .decode_utf8()
+        .ok()
+        .map(|c| c.into_owned())
+}
+
+pub fn rewrite(
+    query: Option<&str>,
+    rules: &[(String, Mode)],
+    target: &Target,
+) -> Result<Option<String>, Refusal> {
+    let mut params: Vec<Param> = query
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|raw| {
+            let (name, value) = raw.split_once('=').unwrap_or((raw, ""));
+            Param {
+                raw,
+                name: decode(name),
+                value: decode(value),
+            }
+        })
+        .collect();
+    let mut replaced: Vec<Option<String>> = vec![None; params.len()];
+    let mut appended = Vec::new();
+    for (name, mode) in rules {
+        let found: Vec<usize> = (0..params.len())
+            .filter(|&i| params[i].name.as_deref() == Some(name.as_str()))
+            .collect();
+        let index = match found.as_slice() {
+            [] => {
+                match mode {
+                    Mode::Bind | Mode::Set => appended.push(pair(name, target.root)),
+                    Mode::PrefixRequired => {
+                        return Err(Refusal::BadRequest(format!(
+                            "the query must carry {name}; without it the call would reach every user's data"
+                        )))
+                    }
+                    _ => {}
+                }
+                continue;
+            }
+            [one] => *one,
+            _ => {
+                return Err(Refusal::BadRequest(format!(
+                    "the query parameter {name} appears more than once (counting every spelling); send it once"
+                )))
+            }
+        };
+        let value = params[index].value.take().ok_or_else(|| {
+            Refusal::BadRequest(format!("the query parameter {name} is not valid UTF-8"))
+        })?;
+        let rewritten = match mode {
+            Mode::Deny => {
+                return Err(Refusal::BadRequest(format!(
+                    "the query may not carry {name}"
+                )))
+            }
+            Mode::Bind if !target.is_self(&value) => return Err(Refusal::TenantMismatch),
+            Mode::Bind | Mode::Set => target.root.to_owned(),
+            Mode::Prefix | Mode::PrefixRequired => target.prefixed(&value),
+            Mode::Prepend => {
+                return Err(Refusal::BadRequest(format!(
+                    "{name} cannot be prepended in a query"
+                )))
+            }
+        };
+        replaced[index] = Some(pair(name, &rewritten));
+    }
+    if replaced.iter().all(Option::is_none) && appended.is_empty() {
+        return Ok(None);
+    }
+    let mut parts: Vec<String> = params
+        .drain(..)
+        .zip(replaced)
+        .map(|(param, new)| new.unwrap_or_else(|| param.raw.to_owned()))
+        .collect();
+    parts.extend(appended);
+    Ok(Some(parts.join("&")))
+}
+
+fn pair(name: &str, value: &str) -> String {
+    format!(
+        "{}={}",
+        utf8_percent_encode(name, COMPONENT),
+        utf8_percent_encode(value, COMPONENT)
+    )
+}
