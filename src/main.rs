@@ -9,6 +9,8 @@ use clap::{Parser, Subcommand};
 use tenantgate::config::{self, Overrides, Snapshot};
 use tenantgate::{audit, server};
 
+mod explain;
+
 #[derive(Parser)]
 #[command(
     name = "tenantgate",
@@ -52,6 +54,23 @@ enum Command {
         #[command(flatten)]
         config: ConfigArg,
     },
+    /// Dry run: the route a request matches and the exact request that would go
+    /// upstream, or the refusal, through the same code as the proxy.
+    Explain {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The end-user, sent in the identity header.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Extra request headers, "Name: value".
+        #[arg(long = "header", short = 'H')]
+        headers: Vec<String>,
+        /// A JSON body (sent as application/json).
+        #[arg(long)]
+        body: Option<String>,
+        /// "METHOD /path?query"
+        request: String,
+    },
 }
 
 const EXIT_CONFIG: u8 = 1;
@@ -68,6 +87,13 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Check { config } => check(&config.config),
+        Command::Explain {
+            config,
+            tenant,
+            headers,
+            body,
+            request,
+        } => explain::run(&config.config, tenant, &headers, body, &request),
         Command::Run {
             config,
             listen,

@@ -87,11 +87,16 @@ impl Refusal {
         }
     }
 
-    pub fn to_response(&self) -> Response<ProxyBody> {
-        let payload = serde_json::json!({
+    /// The SPEC 7 body: `{"error": {"code": ..., "message": ...}}`.
+    pub fn body_json(&self) -> String {
+        serde_json::json!({
             "error": { "code": self.code(), "message": self.to_string() }
-        });
-        let mut response = Response::new(body::full(Bytes::from(payload.to_string())));
+        })
+        .to_string()
+    }
+
+    pub fn to_response(&self) -> Response<ProxyBody> {
+        let mut response = Response::new(body::full(Bytes::from(self.body_json())));
         *response.status_mut() = self.status();
         response.headers_mut().insert(
             header::CONTENT_TYPE,

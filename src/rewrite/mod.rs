@@ -55,9 +55,11 @@ impl Mode {
                     "{owned:?}: ownership of opaque ids is not supported by this version yet"
                 ))
             }
-            other => return Err(format!(
+            other => {
+                return Err(format!(
                 "unknown rewrite mode {other:?}; use bind, set, prefix, prefix!, prepend or deny"
-            )),
+            ))
+            }
         };
         let allowed = match mode {
             Self::Prepend => location == Location::Json,
