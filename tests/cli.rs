@@ -48,6 +48,17 @@ async fn check_reports_errors_as_file_line_col_and_exits_1() {
         ("priv.toml", "[upstream]\nurl = \"http://127.0.0.1:1\"\n[[route]]\nmatch = \"POST /p\"\nscope = \"privileged\"\n", ":5:9: a privileged route needs [tenant] privileged_token"),
         ("tenant.toml", "[upstream]\nurl = \"http://127.0.0.1:1\"\n[tenants.\"a,b\"]\nblocked = true\n", ":3:1: [tenants.\"a,b\"] is not a valid tenant id"),
         ("missing.toml", "[listen]\naddr = \"127.0.0.1:1\"\n", "missing field `upstream`"),
+        ("deny-path.toml", "[upstream]\nurl = \"http://127.0.0.1:1\"\n[[route]]\nmatch = \"GET /a/{id}\"\nscope = \"tenant\"\nrewrite.path = { id = \"deny\" }\n", ":6:23: deny is not allowed in path rules"),
+        ("prepend-query.toml", "[upstream]\nurl = \"http://127.0.0.1:1\"\n[[route]]\nmatch = \"GET /a\"\nscope = \"tenant\"\nrewrite.query = { ids = \"prepend\" }\n", "prepend is not allowed in query rules"),
+        ("prepend-header.toml", "[upstream]\nurl = \"http://127.0.0.1:1\"\n[[route]]\nmatch = \"GET /a\"\nscope = \"tenant\"\nrewrite.header = { X-Ids = \"prepend\" }\n", "prepend is not allowed in header rules"),
+        ("owned.toml", "[upstream]\nurl = \"http://127.0.0.1:1\"\n[[route]]\nmatch = \"GET /a/{id}\"\nscope = \"tenant\"\nrewrite.path = { id = \"owned:memory\" }\n", "ownership of opaque ids is not supported by this version yet"),
+        ("rest.toml", "[upstream]\nurl = \"http://127.0.0.1:1\"\n[[route]]\nmatch = \"GET /a/{*rest}\"\nscope = \"tenant\"\nrewrite.path = { rest = \"prefix\" }\n", "{*rest} is never rewritten"),
+        ("shared-rewrite.toml", "[upstream]\nurl = \"http://127.0.0.1:1\"\n[[route]]\nmatch = \"GET /a\"\nscope = \"shared\"\nrewrite.query = { user_id = \"bind\" }\n", ":5:9: rewrite rules and {ns}/{tenant} templates apply only to tenant routes"),
+        ("pointer.toml", "[upstream]\nurl = \"http://127.0.0.1:1\"\n[[route]]\nmatch = \"POST /a\"\nscope = \"tenant\"\nrewrite.json = { \"user_id\" = \"bind\" }\n", "must start with /"),
+        ("separator.toml", "[upstream]\nurl = \"http://127.0.0.1:1\"\n[tenant]\nseparator = \"-\"\n", ":4:13: separator \"-\" must contain a character the tenant encoder never emits"),
+        ("dot.toml", "[upstream]\nurl = \"http://127.0.0.1:1\"\n[tenant]\nseparator = \".\"\n", ":4:13: separator"),
+        ("main.toml", "[upstream]\nurl = \"http://127.0.0.1:1\"\n[tenant]\nmain_namespace = \"u_bob\"\n", ":4:18: main_namespace \"u_bob\" parses as a tenant's namespace"),
+        ("credential-template.toml", "[upstream]\nurl = \"http://127.0.0.1:1\"\nset_headers = { X-User = \"{ns}\" }\n", "templates ({ns}, {tenant}) belong in a tenant route's set_headers"),
     ];
     for (name, text, expected) in cases {
         let path = write(dir.path(), name, text);
@@ -253,4 +264,61 @@ async fn signal(pid: &str, which: &str) {
         .await
         .unwrap();
     assert!(status.success());
+}
+
+#[tokio::test]
+async fn explain_prints_the_upstream_request_or_the_refusal() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        dir.path(),
+        "e.toml",
+        "[upstream]\nurl = \"http://127.0.0.1:8000/base\"\n[[route]]\nname = \"add\"\nmatch = \"POST /v1/sessions/{sid}/memories\"\nscope = \"tenant\"\nset_headers = { X-User = \"{ns}\" }\nrewrite.path = { sid = \"prefix\" }\nrewrite.json = { \"/user_id\" = \"bind\" }\n",
+    );
+    let (code, stdout, stderr) = tenantgate(&[
+        "explain",
+        "--config",
+        &path,
+        "--tenant",
+        "Alice",
+        "POST /v1/sessions/s1/memories?x=1",
+        "--body",
+        r#"{"text":"tea","n":1.50}"#,
+    ])
+    .await;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.starts_with("route: add\nupstream request:\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout
+            .contains("  POST http://127.0.0.1:8000/base/v1/sessions/u_-41lice__s1/memories?x=1\n"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("  x-user: u_-41lice\n"), "{stdout}");
+    assert!(
+        stdout.contains(r#"  {"text":"tea","n":1.50,"user_id":"u_-41lice"}"#),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("x-tenant-id"), "{stdout}");
+
+    let (code, stdout, _) = tenantgate(&[
+        "explain",
+        "--config",
+        &path,
+        "--tenant",
+        "alice",
+        "POST /v1/sessions/s1/memories",
+        "--body",
+        r#"{"user_id":"bob"}"#,
+    ])
+    .await;
+    assert_eq!(code, 0);
+    assert!(
+        stdout
+            .starts_with("refused: 403 tenant_mismatch\n{\"error\":{\"code\":\"tenant_mismatch\""),
+        "{stdout}"
+    );
+    let (_, stdout, _) = tenantgate(&["explain", "--config", &path, "GET /v1/../etc"]).await;
+    assert!(stdout.starts_with("refused: 400 bad_path"), "{stdout}");
 }
