@@ -100,3 +100,30 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(4000))]
+
+    /// The reverse direction: whatever a string is classified as, building that id
+    /// again gives back exactly the string, so no two spellings name one tenant's id.
+    #[test]
+    fn classification_is_canonical(ns in namespaces(), text in prop_oneof![tricky_text(), any::<String>()]) {
+        let candidates = [text.clone(), format!("u_{text}"), format!("u_{}", encode_tenant(&text))];
+        for candidate in candidates {
+            match ns.classify(&candidate) {
+                Classified::Root { tenant } => {
+                    let t = TenantId::parse(&tenant, None);
+                    if let Ok(t) = t {
+                        prop_assert_eq!(ns.root(&t).unwrap(), candidate);
+                    }
+                }
+                Classified::Namespaced { tenant, id } => {
+                    if let Ok(t) = TenantId::parse(&tenant, None) {
+                        prop_assert_eq!(ns.namespaced(&ns.root(&t).unwrap(), id), candidate.clone());
+                    }
+                }
+                Classified::Other => {}
+            }
+        }
+    }
+}

@@ -9,13 +9,24 @@ use tenantgate::rewrite::pointer::Pointer;
 use tenantgate::rewrite::{Mode, Target};
 
 const ROOT: &str = "u_alice";
-const TARGET: Target = Target { root: ROOT, tenant: Some("alice"), separator: "__" };
+const TARGET: Target = Target {
+    root: ROOT,
+    tenant: Some("alice"),
+    separator: "__",
+};
 
 fn rules() -> Vec<JsonRule> {
-    [("/**/sid", Mode::Prefix), ("/user_id", Mode::Set), ("/meta/owner", Mode::Set)]
-        .iter()
-        .map(|(p, m)| JsonRule { pointer: Pointer::parse(p).unwrap(), mode: *m })
-        .collect()
+    [
+        ("/**/sid", Mode::Prefix),
+        ("/user_id", Mode::Set),
+        ("/meta/owner", Mode::Set),
+    ]
+    .iter()
+    .map(|(p, m)| JsonRule {
+        pointer: Pointer::parse(p).unwrap(),
+        mode: *m,
+    })
+    .collect()
 }
 
 fn json() -> impl Strategy<Value = Value> {
@@ -23,15 +34,24 @@ fn json() -> impl Strategy<Value = Value> {
         Just(Value::Null),
         any::<bool>().prop_map(Value::Bool),
         any::<i64>().prop_map(Value::from),
-        any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(Value::from),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(Value::from),
         "\\PC{0,6}".prop_map(Value::String),
         Just(Value::String("s\"1\\é".into())),
     ];
     leaf.prop_recursive(5, 48, 5, |inner| {
-        let key = prop_oneof![Just("sid".to_owned()), Just("user_id".to_owned()), Just("meta".to_owned()), Just("owner".to_owned()), "[a-z$]{1,3}"];
+        let key = prop_oneof![
+            Just("sid".to_owned()),
+            Just("user_id".to_owned()),
+            Just("meta".to_owned()),
+            Just("owner".to_owned()),
+            "[a-z$]{1,3}"
+        ];
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
-            prop::collection::btree_map(key, inner, 0..5).prop_map(|m| Value::Object(m.into_iter().collect::<Map<_, _>>())),
+            prop::collection::btree_map(key, inner, 0..5)
+                .prop_map(|m| Value::Object(m.into_iter().collect::<Map<_, _>>())),
         ]
     })
 }
@@ -64,7 +84,9 @@ fn model(input: &Value) -> Option<Value> {
         Some(())
     }
     let mut out = input.clone();
-    let Value::Object(root) = &mut out else { return None };
+    let Value::Object(root) = &mut out else {
+        return None;
+    };
     // `/user_id` and `/meta/owner` are set (injected when absent); a value of another
     // type, or a non-object `meta`, is refused.
     match root.get("user_id") {
@@ -73,13 +95,18 @@ fn model(input: &Value) -> Option<Value> {
     }
     match root.get("meta") {
         None => {}
-        Some(Value::Object(meta)) if matches!(meta.get("owner"), None | Some(Value::String(_))) => {}
+        Some(Value::Object(meta)) if matches!(meta.get("owner"), None | Some(Value::String(_))) => {
+        }
         Some(_) => return None,
     }
     prefix_sids(&mut out)?;
-    let Value::Object(root) = &mut out else { return None };
+    let Value::Object(root) = &mut out else {
+        return None;
+    };
     root.insert("user_id".into(), ROOT.into());
-    let meta = root.entry("meta").or_insert_with(|| Value::Object(Map::new()));
+    let meta = root
+        .entry("meta")
+        .or_insert_with(|| Value::Object(Map::new()));
     meta.as_object_mut()?.insert("owner".into(), ROOT.into());
     Some(out)
 }
