@@ -10,12 +10,17 @@ use arc_swap::ArcSwap;
 
 use crate::config::{self, Overrides, Snapshot};
 use crate::forward::{PoolSettings, Upstream};
+use crate::tenants::KnownTenants;
 
 pub struct App {
     config: ArcSwap<Snapshot>,
     generation: AtomicU64,
     draining: AtomicBool,
     pub upstream: Upstream,
+    /// Tenants seen on requests: the leak guard's notion of a known root.
+    pub known: KnownTenants,
+    /// Responses withheld by the leak guard (exported as a metric later).
+    pub isolation_violations: AtomicU64,
     /// Where reloads read from; `None` for a config given as text (tests, `dev`).
     source: Option<(PathBuf, Overrides)>,
 }
@@ -40,6 +45,8 @@ impl App {
             generation: AtomicU64::new(1),
             draining: AtomicBool::new(false),
             upstream,
+            known: KnownTenants::default(),
+            isolation_violations: AtomicU64::new(0),
             source,
         })
     }

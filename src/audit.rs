@@ -16,6 +16,9 @@ pub struct AuditRecord {
     pub upstream_status: Option<u16>,
     /// The refusal code when tenantgate answered itself.
     pub reason: Option<&'static str>,
+    /// The caller's namespace root, once the route stage resolved it (not logged; it
+    /// goes into `X-Tenant-Namespace`).
+    pub namespace: Option<String>,
 }
 
 impl AuditRecord {
@@ -27,6 +30,7 @@ impl AuditRecord {
             route: None,
             upstream_status: None,
             reason: None,
+            namespace: None,
         }
     }
 

@@ -27,6 +27,22 @@ pub fn empty() -> ProxyBody {
     Empty::new().map_err(|never| match never {}).boxed_unsync()
 }
 
+type Collecting =
+    Pin<Box<dyn Future<Output = Result<http_body_util::Collected<Bytes>, BoxError>> + Send>>;
+
+/// Reads a whole body, failing past `max` bytes without reading further. Boxed so that
+/// callers' futures stay provably `Send` (rustc cannot see through `Limited::collect`
+/// across an await otherwise).
+pub fn collect_at_most(body: ProxyBody, max: usize) -> Collecting {
+    Box::pin(http_body_util::Limited::new(body, max).collect())
+}
+
+pub fn is_too_large(error: &BoxError) -> bool {
+    error
+        .downcast_ref::<http_body_util::LengthLimitError>()
+        .is_some()
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("no body data for {0:?}: the peer stalled mid-body")]
 pub struct BodyStalled(pub Duration);

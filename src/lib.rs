@@ -15,10 +15,12 @@ pub mod listen;
 pub mod namespace;
 pub mod pipeline;
 pub mod refusal;
+pub mod respond;
 pub mod rewrite;
 pub mod route;
 pub mod secret;
 pub mod server;
+pub mod tenants;
 
 /// The error type that crosses hyper's body and service boundaries.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

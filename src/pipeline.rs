@@ -8,7 +8,7 @@
 //! 3. limits    the caller's bucket and quota            (SPEC 6, slots in here)
 //! 4. rewrite   ids into the caller's namespace          rewrite/, namespace.rs
 //! 5. forward   header hygiene, pooled upstream call     hygiene.rs, forward.rs
-//! 6. respond   response hygiene                         hygiene.rs
+//! 6. respond   keep, leak guard, unwrap, hygiene        respond/
 //! 7. meter     2xx units to the caller's usage          (SPEC 8, slots in here)
 //! ```
 //!
@@ -19,9 +19,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::header::CONTENT_LENGTH;
+use std::sync::atomic::Ordering;
+
+use http::header::{ACCEPT_ENCODING, CONTENT_LENGTH};
 use http::request::Parts;
-use http::{HeaderValue, Request, Response, Uri};
+use http::{HeaderValue, Method, Request, Response, Uri};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
@@ -33,6 +35,7 @@ use crate::forward::Outgoing;
 use crate::hygiene::{self, REQUEST_ID};
 use crate::identity::TenantId;
 use crate::refusal::Refusal;
+use crate::respond;
 use crate::rewrite;
 use crate::route::canonical::CanonicalPath;
 use crate::route::{self, Admitted};
@@ -59,10 +62,22 @@ pub async fn handle(
     )
     .await;
     let mut response = walked.unwrap_or_else(|refusal| {
+        if refusal == Refusal::IsolationViolation {
+            app.isolation_violations.fetch_add(1, Ordering::Relaxed);
+        }
         audit.reason = Some(refusal.code());
         refusal.to_response()
     });
     response.headers_mut().insert(REQUEST_ID, request_id);
+    if let Some(root) = audit
+        .namespace
+        .as_deref()
+        .and_then(|r| HeaderValue::from_str(r).ok())
+    {
+        response
+            .headers_mut()
+            .insert(respond::TENANT_NAMESPACE, root);
+    }
     audit.emit(response.status(), started.elapsed());
     response
 }
@@ -90,18 +105,31 @@ async fn walk(
         &parts.headers,
         tenant,
     )?;
-    audit.route = Some(admitted.route.name.clone());
+    let (matched, namespace) = (admitted.route, admitted.namespace.clone());
+    audit.route = Some(matched.name.clone());
+    audit.namespace = namespace.as_ref().map(|ns| ns.root.clone());
+    if let Some(tenant) = admitted.caller.tenant() {
+        app.known.note(tenant.as_str());
+    }
 
     // 4. rewrite, then header hygiene
+    let head = parts.method == Method::HEAD;
     let outgoing = rewrite(config, admitted, parts, body, peer, request_id).await?;
 
     // 5. forward
-    let mut response = app.upstream.send(&config.upstream, outgoing).await?;
+    let response = app.upstream.send(&config.upstream, outgoing).await?;
     audit.upstream_status = Some(response.status().as_u16());
 
     // 6. respond
-    hygiene::clean_response(response.headers_mut());
-    Ok(response)
+    respond::finish(
+        config,
+        &app.known,
+        matched,
+        namespace.as_ref(),
+        head,
+        response,
+    )
+    .await
 }
 
 fn identify(config: &Config, parts: &Parts) -> Result<Option<TenantId>, Refusal> {
@@ -127,6 +155,8 @@ async fn rewrite(
         .and_then(|t| config.tenant(t.as_str()))
         .map(|t| t.upstream_headers.as_slice())
         .unwrap_or_default();
+    // The response stage reads tenant answers, so it asks for them uncompressed.
+    let inspects = admitted.namespace.is_some() && respond::inspects(config, admitted.route);
     let rewritten =
         rewrite::request(config, admitted, parts.uri.query(), &parts.headers, body).await?;
     let uri = upstream_uri(config, &rewritten.path, rewritten.query.as_deref())?;
@@ -143,6 +173,9 @@ async fn rewrite(
         .chain(tenant_headers);
     for (name, value) in configured {
         headers.insert(name.clone(), value.clone());
+    }
+    if inspects {
+        headers.insert(ACCEPT_ENCODING, HeaderValue::from_static("identity"));
     }
     if let Some(len) = rewritten.content_length {
         headers.insert(CONTENT_LENGTH, HeaderValue::from(len));

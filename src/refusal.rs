@@ -44,6 +44,10 @@ pub enum Refusal {
     UpstreamUnavailable,
     #[error("the upstream did not answer within [upstream] timeout")]
     UpstreamTimeout,
+    #[error("the upstream's answer was withheld: it could not be checked for other users' data, or it carried some")]
+    IsolationViolation,
+    #[error("the upstream's answer is larger than [limits] max_response_body")]
+    ResponseTooLarge,
 }
 
 impl Refusal {
@@ -62,7 +66,9 @@ impl Refusal {
             | Self::RouteDenied { .. }
             | Self::PrivilegedRequired
             | Self::TenantBlocked => StatusCode::FORBIDDEN,
-            Self::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
+            Self::UpstreamUnavailable | Self::IsolationViolation | Self::ResponseTooLarge => {
+                StatusCode::BAD_GATEWAY
+            }
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
         }
     }
@@ -84,6 +90,8 @@ impl Refusal {
             Self::AdminNotFound => "not_found",
             Self::UpstreamUnavailable => "upstream_unavailable",
             Self::UpstreamTimeout => "upstream_timeout",
+            Self::IsolationViolation => "isolation_violation",
+            Self::ResponseTooLarge => "response_too_large",
         }
     }
 

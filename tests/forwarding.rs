@@ -85,6 +85,7 @@ async fn upstream_sees_exactly_the_cleaned_request() {
     let names: BTreeSet<&str> = seen.names().into_iter().collect();
     let expected: BTreeSet<&str> = [
         "accept",
+        "accept-encoding",
         "authorization",
         "content-length",
         "content-type",
@@ -109,6 +110,11 @@ async fn upstream_sees_exactly_the_cleaned_request() {
         "repeated headers keep their order"
     );
     assert_eq!(seen.header("authorization"), Some("Bearer upstream-key"));
+    assert_eq!(
+        seen.header("accept-encoding"),
+        Some("identity"),
+        "tenant answers are inspected"
+    );
     assert_eq!(seen.header("x-backend"), Some("memory"));
     assert_eq!(seen.header("x-route"), Some("memories"));
     assert_eq!(seen.header("x-forwarded-for"), Some("10.0.0.1, 127.0.0.1"));

@@ -46,6 +46,9 @@ pub struct Config {
     pub namespaces: Namespaces,
     /// `[limits] max_body`: the largest request body a rewrite may buffer.
     pub max_body: usize,
+    /// `[limits] max_response_body`: the largest answer the response stage buffers.
+    pub max_response_body: usize,
+    pub leak_guard: bool,
     pub admin: AdminSettings,
     pub log_level: String,
     /// Client headers removed before forwarding (SPEC 5), fixed per snapshot.

@@ -130,6 +130,7 @@ pub struct Tenant {
     pub max_encoded: Option<usize>,
     pub unscoped: crate::namespace::Unscoped,
     pub main_namespace: String,
+    pub leak_guard: bool,
 }
 
 impl Default for Tenant {
@@ -142,6 +143,7 @@ impl Default for Tenant {
             max_encoded: None,
             unscoped: crate::namespace::Unscoped::Reject,
             main_namespace: "main".to_owned(),
+            leak_guard: true,
         }
     }
 }
@@ -150,12 +152,14 @@ impl Default for Tenant {
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
     pub max_body: Size,
+    pub max_response_body: Size,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Self {
             max_body: Size(8 * 1024 * 1024),
+            max_response_body: Size(16 * 1024 * 1024),
         }
     }
 }
@@ -180,6 +184,31 @@ pub struct Route {
     pub set_headers: BTreeMap<String, String>,
     #[serde(default)]
     pub rewrite: Rewrite,
+    #[serde(default)]
+    pub response: Response,
+}
+
+/// `[route.response]` (SPEC 4.2).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Response {
+    pub unwrap: Option<bool>,
+    pub keep: Option<Keep>,
+    pub learn: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    pub unprepend: Vec<String>,
+    pub forget: Option<bool>,
+    #[serde(default)]
+    pub passthrough: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Keep {
+    pub items: String,
+    pub owner: Option<String>,
+    pub owned: Option<String>,
+    pub at: Option<String>,
 }
 
 /// `[route.rewrite]`: location -> mode, per SPEC 4.1.

@@ -12,6 +12,8 @@ use super::{AdminSettings, Config, HeaderList, ListenSettings, TenantPolicy, Ups
 use crate::hygiene::StripSet;
 use crate::identity::{IdentitySettings, TenantId};
 use crate::namespace::Namespaces;
+use crate::respond::json::{Keep, ResponseRules};
+use crate::respond::RouteResponse;
 use crate::rewrite::json::JsonRule;
 use crate::rewrite::pointer::Pointer;
 use crate::rewrite::template::ValueTemplate;
@@ -42,6 +44,7 @@ pub fn compile(file: &model::File) -> Result<Config, Vec<(KeyPath, String)>> {
     let routes = routes(file, identity.as_ref(), &mut errors, &mut warnings);
     let namespaces = namespaces(&file.tenant, &mut errors);
     let max_body = usize::try_from(file.limits.max_body.0).unwrap_or(usize::MAX);
+    let max_response_body = usize::try_from(file.limits.max_response_body.0).unwrap_or(usize::MAX);
     let tenants = tenants(file, identity.as_ref(), &mut errors);
 
     let privileged_token = match &file.tenant.privileged_token {
@@ -125,6 +128,8 @@ pub fn compile(file: &model::File) -> Result<Config, Vec<(KeyPath, String)>> {
         privileged_token,
         namespaces,
         max_body,
+        max_response_body,
+        leak_guard: file.tenant.leak_guard,
         admin: AdminSettings {
             addr: file.admin.addr,
             token: admin_token,
@@ -310,6 +315,7 @@ fn routes(
             }
         };
         let at = vec![key("route"), Seg::Index(i)];
+        let response = response_rules(route, at.clone(), errors);
         let rewrite = rewrite_rules(route, &template, identity, at, errors);
         compiled.push(Route {
             name: route
@@ -321,6 +327,7 @@ fn routes(
             template,
             scope: route.scope,
             rewrite,
+            response,
         });
     }
     if compiled.len() != file.routes.len() {
@@ -450,6 +457,78 @@ fn rewrite_rules(
         }
     }
     out
+}
+
+/// Compiles `[route.response]`: unwrap defaults to true on tenant routes; the
+/// ownership forms (`learn`, `forget`, `keep.owned`) are refused until ownership exists.
+fn response_rules(route: &model::Route, at: KeyPath, errors: &mut Errors) -> RouteResponse {
+    let path = |parts: &[&str]| {
+        let mut p = at.clone();
+        p.extend(parts.iter().map(|k| key(k)));
+        p
+    };
+    let model = &route.response;
+    let declared = model.unwrap.is_some()
+        || model.keep.is_some()
+        || !model.unprepend.is_empty()
+        || model.passthrough;
+    if route.scope != Scope::Tenant {
+        if declared {
+            errors.add(
+                path(&["response"]),
+                "response rules apply only to tenant routes",
+            );
+        }
+        return RouteResponse::default();
+    }
+    if model.learn.is_some() || model.forget.is_some() {
+        let field = if model.learn.is_some() {
+            "learn"
+        } else {
+            "forget"
+        };
+        errors.add(
+            path(&["response", field]),
+            "ownership of opaque ids (learn, forget) is not supported by this version yet",
+        );
+    }
+    let keep = model.keep.as_ref().and_then(|keep| {
+        let at = path(&["response", "keep"]);
+        if keep.owned.is_some() || keep.at.is_some() {
+            errors.add(at, "keep's owned form needs ownership, which this version does not support yet; use owner");
+            return None;
+        }
+        let Some(owner) = &keep.owner else {
+            errors.add(at, "keep needs owner = \"/pointer/in/each/item\"");
+            return None;
+        };
+        match (Pointer::parse(&keep.items), Pointer::parse(owner)) {
+            (Ok(items), Ok(owner)) => Some(Keep { items, owner }),
+            (Err(e), _) | (_, Err(e)) => {
+                errors.add(at, e);
+                None
+            }
+        }
+    });
+    let mut unprepend = Vec::new();
+    for (i, text) in model.unprepend.iter().enumerate() {
+        match Pointer::parse(text) {
+            Ok(p) => unprepend.push(p),
+            Err(e) => {
+                let mut at = path(&["response", "unprepend"]);
+                at.push(Seg::Index(i));
+                errors.add(at, e);
+            }
+        }
+    }
+    RouteResponse {
+        rules: ResponseRules {
+            unwrap: model.unwrap.unwrap_or(true),
+            keep,
+            unprepend,
+        },
+        passthrough: model.passthrough,
+    }
 }
 
 /// A header name the config may set upstream: not one that frames or routes the request.

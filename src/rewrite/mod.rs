@@ -11,7 +11,6 @@ pub mod template;
 use bytes::Bytes;
 use http::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderMap, HeaderName, HeaderValue};
-use http_body_util::{BodyExt, Limited};
 
 use crate::body::{self, ProxyBody};
 use crate::config::Config;
@@ -297,10 +296,8 @@ async fn read_json_body(
             ));
         }
     }
-    let collected = collect_at_most(body, max).await.map_err(|e| {
-        if e.downcast_ref::<http_body_util::LengthLimitError>()
-            .is_some()
-        {
+    let collected = body::collect_at_most(body, max).await.map_err(|e| {
+        if body::is_too_large(&e) {
             Refusal::BodyTooLarge
         } else {
             Refusal::BadRequest("the request body could not be read".to_owned())
@@ -315,20 +312,7 @@ async fn read_json_body(
     Ok(bytes)
 }
 
-type Collecting = std::pin::Pin<
-    Box<
-        dyn std::future::Future<Output = Result<http_body_util::Collected<Bytes>, crate::BoxError>>
-            + Send,
-    >,
->;
-
-/// Boxed so the request future stays provably `Send` (rustc cannot see through
-/// `Limited::collect` across the await otherwise).
-fn collect_at_most(body: ProxyBody, max: usize) -> Collecting {
-    Box::pin(Limited::new(body, max).collect())
-}
-
-fn is_json_type(value: &str) -> bool {
+pub fn is_json_type(value: &str) -> bool {
     let essence = value
         .split(';')
         .next()

@@ -6,6 +6,7 @@ use http::Method;
 use super::canonical::CanonicalPath;
 use super::template::{Captures, Template};
 use crate::config::model::Scope;
+use crate::respond::RouteResponse;
 use crate::rewrite::RouteRewrite;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,6 +66,8 @@ pub struct Route {
     pub scope: Scope,
     /// Rewrite rules and `set_headers` templates (stage 4).
     pub rewrite: RouteRewrite,
+    /// Response rules (stage 6).
+    pub response: RouteResponse,
 }
 
 impl Route {

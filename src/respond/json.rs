@@ -1,0 +1,372 @@
+//! The response body pass (SPEC 4.2), one streaming walk with span edits like the
+//! request side: `keep` drops list items outside the caller's namespace, the leak
+//! guard collects every other tenant's id it meets, `unwrap` strips the caller's
+//! namespace from ids, `unprepend` drops a leading root from arrays. Findings inside an
+//! item that `keep` drops are discarded with the item, so keep runs before the guard.
+
+use jiter::{Jiter, Peek};
+
+use super::Scope;
+use crate::rewrite::pointer::{Pointer, Step};
+
+#[derive(Debug, Clone)]
+pub struct Keep {
+    pub items: Pointer,
+    /// Relative to each item.
+    pub owner: Pointer,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ResponseRules {
+    pub unwrap: bool,
+    pub keep: Option<Keep>,
+    pub unprepend: Vec<Pointer>,
+}
+
+/// Why a body cannot be delivered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Blocked {
+    /// Another tenant's ids, this many of them.
+    Leak(usize),
+    NotJson,
+}
+
+const MAX_DEPTH: usize = 128;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Items,
+    Unprepend(usize),
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct State {
+    kind: Kind,
+    step: usize,
+}
+
+struct Edit {
+    at: usize,
+    end: usize,
+    text: String,
+}
+
+struct Walker<'a> {
+    data: &'a [u8],
+    rules: &'a ResponseRules,
+    scope: &'a Scope<'a>,
+    edits: Vec<Edit>,
+    leaks: Vec<usize>,
+}
+
+/// `Ok(None)`: deliver the body as it is.
+pub fn process(
+    body: &[u8],
+    rules: &ResponseRules,
+    scope: &Scope,
+) -> Result<Option<Vec<u8>>, Blocked> {
+    let mut walker = Walker {
+        data: body,
+        rules,
+        scope,
+        edits: Vec::new(),
+        leaks: Vec::new(),
+    };
+    let mut jiter = Jiter::new(body);
+    let peek = jiter.peek().map_err(|_| Blocked::NotJson)?;
+    let mut states = Vec::new();
+    if rules.keep.is_some() {
+        states.push(State {
+            kind: Kind::Items,
+            step: 0,
+        });
+    }
+    states.extend((0..rules.unprepend.len()).map(|i| State {
+        kind: Kind::Unprepend(i),
+        step: 0,
+    }));
+    walker.value(&mut jiter, peek, states, Some(usize::MAX), 0)?;
+    jiter.finish().map_err(|_| Blocked::NotJson)?;
+    if !walker.leaks.is_empty() {
+        return Err(Blocked::Leak(walker.leaks.len()));
+    }
+    if walker.edits.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(walker.splice_within(0, body.len())))
+}
+
+fn json_string(value: &str) -> String {
+    serde_json::Value::from(value).to_string()
+}
+
+impl Walker<'_> {
+    fn pointer(&self, kind: Kind) -> &Pointer {
+        match kind {
+            Kind::Items => {
+                &self
+                    .rules
+                    .keep
+                    .as_ref()
+                    .expect("items state implies keep")
+                    .items
+            }
+            Kind::Unprepend(i) => &self.rules.unprepend[i],
+        }
+    }
+
+    fn advance(&self, states: &[State], key: Option<&str>, index: Option<usize>) -> Vec<State> {
+        let mut next = Vec::new();
+        for s in states {
+            let moved = match self.pointer(s.kind).steps.get(s.step) {
+                None => continue,
+                Some(Step::AnyDepth) => *s,
+                Some(Step::Any) => State {
+                    kind: s.kind,
+                    step: s.step + 1,
+                },
+                Some(Step::Key(k)) => {
+                    let hit = key == Some(k.as_str()) || index.is_some_and(|i| k.parse() == Ok(i));
+                    if !hit {
+                        continue;
+                    }
+                    State {
+                        kind: s.kind,
+                        step: s.step + 1,
+                    }
+                }
+            };
+            if !next.contains(&moved) {
+                next.push(moved);
+            }
+            if self.pointer(s.kind).steps.get(s.step) == Some(&Step::AnyDepth) {
+                // `**` may also stop matching here and let the next step take this child.
+                let skip = State {
+                    kind: s.kind,
+                    step: s.step + 1,
+                };
+                next.extend(self.advance(&[skip], key, index));
+            }
+        }
+        next
+    }
+
+    /// Owner probe: `Some(step)` while walking an item's owner pointer; the returned
+    /// string is the owner, if this value is it.
+    fn owner_step(
+        &self,
+        probe: Option<usize>,
+        key: Option<&str>,
+        index: Option<usize>,
+    ) -> Option<usize> {
+        let step = probe?;
+        let owner = &self.rules.keep.as_ref()?.owner;
+        match owner.steps.get(step)? {
+            Step::Key(k)
+                if key == Some(k.as_str()) || index.is_some_and(|i| k.parse() == Ok(i)) =>
+            {
+                Some(step + 1)
+            }
+            Step::Any => Some(step + 1),
+            _ => None,
+        }
+    }
+
+    fn value(
+        &mut self,
+        j: &mut Jiter,
+        peek: Peek,
+        states: Vec<State>,
+        probe: Option<usize>,
+        depth: usize,
+    ) -> Result<Option<String>, Blocked> {
+        if depth > MAX_DEPTH {
+            return Err(Blocked::NotJson);
+        }
+        let start = j.current_index();
+        let at_end = |kind: fn(&Kind) -> bool, me: &Self| {
+            states
+                .iter()
+                .any(|s| kind(&s.kind) && s.step == me.pointer(s.kind).steps.len())
+        };
+        let is_items = at_end(|k| *k == Kind::Items, self);
+        let is_unprepend = at_end(|k| matches!(k, Kind::Unprepend(_)), self);
+        match peek {
+            Peek::Object => {
+                let mut key = j
+                    .known_object()
+                    .map_err(|_| Blocked::NotJson)?
+                    .map(str::to_owned);
+                let mut owner = None;
+                let mut before = start;
+                while let Some(k) = key {
+                    self.string(&k, self.key_span(before, j.current_index()));
+                    let child = self.advance(&states, Some(&k), None);
+                    let child_probe = self.owner_step(probe, Some(&k), None);
+                    let peek = j.peek().map_err(|_| Blocked::NotJson)?;
+                    if let Some(found) = self.value(j, peek, child, child_probe, depth + 1)? {
+                        owner = Some(found);
+                    }
+                    before = j.current_index();
+                    key = j
+                        .next_key()
+                        .map_err(|_| Blocked::NotJson)?
+                        .map(str::to_owned);
+                }
+                Ok(owner)
+            }
+            Peek::Array => {
+                let mut items: Vec<(usize, usize, Option<String>)> = Vec::new();
+                let mut next = j.known_array().map_err(|_| Blocked::NotJson)?;
+                let mut owner = None;
+                let mut index = 0;
+                while let Some(peek) = next {
+                    let item_start = j.current_index();
+                    let child = self.advance(&states, None, Some(index));
+                    let child_probe = if is_items {
+                        Some(0)
+                    } else {
+                        self.owner_step(probe, None, Some(index))
+                    };
+                    let found = self.value(j, peek, child, child_probe, depth + 1)?;
+                    if is_items {
+                        items.push((item_start, j.current_index(), found));
+                    } else if found.is_some() {
+                        owner = found;
+                    }
+                    index += 1;
+                    next = j.array_step().map_err(|_| Blocked::NotJson)?;
+                }
+                let end = j.current_index();
+                if is_items {
+                    self.keep_owned(start, end, &items);
+                } else if is_unprepend {
+                    self.unprepend(start, end);
+                }
+                Ok(owner)
+            }
+            Peek::String => {
+                let value = j.known_str().map_err(|_| Blocked::NotJson)?.to_owned();
+                self.string(&value, (start, j.current_index()));
+                let owner_done = probe
+                    .and_then(|step| Some(step == self.rules.keep.as_ref()?.owner.steps.len()));
+                Ok(if owner_done == Some(true) {
+                    Some(value)
+                } else {
+                    None
+                })
+            }
+            other => {
+                j.known_skip(other).map_err(|_| Blocked::NotJson)?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// The span of the key just read: between the previous value (or `{`) and the `:`.
+    fn key_span(&self, after_previous: usize, after_colon: usize) -> (usize, usize) {
+        let data = self.data;
+        let mut open = after_previous;
+        while open < after_colon && data[open] != b'"' {
+            open += 1;
+        }
+        let mut close = after_colon;
+        while close > open && data[close - 1] != b'"' {
+            close -= 1;
+        }
+        (open, close)
+    }
+
+    /// Guard and unwrap one string (a value or a key) at `span`.
+    fn string(&mut self, value: &str, span: (usize, usize)) {
+        let scope = self.scope;
+        if let Some(own) = scope.own(value) {
+            if self.rules.unwrap {
+                if let Some(plain) = own {
+                    self.edits.push(Edit {
+                        at: span.0,
+                        end: span.1,
+                        text: json_string(plain),
+                    });
+                }
+            }
+            return;
+        }
+        if scope.guard && scope.finding(value) {
+            self.leaks.push(span.0);
+        }
+    }
+
+    /// Drops the items whose owner is outside the caller's namespace, with every edit
+    /// and finding inside them.
+    fn keep_owned(&mut self, start: usize, end: usize, items: &[(usize, usize, Option<String>)]) {
+        let kept = |owner: &Option<String>| owner.as_deref().is_some_and(|o| self.scope.within(o));
+        if items.iter().all(|(_, _, owner)| kept(owner)) {
+            return;
+        }
+        let mut text = String::from("[");
+        for (item_start, item_end, owner) in items {
+            if !kept(owner) {
+                continue;
+            }
+            if text.len() > 1 {
+                text.push(',');
+            }
+            text.push_str(&String::from_utf8_lossy(
+                &self.splice_within(*item_start, *item_end),
+            ));
+        }
+        text.push(']');
+        self.edits.retain(|e| e.end <= start || e.at >= end);
+        self.leaks.retain(|&at| at < start || at >= end);
+        self.edits.push(Edit {
+            at: start,
+            end,
+            text,
+        });
+    }
+
+    fn unprepend(&mut self, start: usize, end: usize) {
+        let mut j = Jiter::new(&self.data[start..end]);
+        let Ok(Some(Peek::String)) = j.next_array() else {
+            return;
+        };
+        let first_start = start + j.current_index();
+        let Ok(first) = j.known_str().map(str::to_owned) else {
+            return;
+        };
+        if first != self.scope.root {
+            return;
+        }
+        let first_end = start + j.current_index();
+        let cut_to = match j.array_step() {
+            Ok(Some(_)) => start + j.current_index(),
+            _ => first_end,
+        };
+        self.edits
+            .retain(|e| e.end <= first_start || e.at >= first_end);
+        self.edits.push(Edit {
+            at: first_start,
+            end: cut_to,
+            text: String::new(),
+        });
+    }
+
+    fn splice_within(&self, from: usize, to: usize) -> Vec<u8> {
+        let mut inner: Vec<&Edit> = self
+            .edits
+            .iter()
+            .filter(|e| e.at >= from && e.end <= to)
+            .collect();
+        inner.sort_by_key(|e| (e.at, e.end));
+        let mut out = Vec::with_capacity(to - from);
+        let mut copied = from;
+        for edit in inner {
+            out.extend_from_slice(&self.data[copied..edit.at]);
+            out.extend_from_slice(edit.text.as_bytes());
+            copied = edit.end;
+        }
+        out.extend_from_slice(&self.data[copied..to]);
+        out
+    }
+}
