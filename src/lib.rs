@@ -8,6 +8,7 @@ pub mod app;
 pub mod audit;
 pub mod body;
 pub mod config;
+pub mod dev;
 pub mod forward;
 pub mod hygiene;
 pub mod identity;

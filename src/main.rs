@@ -1,14 +1,16 @@
 //! The command line (SPEC 1). Exit codes: 0 ok, 1 config or usage error, 2 runtime
 //! failure.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use tenantgate::config::{self, Overrides, Snapshot};
-use tenantgate::{audit, server};
+use tenantgate::{audit, dev, server};
 
+mod check;
 mod explain;
 
 #[derive(Parser)]
@@ -49,6 +51,18 @@ enum Command {
         #[arg(long)]
         upstream: Option<String>,
     },
+    /// The playground: an unsafe in-memory memory backend with the proxy in front of
+    /// it, and curl commands that show two users kept apart.
+    Dev {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Overrides [listen] addr.
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Overrides [admin] addr.
+        #[arg(long)]
+        admin_listen: Option<SocketAddr>,
+    },
     /// Validate a config and print a summary.
     Check {
         #[command(flatten)]
@@ -86,7 +100,19 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Command::Check { config } => check(&config.config),
+        Command::Check { config } => check::run(&config.config),
+        Command::Dev {
+            config,
+            listen,
+            admin_listen,
+        } => dev(
+            config.config,
+            Overrides {
+                listen,
+                admin_listen,
+                upstream: None,
+            },
+        ),
         Command::Explain {
             config,
             tenant,
@@ -117,47 +143,41 @@ fn load(path: &std::path::Path, overrides: &Overrides) -> Result<Snapshot, ExitC
     })
 }
 
-fn check(path: &std::path::Path) -> ExitCode {
-    let snapshot = match load(path, &Overrides::default()) {
-        Ok(s) => s,
-        Err(code) => return code,
-    };
-    let c = &snapshot.config;
-    println!("{}: ok", snapshot.origin);
-    println!("  identity  header mode, tenant from {}", c.identity.header);
-    println!("  listen    {} (admin {})", c.listen.addr, c.admin.addr);
-    println!(
-        "  upstream  {}://{}{} (timeout {:?}, retries {})",
-        c.upstream.origin,
-        c.upstream.authority,
-        c.upstream.base_path,
-        c.upstream.timeout,
-        c.upstream.retries
-    );
-    println!("  routes    {}", c.routes.len());
-    for route in c.routes.iter() {
-        println!(
-            "    {:<10} {:<40} {}",
-            format!("{:?}", route.scope).to_lowercase(),
-            route.match_text,
-            route.name
-        );
-    }
-    if !c.tenants.is_empty() {
-        println!("  tenants   {} configured", c.tenants.len());
-    }
-    for warning in &c.warnings {
-        println!("warning: {warning}");
-    }
-    ExitCode::SUCCESS
-}
-
 fn run(path: PathBuf, overrides: Overrides) -> ExitCode {
     let first = match load(&path, &overrides) {
         Ok(s) => s,
         Err(code) => return code,
     };
     init_logging(&first.config.log_level);
+    serve(async move {
+        let running = server::start(first, Some((path, overrides)))
+            .await
+            .map_err(|e| (EXIT_RUNTIME, e.to_string()))?;
+        Ok((running, None))
+    })
+}
+
+fn dev(path: PathBuf, overrides: Overrides) -> ExitCode {
+    init_logging("info");
+    serve(async move {
+        let playground = dev::start(&path, overrides).await.map_err(|e| {
+            let code = match e {
+                dev::DevError::Config(_) => EXIT_CONFIG,
+                _ => EXIT_RUNTIME,
+            };
+            (code, e.to_string())
+        })?;
+        println!("{}", playground.banner());
+        Ok((playground.proxy, Some(playground.backend)))
+    })
+}
+
+/// Runs the proxy that `start` brings up (and the dev backend beside it, if any) until
+/// SIGTERM or SIGINT, then drains it.
+fn serve<F>(start: F) -> ExitCode
+where
+    F: Future<Output = Result<(server::Running, Option<dev::backend::Backend>), (u8, String)>>,
+{
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -169,12 +189,12 @@ fn run(path: PathBuf, overrides: Overrides) -> ExitCode {
         }
     };
     runtime.block_on(async move {
-        let running = match server::start(first, Some((path, overrides))).await {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::error!(error = %e, "startup failed");
-                eprintln!("{e}");
-                return ExitCode::from(EXIT_RUNTIME);
+        let (running, _backend) = match start.await {
+            Ok(started) => started,
+            Err((code, message)) => {
+                tracing::error!(error = %message, "startup failed");
+                eprintln!("{message}");
+                return ExitCode::from(code);
             }
         };
         if let Err(e) = wait_for_shutdown(&running).await {

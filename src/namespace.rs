@@ -157,6 +157,11 @@ impl Namespaces {
         Ok(namespaces)
     }
 
+    /// The `[tenant] namespace` template this was built from.
+    pub fn pattern(&self) -> String {
+        format!("{}{{tenant}}{}", self.prefix, self.suffix)
+    }
+
     pub fn separator(&self) -> &str {
         &self.separator
     }

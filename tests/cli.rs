@@ -85,12 +85,16 @@ async fn check_summarises_and_warns_about_shadowed_routes() {
     let path = write(
         dir.path(),
         "ok.toml",
-        "[upstream]\nurl = \"http://127.0.0.1:1\"\n[[route]]\nname = \"all\"\nmatch = \"* /v1/{*rest}\"\nscope = \"shared\"\n[[route]]\nname = \"late\"\nmatch = \"GET /v1/x\"\nscope = \"tenant\"\n",
+        "[upstream]\nurl = \"http://127.0.0.1:1\"\n[[route]]\nname = \"all\"\nmatch = \"* /v1/{*rest}\"\nscope = \"shared\"\n[[route]]\nname = \"late\"\nmatch = \"GET /v1/x\"\nscope = \"tenant\"\n[[route]]\nname = \"events\"\nmatch = \"GET /events\"\nscope = \"tenant\"\nresponse.passthrough = true\n",
     );
     let (code, stdout, stderr) = tenantgate(&["check", "--config", &path]).await;
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("header mode"), "{stdout}");
-    assert!(stdout.contains("routes    2"), "{stdout}");
+    assert!(stdout.contains("routes    3"), "{stdout}");
+    assert!(
+        stdout.contains("passthrough (answers reach the caller uninspected): events"),
+        "{stdout}"
+    );
     assert!(
         stdout.contains("warning: route \"late\" can never match: the earlier route \"all\""),
         "{stdout}"

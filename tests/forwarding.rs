@@ -6,7 +6,7 @@ mod common;
 use std::collections::BTreeSet;
 
 use common::{Proxy, Reply, Upstream, PATIENCE};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 pub const CONFIG: &str = r#"
@@ -227,27 +227,8 @@ async fn request_body_streams_to_the_upstream_before_it_ends() {
 async fn response_body_streams_to_the_client_before_it_ends() {
     let upstream = Upstream::start(|_| Reply::Gated(b"first-part;", b"second-part")).await;
     let proxy = Proxy::start(CONFIG, &upstream).await;
-    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
-    stream
-        .write_all(&common::request_bytes("GET", "/v1/shared/stream", &[], b""))
-        .await
-        .unwrap();
-    let mut received = Vec::new();
-    tokio::time::timeout(PATIENCE, async {
-        let mut buf = [0u8; 4096];
-        while !String::from_utf8_lossy(&received).contains("first-part;") {
-            let n = stream.read(&mut buf).await.unwrap();
-            assert!(n > 0, "connection closed before the first part");
-            received.extend_from_slice(&buf[..n]);
-        }
-    })
-    .await
-    .expect("the first part arrived while the upstream was still holding the rest");
-    upstream.gate.notify_one();
-    let mut tail = Vec::new();
-    stream.read_to_end(&mut tail).await.unwrap();
-    received.extend_from_slice(&tail);
-    let response = common::parse_response(&received);
+    let request = common::request_bytes("GET", "/v1/shared/stream", &[], b"");
+    let response = common::read_streamed(proxy.addr, &request, "first-part;", &upstream).await;
     assert!(response.complete);
     assert_eq!(response.body, b"first-part;second-part");
 }

@@ -45,6 +45,14 @@ struct State {
     step: usize,
 }
 
+enum Verdict {
+    Untouched,
+    /// Another tenant's id.
+    Leak,
+    /// The caller's own id, as the JSON string that replaces it.
+    Unwrap(String),
+}
+
 struct Edit {
     at: usize,
     end: usize,
@@ -193,25 +201,20 @@ impl Walker<'_> {
         let is_unprepend = at_end(|k| matches!(k, Kind::Unprepend(_)), self);
         match peek {
             Peek::Object => {
-                let mut key = j
-                    .known_object()
-                    .map_err(|_| Blocked::NotJson)?
-                    .map(str::to_owned);
+                let mut key = j.known_object().map_err(|_| Blocked::NotJson)?;
                 let mut owner = None;
                 let mut before = start;
                 while let Some(k) = key {
-                    self.string(&k, self.key_span(before, j.current_index()));
-                    let child = self.advance(&states, Some(&k), None);
-                    let child_probe = self.owner_step(probe, Some(&k), None);
+                    let verdict = self.judge(k);
+                    let child = self.advance(&states, Some(k), None);
+                    let child_probe = self.owner_step(probe, Some(k), None);
+                    self.apply(verdict, self.key_span(before, j.current_index()));
                     let peek = j.peek().map_err(|_| Blocked::NotJson)?;
                     if let Some(found) = self.value(j, peek, child, child_probe, depth + 1)? {
                         owner = Some(found);
                     }
                     before = j.current_index();
-                    key = j
-                        .next_key()
-                        .map_err(|_| Blocked::NotJson)?
-                        .map(str::to_owned);
+                    key = j.next_key().map_err(|_| Blocked::NotJson)?;
                 }
                 Ok(owner)
             }
@@ -246,15 +249,18 @@ impl Walker<'_> {
                 Ok(owner)
             }
             Peek::String => {
-                let value = j.known_str().map_err(|_| Blocked::NotJson)?.to_owned();
-                self.string(&value, (start, j.current_index()));
-                let owner_done = probe
-                    .and_then(|step| Some(step == self.rules.keep.as_ref()?.owner.steps.len()));
-                Ok(if owner_done == Some(true) {
-                    Some(value)
-                } else {
-                    None
-                })
+                let value = j.known_str().map_err(|_| Blocked::NotJson)?;
+                let verdict = self.judge(value);
+                let is_owner = probe.is_some_and(|step| {
+                    self.rules
+                        .keep
+                        .as_ref()
+                        .is_some_and(|keep| step == keep.owner.steps.len())
+                });
+                // Only an item's owner is copied; every other string is judged in place.
+                let owner = is_owner.then(|| value.to_owned());
+                self.apply(verdict, (start, j.current_index()));
+                Ok(owner)
             }
             other => {
                 j.known_skip(other).map_err(|_| Blocked::NotJson)?;
@@ -277,23 +283,26 @@ impl Walker<'_> {
         (open, close)
     }
 
-    /// Guard and unwrap one string (a value or a key) at `span`.
-    fn string(&mut self, value: &str, span: (usize, usize)) {
+    /// What the guard and unwrap make of one string (a value or a key).
+    fn judge(&self, value: &str) -> Verdict {
         let scope = self.scope;
-        if let Some(own) = scope.own(value) {
-            if self.rules.unwrap {
-                if let Some(plain) = own {
-                    self.edits.push(Edit {
-                        at: span.0,
-                        end: span.1,
-                        text: json_string(plain),
-                    });
-                }
-            }
-            return;
+        match scope.own(value) {
+            Some(Some(plain)) if self.rules.unwrap => Verdict::Unwrap(json_string(plain)),
+            Some(_) => Verdict::Untouched,
+            None if scope.guard && scope.finding(value) => Verdict::Leak,
+            None => Verdict::Untouched,
         }
-        if scope.guard && scope.finding(value) {
-            self.leaks.push(span.0);
+    }
+
+    fn apply(&mut self, verdict: Verdict, span: (usize, usize)) {
+        match verdict {
+            Verdict::Untouched => {}
+            Verdict::Leak => self.leaks.push(span.0),
+            Verdict::Unwrap(text) => self.edits.push(Edit {
+                at: span.0,
+                end: span.1,
+                text,
+            }),
         }
     }
 

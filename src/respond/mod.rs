@@ -1,7 +1,8 @@
 //! Stage 6: the response (SPEC 4.2). Hop-by-hop headers go; on tenant routes the answer
 //! is inspected before a byte reaches the caller: `keep`, the leak guard, `unwrap` and
-//! `unprepend` on JSON bodies, the guard and unwrap on `Location` and `Link`, and every
-//! response names the caller's namespace in `X-Tenant-Namespace`.
+//! `unprepend` on JSON bodies, the guard and unwrap on `Location` and `Link`. (The
+//! pipeline names the caller's namespace in `X-Tenant-Namespace` on every answer,
+//! refusals included.)
 
 pub mod headers;
 pub mod json;
@@ -100,9 +101,6 @@ pub async fn finish(
         known,
     };
     let rules = &route.response.rules;
-    if let Ok(root) = HeaderValue::from_str(&namespace.root) {
-        response.headers_mut().insert(TENANT_NAMESPACE, root);
-    }
     if !inspects(config, route) {
         return Ok(response);
     }

@@ -70,6 +70,10 @@ pub enum Reply {
     After(Duration),
     /// Streams `first`, waits for the test to open the gate, then sends `rest`.
     Gated(&'static [u8], &'static [u8]),
+    /// As `Gated`, as a `text/event-stream`.
+    Sse(&'static [u8], &'static [u8]),
+    /// Exactly this status, these headers and these body bytes.
+    Raw(u16, Vec<(&'static str, &'static str)>, Vec<u8>),
 }
 
 type Behaviour = Arc<dyn Fn(&Seen) -> Reply + Send + Sync>;
@@ -161,6 +165,25 @@ impl Upstream {
     }
 }
 
+fn gated(
+    gate: Arc<Notify>,
+    first: &'static [u8],
+    rest: &'static [u8],
+    content_type: Option<&'static str>,
+) -> Response<TestBody> {
+    let (mut tx, body) = http_body_util::channel::Channel::<Bytes, Infallible>::new(1);
+    tokio::spawn(async move {
+        let _ = tx.send(Frame::data(Bytes::from_static(first))).await;
+        gate.notified().await;
+        let _ = tx.send(Frame::data(Bytes::from_static(rest))).await;
+    });
+    let mut response = Response::builder();
+    if let Some(content_type) = content_type {
+        response = response.header("content-type", content_type);
+    }
+    response.body(body.boxed()).unwrap()
+}
+
 type TestBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
 
 async fn answer(
@@ -237,14 +260,14 @@ async fn answer(
                 .body(body.boxed())
                 .unwrap()
         }
-        Reply::Gated(first, rest) => {
-            let (mut tx, body) = http_body_util::channel::Channel::<Bytes, Infallible>::new(1);
-            tokio::spawn(async move {
-                let _ = tx.send(Frame::data(Bytes::from_static(first))).await;
-                gate.notified().await;
-                let _ = tx.send(Frame::data(Bytes::from_static(rest))).await;
-            });
-            Response::builder().body(body.boxed()).unwrap()
+        Reply::Gated(first, rest) => gated(gate, first, rest, None),
+        Reply::Sse(first, rest) => gated(gate, first, rest, Some("text/event-stream")),
+        Reply::Raw(status, headers, body) => {
+            let mut response = Response::builder().status(status);
+            for (n, v) in headers {
+                response = response.header(n, v);
+            }
+            response.body(Full::new(Bytes::from(body)).boxed()).unwrap()
         }
     }
 }
@@ -455,4 +478,35 @@ fn dechunk(mut rest: &[u8]) -> (Vec<u8>, bool) {
         body.extend_from_slice(&rest[..size]);
         rest = &rest[size + 2..];
     }
+}
+
+/// Sends `request`, reads until `first` has arrived (proving the proxy streamed it while
+/// the upstream still held the rest), opens the upstream's gate and reads to the end.
+pub async fn read_streamed(
+    addr: SocketAddr,
+    request: &[u8],
+    first: &str,
+    upstream: &Upstream,
+) -> RawResponse {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut received = Vec::new();
+    tokio::time::timeout(PATIENCE, async {
+        let mut buf = [0u8; 4096];
+        while !String::from_utf8_lossy(&received).contains(first) {
+            let n = stream.read(&mut buf).await.unwrap();
+            assert!(n > 0, "connection closed before {first:?} arrived");
+            received.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await
+    .expect("the first part arrived while the upstream was still holding the rest");
+    upstream.gate.notify_one();
+    let mut tail = Vec::new();
+    tokio::time::timeout(PATIENCE, stream.read_to_end(&mut tail))
+        .await
+        .expect("the rest arrived")
+        .unwrap();
+    received.extend_from_slice(&tail);
+    parse_response(&received)
 }
