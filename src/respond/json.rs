@@ -242,7 +242,7 @@ impl Walker<'_> {
                 }
                 let end = j.current_index();
                 if is_items {
-                    self.keep_owned(start, end, &items);
+                    self.keep_owned(end, &items);
                 } else if is_unprepend {
                     self.unprepend(start, end);
                 }
@@ -307,32 +307,42 @@ impl Walker<'_> {
     }
 
     /// Drops the items whose owner is outside the caller's namespace, with every edit
-    /// and finding inside them.
-    fn keep_owned(&mut self, start: usize, end: usize, items: &[(usize, usize, Option<String>)]) {
+    /// and finding inside them. Each dropped item becomes one deletion that also takes
+    /// its comma, so the kept items' bytes (and edits) stay where they are.
+    fn keep_owned(&mut self, end: usize, items: &[(usize, usize, Option<String>)]) {
         let kept = |owner: &Option<String>| owner.as_deref().is_some_and(|o| self.scope.within(o));
-        if items.iter().all(|(_, _, owner)| kept(owner)) {
-            return;
-        }
-        let mut text = String::from("[");
-        for (item_start, item_end, owner) in items {
-            if !kept(owner) {
+        let first_kept = items.iter().position(|(_, _, owner)| kept(owner));
+        let mut dropped: Vec<(usize, usize)> = Vec::new();
+        for (i, (item_start, item_end, owner)) in items.iter().enumerate() {
+            if kept(owner) {
                 continue;
             }
-            if text.len() > 1 {
-                text.push(',');
+            let span = match first_kept {
+                // Before the first kept item: the item and the comma after it.
+                Some(first) if i < first => (*item_start, items[i + 1].0),
+                // After it: the comma before the item, and the item.
+                Some(_) => (items[i - 1].1, *item_end),
+                None => (items[0].0, items[items.len() - 1].1),
+            };
+            if dropped.last() != Some(&span) {
+                dropped.push(span);
             }
-            text.push_str(&String::from_utf8_lossy(
-                &self.splice_within(*item_start, *item_end),
-            ));
         }
-        text.push(']');
-        self.edits.retain(|e| e.end <= start || e.at >= end);
-        self.leaks.retain(|&at| at < start || at >= end);
-        self.edits.push(Edit {
-            at: start,
+        if dropped.is_empty() {
+            return;
+        }
+        debug_assert!(dropped.iter().all(|&(_, to)| to <= end));
+        let inside = |at: usize| {
+            let i = dropped.partition_point(|&(from, _)| from <= at);
+            i > 0 && at < dropped[i - 1].1
+        };
+        self.edits.retain(|e| !inside(e.at));
+        self.leaks.retain(|&at| !inside(at));
+        self.edits.extend(dropped.into_iter().map(|(at, end)| Edit {
+            at,
             end,
-            text,
-        });
+            text: String::new(),
+        }));
     }
 
     fn unprepend(&mut self, start: usize, end: usize) {

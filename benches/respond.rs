@@ -1,0 +1,83 @@
+//! The response stage's cost on realistic answers, beside a plain serde_json parse of
+//! the same bytes for scale: `cargo bench --bench respond`.
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use serde_json::json;
+use tenantgate::config::{self, Overrides};
+use tenantgate::respond::json::process;
+use tenantgate::respond::Scope;
+use tenantgate::tenants::KnownTenants;
+
+const CONFIG: &str = r#"
+[upstream]
+url = "http://127.0.0.1:1"
+[[route]]
+match = "GET /sessions"
+scope = "tenant"
+response.keep = { items = "/sessions", owner = "/id" }
+[[route]]
+match = "POST /search"
+scope = "tenant"
+"#;
+
+/// A vector search answer: `n` hits, each with a 1536-float embedding.
+fn search_answer(n: usize) -> Vec<u8> {
+    let results: Vec<_> = (0..n)
+        .map(|i| {
+            let embedding: Vec<f64> = (0..1536).map(|k| (i * k) as f64 * 1e-4 - 0.5).collect();
+            json!({"id": format!("u_alice__mem_{i}"), "user_id": "u_alice",
+                   "session_id": "u_alice__trip", "score": 0.87,
+                   "text": "Alice is allergic to peanuts", "embedding": embedding})
+        })
+        .collect();
+    serde_json::to_vec(&json!({ "results": results })).unwrap()
+}
+
+/// A list of every user's sessions, half of them the caller's.
+fn sessions_answer(n: usize) -> Vec<u8> {
+    let sessions: Vec<_> = (0..n)
+        .map(|i| {
+            let owner = if i % 2 == 0 { "alice" } else { "bob" };
+            json!({"id": format!("u_{owner}__s{i}"), "memories": i, "title": "a trip"})
+        })
+        .collect();
+    serde_json::to_vec(&json!({ "sessions": sessions })).unwrap()
+}
+
+fn bench(c: &mut Criterion) {
+    let snapshot = config::load_str(CONFIG, "bench.toml", &Overrides::default(), &|_| None)
+        .expect("bench config");
+    let config = &snapshot.config;
+    let known = KnownTenants::default();
+    known.note("bob");
+    let scope = Scope {
+        namespaces: &config.namespaces,
+        root: "u_alice",
+        tenant: Some("alice"),
+        guard: true,
+        config,
+        known: &known,
+    };
+    let routes: Vec<_> = config.routes.iter().collect();
+    let cases = [
+        ("search_10x1536", search_answer(10), routes[1]),
+        ("sessions_1000_keep", sessions_answer(1000), routes[0]),
+    ];
+    let mut group = c.benchmark_group("respond");
+    for (name, body, route) in &cases {
+        group.throughput(Throughput::Bytes(body.len() as u64));
+        let rules = &route.response.rules;
+        group.bench_with_input(BenchmarkId::new("process", name), body, |b, body| {
+            b.iter(|| process(body, rules, &scope).expect("delivered"))
+        });
+        group.bench_with_input(
+            BenchmarkId::new("serde_json_parse", name),
+            body,
+            |b, body| b.iter(|| serde_json::from_slice::<serde_json::Value>(body).expect("json")),
+        );
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
