@@ -1,5 +1,5 @@
 # tenantgate: multi-stage build, small non-root runtime image.
-FROM rust:1.85-bookworm AS builder
+FROM rust:1.88-bookworm AS builder
 WORKDIR /src
 COPY . .
 RUN cargo build --release --locked --bin tenantgate
