@@ -10,7 +10,27 @@ use arc_swap::ArcSwap;
 
 use crate::config::{self, Overrides, Snapshot};
 use crate::forward::{PoolSettings, Upstream};
+use crate::limits::clock::{Clock, SystemClock};
+use crate::limits::Limiter;
+use crate::store::memory::MemoryUsage;
+use crate::store::Usage;
 use crate::tenants::KnownTenants;
+
+/// The process's time and usage store; tests replace the clock.
+#[derive(Debug, Clone)]
+pub struct Services {
+    pub clock: Arc<dyn Clock>,
+    pub usage: Arc<dyn Usage>,
+}
+
+impl Default for Services {
+    fn default() -> Self {
+        Self {
+            clock: Arc::new(SystemClock::default()),
+            usage: Arc::new(MemoryUsage::default()),
+        }
+    }
+}
 
 pub struct App {
     config: ArcSwap<Snapshot>,
@@ -21,6 +41,10 @@ pub struct App {
     pub known: KnownTenants,
     /// Responses withheld by the leak guard (exported as a metric later).
     pub isolation_violations: AtomicU64,
+    /// Bucket state per tenant (stage 3); the limits themselves are in the snapshot.
+    pub limiter: Arc<Limiter>,
+    pub clock: Arc<dyn Clock>,
+    pub usage: Arc<dyn Usage>,
     /// Where reloads read from; `None` for a config given as text (tests, `dev`).
     source: Option<(PathBuf, Overrides)>,
 }
@@ -37,7 +61,11 @@ pub struct ReloadOutcome {
 }
 
 impl App {
-    pub fn new(mut first: Snapshot, source: Option<(PathBuf, Overrides)>) -> Arc<Self> {
+    pub fn new(
+        mut first: Snapshot,
+        source: Option<(PathBuf, Overrides)>,
+        services: Services,
+    ) -> Arc<Self> {
         first.generation = 1;
         let upstream = Upstream::new(PoolSettings::of(&first.config.upstream));
         Arc::new(Self {
@@ -47,6 +75,9 @@ impl App {
             upstream,
             known: KnownTenants::default(),
             isolation_violations: AtomicU64::new(0),
+            limiter: Arc::default(),
+            clock: services.clock,
+            usage: services.usage,
             source,
         })
     }

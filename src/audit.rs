@@ -16,6 +16,10 @@ pub struct AuditRecord {
     pub upstream_status: Option<u16>,
     /// The refusal code when tenantgate answered itself.
     pub reason: Option<&'static str>,
+    /// Units metered for this request (stage 7).
+    pub units: Option<u64>,
+    /// Answered by the route's degrade response (SPEC 6.3).
+    pub degraded: bool,
     /// The caller's namespace root, once the route stage resolved it (not logged; it
     /// goes into `X-Tenant-Namespace`).
     pub namespace: Option<String>,
@@ -30,6 +34,8 @@ impl AuditRecord {
             route: None,
             upstream_status: None,
             reason: None,
+            units: None,
+            degraded: false,
             namespace: None,
         }
     }
@@ -37,6 +43,8 @@ impl AuditRecord {
     pub fn emit(&self, status: StatusCode, latency: Duration) {
         let decision = if self.reason.is_some() {
             "refused"
+        } else if self.degraded {
+            "degraded"
         } else {
             "forwarded"
         };
@@ -50,6 +58,7 @@ impl AuditRecord {
             status = status.as_u16(),
             upstream_status = self.upstream_status,
             latency_ms = latency.as_secs_f64() * 1000.0,
+            units = self.units,
             reason = self.reason,
         );
     }

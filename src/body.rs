@@ -102,3 +102,41 @@ where
         self.inner.size_hint()
     }
 }
+
+/// `body`, keeping `guard` alive until the body is finished or dropped: an in-flight
+/// slot lasts as long as the answer streams, not just until its headers.
+pub fn hold<G: Send + Unpin + 'static>(body: ProxyBody, guard: G) -> ProxyBody {
+    Held {
+        inner: body,
+        _guard: guard,
+    }
+    .boxed_unsync()
+}
+
+struct Held<G> {
+    inner: ProxyBody,
+    _guard: G,
+}
+
+impl<G> Body for Held<G>
+where
+    G: Unpin,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

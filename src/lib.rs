@@ -12,7 +12,9 @@ pub mod dev;
 pub mod forward;
 pub mod hygiene;
 pub mod identity;
+pub mod limits;
 pub mod listen;
+pub mod meter;
 pub mod namespace;
 pub mod pipeline;
 pub mod refusal;
@@ -21,6 +23,7 @@ pub mod rewrite;
 pub mod route;
 pub mod secret;
 pub mod server;
+pub mod store;
 pub mod tenants;
 
 /// The error type that crosses hyper's body and service boundaries.

@@ -5,11 +5,11 @@
 //! 1. identity  who is calling                           identity.rs
 //! 2. route     canonical path, first matching rule,
 //!              the rule's scope admits the caller       route/
-//! 3. limits    the caller's bucket and quota            (SPEC 6, slots in here)
+//! 3. limits    quota, degradation, in-flight cap, rate  limits/
 //! 4. rewrite   ids into the caller's namespace          rewrite/, namespace.rs
 //! 5. forward   header hygiene, pooled upstream call     hygiene.rs, forward.rs
 //! 6. respond   keep, leak guard, unwrap, hygiene        respond/
-//! 7. meter     2xx units to the caller's usage          (SPEC 8, slots in here)
+//! 7. meter     2xx units to the caller's usage          meter.rs, store/
 //! ```
 //!
 //! Any stage may refuse with a [`Refusal`]; a refusal ends the walk before the
@@ -21,27 +21,41 @@ use std::time::Instant;
 
 use std::sync::atomic::Ordering;
 
-use http::header::{ACCEPT_ENCODING, CONTENT_LENGTH};
+use http::header::{ACCEPT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
 use http::request::Parts;
-use http::{HeaderValue, Method, Request, Response, Uri};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, Uri};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use crate::app::App;
 use crate::audit::AuditRecord;
-use crate::body::{IdleTimeout, ProxyBody};
+use crate::body::{self, IdleTimeout, ProxyBody};
 use crate::config::Config;
 use crate::forward::Outgoing;
 use crate::hygiene::{self, REQUEST_ID};
 use crate::identity::TenantId;
+use crate::limits::{self, Admission, Permit};
+use crate::meter;
 use crate::refusal::Refusal;
 use crate::respond;
 use crate::rewrite;
 use crate::route::canonical::CanonicalPath;
-use crate::route::{self, Admitted};
+use crate::route::table::Route;
+use crate::route::{self, Admitted, Caller};
 
 /// The scheme clients use to reach the proxy listener.
 const LISTENER_SCHEME: &str = "http";
+
+/// What one request gathers on its walk for its answer and its audit line.
+struct Trail {
+    audit: AuditRecord,
+    /// Rate-limit headers of the bucket charged (stage 3).
+    limit_headers: HeaderMap,
+    /// The caller's in-flight slot, held until the answer's body ends.
+    permit: Option<Permit>,
+    /// Whom a 2xx is metered to, and the route's units (stage 7).
+    meter: Option<(Caller, u64)>,
+}
 
 pub async fn handle(
     app: Arc<App>,
@@ -50,52 +64,67 @@ pub async fn handle(
 ) -> Response<ProxyBody> {
     let started = Instant::now();
     let snapshot = app.snapshot();
+    let config = &snapshot.config;
     let request_id = hygiene::request_id(request.headers());
-    let mut audit = AuditRecord::new(request_id.clone(), request.method().clone());
-    let walked = walk(
-        &app,
-        &snapshot.config,
-        request,
-        peer,
-        &request_id,
-        &mut audit,
-    )
-    .await;
+    let mut trail = Trail {
+        audit: AuditRecord::new(request_id.clone(), request.method().clone()),
+        limit_headers: HeaderMap::new(),
+        permit: None,
+        meter: None,
+    };
+    let walked = walk(&app, config, request, peer, &request_id, &mut trail).await;
     let mut response = walked.unwrap_or_else(|refusal| {
         if refusal == Refusal::IsolationViolation {
             app.isolation_violations.fetch_add(1, Ordering::Relaxed);
         }
-        audit.reason = Some(refusal.code());
+        trail.audit.reason = Some(refusal.code());
         refusal.to_response()
     });
-    response.headers_mut().insert(REQUEST_ID, request_id);
-    if let Some(root) = audit
+
+    // 7. meter
+    if let Some((caller, units)) = &trail.meter {
+        if !trail.audit.degraded {
+            trail.audit.units = meter::record(&app, caller, *units, response.status());
+        }
+        meter::quota_headers(&app, config, caller, response.headers_mut());
+    }
+
+    let headers = response.headers_mut();
+    for (name, value) in trail.limit_headers.drain() {
+        if let Some(name) = name {
+            headers.insert(name, value);
+        }
+    }
+    headers.insert(REQUEST_ID, request_id);
+    if let Some(root) = trail
+        .audit
         .namespace
         .as_deref()
         .and_then(|r| HeaderValue::from_str(r).ok())
     {
-        response
-            .headers_mut()
-            .insert(respond::TENANT_NAMESPACE, root);
+        headers.insert(respond::TENANT_NAMESPACE, root);
     }
-    audit.emit(response.status(), started.elapsed());
+    if let Some(permit) = trail.permit.take() {
+        response = response.map(|body| body::hold(body, permit));
+    }
+    trail.audit.emit(response.status(), started.elapsed());
     response
 }
 
 async fn walk(
-    app: &App,
+    app: &Arc<App>,
     config: &Config,
     request: Request<Incoming>,
     peer: SocketAddr,
     request_id: &HeaderValue,
-    audit: &mut AuditRecord,
+    trail: &mut Trail,
 ) -> Result<Response<ProxyBody>, Refusal> {
     let (parts, body) = request.into_parts();
     let body = IdleTimeout::new(body, config.upstream.body_timeout).boxed_unsync();
 
     // 1. identity
     let tenant = identify(config, &parts)?;
-    audit.tenant = tenant.as_ref().map(ToString::to_string);
+    trail.audit.tenant = tenant.as_ref().map(ToString::to_string);
 
     // 2. route
     let admitted = route::admit(
@@ -106,10 +135,31 @@ async fn walk(
         tenant,
     )?;
     let (matched, namespace) = (admitted.route, admitted.namespace.clone());
-    audit.route = Some(matched.name.clone());
-    audit.namespace = namespace.as_ref().map(|ns| ns.root.clone());
+    trail.audit.route = Some(matched.name.clone());
+    trail.audit.namespace = namespace.as_ref().map(|ns| ns.root.clone());
     if let Some(tenant) = admitted.caller.tenant() {
         app.known.note(tenant.as_str());
+    }
+
+    // 3. limits
+    trail.meter = Some((admitted.caller.clone(), matched.units));
+    let admission = app
+        .limiter
+        .admit(
+            config,
+            matched,
+            &admitted.caller,
+            app.usage.as_ref(),
+            app.clock.as_ref(),
+            &mut trail.limit_headers,
+        )
+        .await?;
+    match admission {
+        Admission::Forward(permit) => trail.permit = permit,
+        Admission::Degrade => {
+            trail.audit.degraded = true;
+            return Ok(degraded(matched));
+        }
     }
 
     // 4. rewrite, then header hygiene
@@ -118,7 +168,7 @@ async fn walk(
 
     // 5. forward
     let response = app.upstream.send(&config.upstream, outgoing).await?;
-    audit.upstream_status = Some(response.status().as_u16());
+    trail.audit.upstream_status = Some(response.status().as_u16());
 
     // 6. respond
     respond::finish(
@@ -130,6 +180,19 @@ async fn walk(
         response,
     )
     .await
+}
+
+/// The route's own answer past a soft cap (SPEC 6.3).
+fn degraded(route: &Route) -> Response<ProxyBody> {
+    let Some(answer) = &route.degrade else {
+        return Refusal::UpstreamUnavailable.to_response();
+    };
+    let mut response = Response::new(body::full(answer.body.clone()));
+    *response.status_mut() = answer.status;
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, answer.content_type.clone());
+    headers.insert(limits::headers::DEGRADED, HeaderValue::from_static("1"));
+    response
 }
 
 fn identify(config: &Config, parts: &Parts) -> Result<Option<TenantId>, Refusal> {

@@ -48,6 +48,12 @@ pub enum Refusal {
     IsolationViolation,
     #[error("the upstream's answer is larger than [limits] max_response_body")]
     ResponseTooLarge,
+    #[error("this user's rate limit is used up; retry after {retry_after} s")]
+    RateLimited { retry_after: u64 },
+    #[error("this user already has max_concurrent requests in flight; retry when one finishes")]
+    TooManyInFlight,
+    #[error("the daily quota is used up; it resets at midnight UTC, in {retry_after} s")]
+    QuotaExceeded { retry_after: u64 },
 }
 
 impl Refusal {
@@ -70,6 +76,9 @@ impl Refusal {
                 StatusCode::BAD_GATEWAY
             }
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Self::RateLimited { .. } | Self::TooManyInFlight | Self::QuotaExceeded { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
         }
     }
 
@@ -92,6 +101,8 @@ impl Refusal {
             Self::UpstreamTimeout => "upstream_timeout",
             Self::IsolationViolation => "isolation_violation",
             Self::ResponseTooLarge => "response_too_large",
+            Self::RateLimited { .. } | Self::TooManyInFlight => "rate_limited",
+            Self::QuotaExceeded { .. } => "quota_exceeded",
         }
     }
 
@@ -110,10 +121,18 @@ impl Refusal {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
-        if let Self::Unauthenticated(_) = self {
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        let headers = response.headers_mut();
+        match self {
+            Self::Unauthenticated(_) => {
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            Self::RateLimited { retry_after } | Self::QuotaExceeded { retry_after } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
+            }
+            Self::TooManyInFlight => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            _ => {}
         }
         response
     }

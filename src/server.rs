@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::app::App;
+use crate::app::{App, Services};
 use crate::config::{Overrides, Snapshot};
 use crate::{admin, listen, pipeline};
 
@@ -34,6 +34,16 @@ pub struct Running {
     stop_admin: watch::Sender<bool>,
     proxy: JoinHandle<GracefulShutdown>,
     admin: JoinHandle<GracefulShutdown>,
+    sweeper: JoinHandle<()>,
+}
+
+async fn sweep(app: Arc<App>) {
+    let mut every = tokio::time::interval(SWEEP_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        app.limiter.sweep(app.clock.mono());
+    }
 }
 
 /// How a drain ended.
@@ -43,9 +53,21 @@ pub struct Drained {
     pub in_flight_finished: bool,
 }
 
+/// How often idle limiter buckets are forgotten.
+const SWEEP_EVERY: Duration = Duration::from_secs(10);
+
 pub async fn start(
     first: Snapshot,
     source: Option<(PathBuf, Overrides)>,
+) -> Result<Running, StartError> {
+    start_with(first, source, Services::default()).await
+}
+
+/// As [`start`], with a chosen clock and usage store.
+pub async fn start_with(
+    first: Snapshot,
+    source: Option<(PathBuf, Overrides)>,
+    services: Services,
 ) -> Result<Running, StartError> {
     let listen = first.config.listen.clone();
     let admin_addr = first.config.admin.addr;
@@ -62,7 +84,8 @@ pub async fn start(
     let proxy_addr = local(&proxy_listener, listen.addr);
     let admin_addr = local(&admin_listener, admin_addr);
 
-    let app = App::new(first, source);
+    let app = App::new(first, source, services);
+    let sweeper = tokio::spawn(sweep(app.clone()));
     let (stop_proxy, proxy_stopped) = watch::channel(false);
     let (stop_admin, admin_stopped) = watch::channel(false);
 
@@ -91,6 +114,7 @@ pub async fn start(
         stop_admin,
         proxy,
         admin,
+        sweeper,
     })
 }
 
@@ -118,6 +142,7 @@ impl Running {
         if let Ok(connections) = self.admin.await {
             let _ = tokio::time::timeout(ADMIN_GRACE, connections.shutdown()).await;
         }
+        self.sweeper.abort();
         tracing::info!("drained");
         Drained { in_flight_finished }
     }

@@ -49,6 +49,8 @@ pub struct Config {
     /// `[limits] max_response_body`: the largest answer the response stage buffers.
     pub max_response_body: usize,
     pub leak_guard: bool,
+    /// Plans and the project's limits (SPEC 6); bucket state lives in `App`, not here.
+    pub limits: crate::limits::plan::LimitSettings,
     pub admin: AdminSettings,
     pub log_level: String,
     /// Client headers removed before forwarding (SPEC 5), fixed per snapshot.
@@ -86,6 +88,8 @@ pub struct UpstreamSettings {
 pub struct TenantPolicy {
     pub blocked: bool,
     pub upstream_headers: HeaderList,
+    /// Its plan with its overrides applied; `None`: the default plan.
+    pub plan: Option<crate::limits::plan::Plan>,
 }
 
 #[derive(Debug)]

@@ -90,6 +90,9 @@ mod defaults {
     pub fn pool_idle_timeout() -> Dur {
         Dur(Duration::from_secs(90))
     }
+    pub fn degrade_status() -> u16 {
+        200
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -153,6 +156,9 @@ impl Default for Tenant {
 pub struct Limits {
     pub max_body: Size,
     pub max_response_body: Size,
+    pub default_plan: Option<String>,
+    pub plans: BTreeMap<String, PlanFields>,
+    pub project: ProjectLimits,
 }
 
 impl Default for Limits {
@@ -160,8 +166,43 @@ impl Default for Limits {
         Self {
             max_body: Size(8 * 1024 * 1024),
             max_response_body: Size(16 * 1024 * 1024),
+            default_plan: None,
+            plans: BTreeMap::new(),
+            project: ProjectLimits::default(),
         }
     }
+}
+
+/// `[limits.plans.NAME]`, and the same fields as per-tenant overrides (SPEC 6).
+#[derive(Debug, Default, Clone, Deserialize)]
+pub struct PlanFields {
+    pub rate: Option<u64>,
+    pub per: Option<Dur>,
+    pub burst: Option<u64>,
+    pub max_concurrent: Option<u32>,
+    pub daily_units: Option<u64>,
+    pub soft_cap: Option<f64>,
+    pub overflow: Option<Overflow>,
+    pub max_wait: Option<Dur>,
+    pub max_queue: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Overflow {
+    Reject,
+    Queue,
+}
+
+/// `[limits.project]`: the project bucket and the whole upstream's daily budget.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectLimits {
+    pub rate: Option<u64>,
+    pub per: Option<Dur>,
+    pub burst: Option<u64>,
+    pub daily_units: Option<u64>,
+    pub degrade_at: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -186,6 +227,30 @@ pub struct Route {
     pub rewrite: Rewrite,
     #[serde(default)]
     pub response: Response,
+    pub cost: Option<u64>,
+    pub units: Option<Units>,
+    #[serde(default)]
+    pub degradable: bool,
+    pub degrade: Option<Degrade>,
+}
+
+/// A route's metered units per 2xx: a number, or read from the response (SPEC 4).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum Units {
+    Fixed(u64),
+    Header { header: String },
+    Json { json: String },
+}
+
+/// `[route.degrade]`: the answer a degradable route gives past a soft cap.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Degrade {
+    #[serde(default = "defaults::degrade_status")]
+    pub status: u16,
+    pub body: String,
+    pub content_type: Option<String>,
 }
 
 /// `[route.response]` (SPEC 4.2).
@@ -234,13 +299,19 @@ impl Rewrite {
     }
 }
 
+/// `[tenants.ID]`. The plan overrides are flattened in, so unknown keys are collected
+/// and refused by validation rather than by serde.
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct TenantSettings {
     #[serde(default)]
     pub blocked: bool,
     #[serde(default)]
     pub upstream_headers: BTreeMap<String, String>,
+    pub plan: Option<String>,
+    #[serde(flatten)]
+    pub overrides: PlanFields,
+    #[serde(flatten)]
+    pub unknown: BTreeMap<String, toml::Value>,
 }
 
 #[derive(Debug, Deserialize)]

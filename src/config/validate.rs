@@ -22,6 +22,8 @@ use crate::route::table::{Route, RouteTable};
 use crate::route::PRIVILEGED_TOKEN_HEADER;
 use crate::secret::Secret;
 
+mod limits;
+
 /// hyper refuses a smaller read buffer, and the headers must fit in it.
 const MIN_HEADER_BYTES: u64 = 8 * 1024;
 
@@ -46,6 +48,22 @@ pub fn compile(file: &model::File) -> Result<Config, Vec<(KeyPath, String)>> {
     let max_body = usize::try_from(file.limits.max_body.0).unwrap_or(usize::MAX);
     let max_response_body = usize::try_from(file.limits.max_response_body.0).unwrap_or(usize::MAX);
     let tenants = tenants(file, identity.as_ref(), &mut errors);
+    let limits = limits::settings(file, &mut errors);
+    if let Some(tenants) = &tenants {
+        let named: Vec<_> = file
+            .limits
+            .plans
+            .iter()
+            .filter_map(|(name, fields)| {
+                let mut quiet = Errors::default();
+                limits::plan_quietly(name, fields, &mut quiet)
+            })
+            .collect();
+        let plans = named
+            .iter()
+            .chain(tenants.values().filter_map(|t| t.plan.as_ref()));
+        limits::check_costs(file, plans, &limits.project, &mut errors);
+    }
 
     let privileged_token = match &file.tenant.privileged_token {
         Some(t) if t.is_empty() => {
@@ -130,6 +148,7 @@ pub fn compile(file: &model::File) -> Result<Config, Vec<(KeyPath, String)>> {
         max_body,
         max_response_body,
         leak_guard: file.tenant.leak_guard,
+        limits,
         admin: AdminSettings {
             addr: file.admin.addr,
             token: admin_token,
@@ -317,6 +336,7 @@ fn routes(
         let at = vec![key("route"), Seg::Index(i)];
         let response = response_rules(route, at.clone(), errors);
         let rewrite = rewrite_rules(route, &template, identity, at, errors);
+        let (cost, units, degrade) = limits::route_limits(route, i, errors);
         compiled.push(Route {
             name: route
                 .name
@@ -328,6 +348,9 @@ fn routes(
             scope: route.scope,
             rewrite,
             response,
+            cost,
+            units,
+            degrade,
         });
     }
     if compiled.len() != file.routes.len() {
@@ -371,6 +394,7 @@ fn tenants(
             TenantPolicy {
                 blocked: settings.blocked,
                 upstream_headers: headers(&settings.upstream_headers, header_path, errors),
+                plan: limits::tenant_plan(file, id, settings, errors),
             },
         );
     }

@@ -68,6 +68,20 @@ pub struct Route {
     pub rewrite: RouteRewrite,
     /// Response rules (stage 6).
     pub response: RouteResponse,
+    /// Rate-limit tokens per request (stage 3).
+    pub cost: u64,
+    /// Metered units per 2xx (stage 7).
+    pub units: u64,
+    /// `degradable = true`: the answer given past a soft cap instead of forwarding.
+    pub degrade: Option<DegradeAnswer>,
+}
+
+/// `[route.degrade]`, compiled.
+#[derive(Debug, Clone)]
+pub struct DegradeAnswer {
+    pub status: http::StatusCode,
+    pub content_type: http::HeaderValue,
+    pub body: bytes::Bytes,
 }
 
 impl Route {

@@ -1,0 +1,188 @@
+//! GCRA (the generic cell rate algorithm): a bucket is one number, the theoretical
+//! arrival time (TAT) of the next request, updated with a compare-and-swap. The rate
+//! is not stored in the bucket, so a reload can change a tenant's plan without
+//! touching (or resetting) its state.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
+
+use super::clock::NANOS_PER_SEC;
+
+/// `rate` tokens per `per`, up to `burst` at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    /// Nanoseconds per token.
+    interval: u64,
+    burst: u64,
+}
+
+impl Rate {
+    pub fn new(rate: u64, per: Duration, burst: u64) -> Result<Self, String> {
+        if rate == 0 || burst == 0 {
+            return Err("rate and burst must be at least 1".to_owned());
+        }
+        let per = u64::try_from(per.as_nanos()).map_err(|_| "per is too long".to_owned())?;
+        let interval = per / rate;
+        if interval == 0 {
+            return Err("rate is more than one token per nanosecond".to_owned());
+        }
+        if interval.checked_mul(burst).is_none() {
+            return Err("burst × (per / rate) overflows".to_owned());
+        }
+        Ok(Self { interval, burst })
+    }
+
+    pub fn burst(&self) -> u64 {
+        self.burst
+    }
+
+    /// The time a full bucket takes to refill from empty.
+    pub fn window(&self) -> u64 {
+        self.interval * self.burst
+    }
+}
+
+/// What a bucket looked like after a decision, for the rate-limit headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Level {
+    pub remaining: u64,
+    /// Nanoseconds until the bucket is full again.
+    pub full_in: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Allowed(Level),
+    /// A slot was reserved this many nanoseconds from now (queue mode).
+    Reserved {
+        wait: u64,
+        level: Level,
+    },
+    /// Nothing was taken; the cost fits in this many nanoseconds.
+    Denied {
+        retry_in: u64,
+        level: Level,
+    },
+}
+
+/// Per-tenant limiter state: the TAT and the counters of in-flight and queued requests.
+#[derive(Debug, Default)]
+pub struct Bucket {
+    tat: AtomicU64,
+    pub in_flight: AtomicU32,
+    pub queued: AtomicU32,
+}
+
+impl Bucket {
+    /// Takes `cost` tokens at `now`, or, when the wait for them is at most `max_wait`,
+    /// reserves them for later.
+    pub fn take(&self, rate: &Rate, cost: u64, now: u64, max_wait: Option<u64>) -> Decision {
+        let window = rate.window();
+        let charge = rate.interval.saturating_mul(cost);
+        let mut tat = self.tat.load(Ordering::Acquire);
+        loop {
+            let new_tat = tat.max(now).saturating_add(charge);
+            let fits_at = new_tat.saturating_sub(window);
+            let decision = if fits_at <= now {
+                Decision::Allowed(level(rate, new_tat, now))
+            } else if max_wait.is_some_and(|max| fits_at - now <= max) {
+                Decision::Reserved {
+                    wait: fits_at - now,
+                    level: level(rate, new_tat, fits_at),
+                }
+            } else {
+                return Decision::Denied {
+                    retry_in: fits_at - now,
+                    level: level(rate, tat, now),
+                };
+            };
+            match self
+                .tat
+                .compare_exchange_weak(tat, new_tat, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return decision,
+                Err(current) => tat = current,
+            }
+        }
+    }
+
+    /// True when the bucket holds nothing worth keeping: full again and idle.
+    pub fn is_idle(&self, now: u64) -> bool {
+        self.tat.load(Ordering::Acquire) <= now
+            && self.in_flight.load(Ordering::Acquire) == 0
+            && self.queued.load(Ordering::Acquire) == 0
+    }
+}
+
+fn level(rate: &Rate, tat: u64, now: u64) -> Level {
+    let used = tat.saturating_sub(now);
+    Level {
+        remaining: rate.window().saturating_sub(used) / rate.interval,
+        full_in: used,
+    }
+}
+
+/// Whole seconds, rounded up: a client told to wait this long never comes back early.
+pub fn ceil_secs(nanos: u64) -> u64 {
+    nanos.div_ceil(NANOS_PER_SEC)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEC: u64 = NANOS_PER_SEC;
+
+    #[test]
+    fn a_burst_then_the_configured_pace() {
+        let rate = Rate::new(10, Duration::from_secs(1), 3).unwrap();
+        let bucket = Bucket::default();
+        let t0 = 5 * SEC;
+        for left in [2, 1, 0] {
+            match bucket.take(&rate, 1, t0, None) {
+                Decision::Allowed(l) => assert_eq!(l.remaining, left),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(
+            bucket.take(&rate, 1, t0, None),
+            Decision::Denied {
+                retry_in: SEC / 10,
+                level: Level {
+                    remaining: 0,
+                    full_in: 3 * SEC / 10
+                }
+            }
+        );
+        assert!(matches!(
+            bucket.take(&rate, 1, t0 + SEC / 10, None),
+            Decision::Allowed(_)
+        ));
+        assert!(bucket.is_idle(t0 + SEC));
+    }
+
+    #[test]
+    fn queue_reserves_the_exact_slot_and_costs_above_burst_never_fit() {
+        let rate = Rate::new(1, Duration::from_secs(1), 1).unwrap();
+        let bucket = Bucket::default();
+        assert!(matches!(
+            bucket.take(&rate, 1, SEC, None),
+            Decision::Allowed(_)
+        ));
+        assert!(matches!(
+            bucket.take(&rate, 1, SEC, Some(2 * SEC)),
+            Decision::Reserved { wait, .. } if wait == SEC
+        ));
+        assert!(matches!(
+            bucket.take(&rate, 1, SEC, Some(2 * SEC)),
+            Decision::Reserved { wait, .. } if wait == 2 * SEC
+        ));
+        assert!(matches!(
+            bucket.take(&rate, 1, SEC, Some(2 * SEC)),
+            Decision::Denied { retry_in, .. } if retry_in == 3 * SEC
+        ));
+        assert_eq!(ceil_secs(1), 1);
+        assert_eq!(ceil_secs(SEC), 1);
+        assert_eq!(ceil_secs(SEC + 1), 2);
+    }
+}

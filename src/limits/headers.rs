@@ -1,0 +1,69 @@
+//! The rate-limit and quota response headers (SPEC 6.1, 6.2): the de-facto
+//! `X-RateLimit-*` trio and the IETF structured fields (draft-ietf-httpapi-ratelimit-
+//! headers: `RateLimit-Policy: "plan";q=burst;w=window`, `RateLimit: "plan";r=left;t=secs`).
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+use super::clock::Clock;
+use super::gcra::{ceil_secs, Decision, Level, Rate};
+
+pub const LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
+pub const REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
+pub const RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
+pub const POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+pub const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+pub const QUOTA_LIMIT: HeaderName = HeaderName::from_static("x-quota-limit");
+pub const QUOTA_REMAINING: HeaderName = HeaderName::from_static("x-quota-remaining");
+pub const DEGRADED: HeaderName = HeaderName::from_static("x-tenantgate-degraded");
+
+pub fn rate_limit(
+    headers: &mut HeaderMap,
+    policy: &str,
+    rate: &Rate,
+    decision: &Decision,
+    clock: &dyn Clock,
+) {
+    let (Decision::Allowed(level)
+    | Decision::Reserved { level, .. }
+    | Decision::Denied { level, .. }) = decision;
+    let Level { remaining, full_in } = *level;
+    let reset_unix = ceil_secs(clock.unix() + full_in);
+    let window = ceil_secs(rate.window());
+    let full_in_secs = ceil_secs(full_in);
+    headers.insert(LIMIT, HeaderValue::from(rate.burst()));
+    headers.insert(REMAINING, HeaderValue::from(remaining));
+    headers.insert(RESET, HeaderValue::from(reset_unix));
+    let policy = sf_string(policy);
+    if let Ok(v) = HeaderValue::from_str(&format!("{policy};q={};w={window}", rate.burst())) {
+        headers.insert(POLICY, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&format!("{policy};r={remaining};t={full_in_secs}")) {
+        headers.insert(RATELIMIT, v);
+    }
+}
+
+pub fn quota(headers: &mut HeaderMap, limit: u64, used: u64) {
+    headers.insert(QUOTA_LIMIT, HeaderValue::from(limit));
+    headers.insert(
+        QUOTA_REMAINING,
+        HeaderValue::from(limit.saturating_sub(used)),
+    );
+}
+
+/// A structured-field string: printable ASCII with `"` and `\` escaped.
+fn sf_string(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            ' '..='~' => out.push(c),
+            _ => out.push('?'),
+        }
+    }
+    out.push('"');
+    out
+}

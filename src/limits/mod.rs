@@ -1,0 +1,256 @@
+//! Stage 3: the caller's limits (SPEC 6). In order: degradation past a soft cap (the
+//! route answers for itself, costing nothing), the daily quotas, the concurrency cap,
+//! then the rate: a GCRA bucket per tenant and one for the project, queueing or
+//! refusing when empty.
+//!
+//! Settings come from the request's config snapshot; state (buckets, counters) lives
+//! in [`Limiter`] beside it, keyed by tenant, so a reload changes limits, not state.
+
+pub mod clock;
+pub mod gcra;
+pub mod headers;
+pub mod plan;
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use dashmap::DashMap;
+use http::HeaderMap;
+
+use crate::config::Config;
+use crate::refusal::Refusal;
+use crate::route::table::Route;
+use crate::route::Caller;
+use crate::store::Usage;
+use clock::Clock;
+use gcra::{ceil_secs, Bucket, Decision, Rate};
+use plan::{Plan, Queue};
+
+/// Bucket state for every tenant that has been limited recently, and the project's.
+#[derive(Debug, Default)]
+pub struct Limiter {
+    buckets: DashMap<Box<str>, Bucket>,
+    project: Bucket,
+}
+
+/// What the stage decided for a request that may go on.
+#[derive(Debug)]
+pub enum Admission {
+    Forward(Option<Permit>),
+    /// Answer with the route's degrade response; nothing was charged.
+    Degrade,
+}
+
+/// One in-flight slot of a tenant with `max_concurrent`; released when dropped (the
+/// pipeline ties it to the end of the response body).
+#[derive(Debug)]
+pub struct Permit {
+    limiter: Arc<Limiter>,
+    tenant: Box<str>,
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        if let Some(bucket) = self.limiter.buckets.get(&self.tenant) {
+            bucket.in_flight.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+/// The limits that apply to one caller, whichever table they came from.
+struct Applied<'c> {
+    policy: &'c str,
+    rate: Option<Rate>,
+    max_concurrent: Option<u32>,
+    daily_units: Option<u64>,
+    soft_units: Option<u64>,
+    queue: Option<Queue>,
+}
+
+impl<'c> Applied<'c> {
+    fn of(config: &'c Config, caller: &Caller) -> Self {
+        match caller {
+            Caller::Tenant(t) => match plan_of(config, t.as_str()) {
+                Some(p) => Self {
+                    policy: &p.name,
+                    rate: p.rate,
+                    max_concurrent: p.max_concurrent,
+                    daily_units: p.daily_units,
+                    soft_units: p.soft_units,
+                    queue: p.queue,
+                },
+                None => Self::unlimited("unlimited"),
+            },
+            Caller::Project => Self {
+                rate: config.limits.project.rate,
+                ..Self::unlimited("project")
+            },
+        }
+    }
+
+    fn unlimited(policy: &'c str) -> Self {
+        Self {
+            policy,
+            rate: None,
+            max_concurrent: None,
+            daily_units: None,
+            soft_units: None,
+            queue: None,
+        }
+    }
+}
+
+/// The plan a tenant runs under: its own, else the default; `None` is unlimited.
+pub fn plan_of<'c>(config: &'c Config, tenant: &str) -> Option<&'c Plan> {
+    config
+        .tenants
+        .get(tenant)
+        .and_then(|t| t.plan.as_ref())
+        .or(config.limits.default_plan.as_ref())
+}
+
+/// The quota the caller's own usage counts against, for `X-Quota-*`.
+pub fn daily_units(config: &Config, caller: &Caller) -> Option<u64> {
+    match caller {
+        Caller::Tenant(t) => plan_of(config, t.as_str()).and_then(|p| p.daily_units),
+        Caller::Project => config.limits.project.daily_units,
+    }
+}
+
+impl Limiter {
+    /// Buckets held, for `tenantgate_limiter_keys`.
+    pub fn keys(&self) -> usize {
+        self.buckets.len()
+    }
+
+    /// Forgets buckets that are full again and idle: their state equals a fresh one.
+    pub fn sweep(&self, now: u64) {
+        self.buckets.retain(|_, bucket| !bucket.is_idle(now));
+    }
+
+    /// Runs stage 3 for one request. Rate-limit headers for the bucket charged are
+    /// added to `headers` whatever the outcome.
+    pub async fn admit(
+        self: &Arc<Self>,
+        config: &Config,
+        route: &Route,
+        caller: &Caller,
+        usage: &dyn Usage,
+        clock: &dyn Clock,
+        headers: &mut HeaderMap,
+    ) -> Result<Admission, Refusal> {
+        let limits = Applied::of(config, caller);
+        let project = &config.limits.project;
+        let day = clock.utc_day();
+        let used = usage.used(caller, day);
+        let everyone = usage.project_used(day);
+
+        if route.degrade.is_some() {
+            let past = |soft: Option<u64>, used: u64| soft.is_some_and(|s| used >= s);
+            if past(limits.soft_units, used) || past(project.degrade_units, everyone) {
+                return Ok(Admission::Degrade);
+            }
+        }
+        let exhausted = |cap: Option<u64>, used: u64| cap.is_some_and(|c| used >= c);
+        if exhausted(limits.daily_units, used) || exhausted(project.daily_units, everyone) {
+            return Err(Refusal::QuotaExceeded {
+                retry_after: clock.secs_to_midnight(),
+            });
+        }
+
+        let tenant = caller.tenant().map(|t| t.as_str());
+        let permit = match (limits.max_concurrent, tenant) {
+            (Some(max), Some(tenant)) => Some(self.hold(tenant, max)?),
+            _ => None,
+        };
+        let Some(rate) = limits.rate else {
+            return Ok(Admission::Forward(permit));
+        };
+        let decision = match tenant {
+            Some(tenant) => {
+                self.take_queued(tenant, &rate, route.cost, &limits, clock)
+                    .await
+            }
+            None => self.project.take(&rate, route.cost, clock.mono(), None),
+        };
+        headers::rate_limit(headers, limits.policy, &rate, &decision, clock);
+        match decision {
+            Decision::Allowed(_) | Decision::Reserved { .. } => Ok(Admission::Forward(permit)),
+            Decision::Denied { retry_in, .. } => Err(Refusal::RateLimited {
+                retry_after: ceil_secs(retry_in).max(1),
+            }),
+        }
+    }
+
+    fn hold(self: &Arc<Self>, tenant: &str, max: u32) -> Result<Permit, Refusal> {
+        self.with_bucket(tenant, |bucket| {
+            if bucket.in_flight.fetch_add(1, Ordering::AcqRel) >= max {
+                bucket.in_flight.fetch_sub(1, Ordering::AcqRel);
+                return Err(Refusal::TooManyInFlight);
+            }
+            Ok(())
+        })?;
+        Ok(Permit {
+            limiter: self.clone(),
+            tenant: Box::from(tenant),
+        })
+    }
+
+    /// Takes tokens, or in queue mode reserves the next slot and sleeps exactly until
+    /// it. Only this tenant's bucket is touched, so its queue delays no one else.
+    async fn take_queued(
+        &self,
+        tenant: &str,
+        rate: &Rate,
+        cost: u64,
+        limits: &Applied<'_>,
+        clock: &dyn Clock,
+    ) -> Decision {
+        let decision = self.with_bucket(tenant, |bucket| {
+            let max_wait = limits.queue.and_then(|q| {
+                let queued = bucket.queued.fetch_add(1, Ordering::AcqRel);
+                if queued >= q.max_queue {
+                    bucket.queued.fetch_sub(1, Ordering::AcqRel);
+                    return None;
+                }
+                Some(u64::try_from(q.max_wait.as_nanos()).unwrap_or(u64::MAX))
+            });
+            let decision = bucket.take(rate, cost, clock.mono(), max_wait);
+            if max_wait.is_some() && !matches!(decision, Decision::Reserved { .. }) {
+                bucket.queued.fetch_sub(1, Ordering::AcqRel);
+            }
+            decision
+        });
+        if let Decision::Reserved { wait, .. } = decision {
+            // Leaves the queue even if the client goes away while waiting.
+            let _leave = Leave {
+                limiter: self,
+                tenant,
+            };
+            tokio::time::sleep(Duration::from_nanos(wait)).await;
+        }
+        decision
+    }
+
+    fn with_bucket<T>(&self, tenant: &str, f: impl FnOnce(&Bucket) -> T) -> T {
+        if let Some(bucket) = self.buckets.get(tenant) {
+            return f(&bucket);
+        }
+        let bucket = self.buckets.entry(Box::from(tenant)).or_default();
+        f(&bucket)
+    }
+}
+
+struct Leave<'a> {
+    limiter: &'a Limiter,
+    tenant: &'a str,
+}
+
+impl Drop for Leave<'_> {
+    fn drop(&mut self) {
+        if let Some(bucket) = self.limiter.buckets.get(self.tenant) {
+            bucket.queued.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}

@@ -1,0 +1,45 @@
+//! Limit settings as compiled from the config: immutable, swapped with the snapshot.
+
+use std::time::Duration;
+
+use super::gcra::Rate;
+
+/// A plan with a tenant's overrides applied (SPEC 6).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    pub name: String,
+    pub rate: Option<Rate>,
+    pub max_concurrent: Option<u32>,
+    pub daily_units: Option<u64>,
+    /// Units past which degradable routes degrade (`soft_cap × daily_units`).
+    pub soft_units: Option<u64>,
+    /// `overflow = "queue"`.
+    pub queue: Option<Queue>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Queue {
+    pub max_wait: Duration,
+    pub max_queue: u32,
+}
+
+/// `[limits.project]`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Project {
+    pub rate: Option<Rate>,
+    pub daily_units: Option<u64>,
+    /// Units past which degradable routes degrade for everyone.
+    pub degrade_units: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct LimitSettings {
+    /// Applies to tenants without a plan of their own; `None`: unlimited.
+    pub default_plan: Option<Plan>,
+    pub project: Project,
+}
+
+/// `fraction × total`, rounded up, so a cap of 0.8 × 10 degrades from the 8th unit on.
+pub fn fraction_of(fraction: f64, total: u64) -> u64 {
+    (fraction * total as f64).ceil() as u64
+}
