@@ -39,8 +39,7 @@ pub struct App {
     pub upstream: Upstream,
     /// Tenants seen on requests: the leak guard's notion of a known root.
     pub known: KnownTenants,
-    /// Responses withheld by the leak guard (exported as a metric later).
-    pub isolation_violations: AtomicU64,
+    pub metrics: crate::metrics::Metrics,
     /// Bucket state per tenant (stage 3); the limits themselves are in the snapshot.
     pub limiter: Arc<Limiter>,
     pub clock: Arc<dyn Clock>,
@@ -74,7 +73,7 @@ impl App {
             draining: AtomicBool::new(false),
             upstream,
             known: KnownTenants::default(),
-            isolation_violations: AtomicU64::new(0),
+            metrics: crate::metrics::Metrics::new(),
             limiter: Arc::default(),
             clock: services.clock,
             usage: services.usage,

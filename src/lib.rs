@@ -15,6 +15,7 @@ pub mod identity;
 pub mod limits;
 pub mod listen;
 pub mod meter;
+pub mod metrics;
 pub mod namespace;
 pub mod pipeline;
 pub mod refusal;

@@ -19,8 +19,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use std::sync::atomic::Ordering;
-
 use http::header::{ACCEPT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, Uri};
@@ -74,8 +72,14 @@ pub async fn handle(
     };
     let walked = walk(&app, config, request, peer, &request_id, &mut trail).await;
     let mut response = walked.unwrap_or_else(|refusal| {
-        if refusal == Refusal::IsolationViolation {
-            app.isolation_violations.fetch_add(1, Ordering::Relaxed);
+        match (&refusal, &trail.meter) {
+            (Refusal::IsolationViolation, _) => app.metrics.isolation_violations.inc(),
+            (Refusal::RateLimited { .. } | Refusal::TooManyInFlight, Some((caller, _))) => app
+                .metrics
+                .rate_limited
+                .with_label_values(&[limits::policy(config, caller)])
+                .inc(),
+            _ => {}
         }
         trail.audit.reason = Some(refusal.code());
         refusal.to_response()
@@ -158,6 +162,10 @@ async fn walk(
         Admission::Forward(permit) => trail.permit = permit,
         Admission::Degrade => {
             trail.audit.degraded = true;
+            app.metrics
+                .degraded
+                .with_label_values(&[matched.name.as_str()])
+                .inc();
             return Ok(degraded(matched));
         }
     }

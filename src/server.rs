@@ -43,6 +43,7 @@ async fn sweep(app: Arc<App>) {
     loop {
         every.tick().await;
         app.limiter.sweep(app.clock.mono());
+        app.usage.forget_before(app.clock.utc_day());
     }
 }
 

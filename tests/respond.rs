@@ -248,10 +248,12 @@ async fn violations_are_counted() {
         response.assert_refusal(502, "isolation_violation");
     }
     let app = proxy.running.as_ref().unwrap().app.clone();
-    assert_eq!(
-        app.isolation_violations
-            .load(std::sync::atomic::Ordering::Relaxed),
-        3
+    assert_eq!(app.metrics.isolation_violations.get(), 3);
+    let metrics = proxy.admin_get("/metrics", &[]).await;
+    let text = String::from_utf8_lossy(&metrics.body);
+    assert!(
+        text.contains("tenantgate_isolation_violations_total 3"),
+        "{text}"
     );
 }
 

@@ -20,6 +20,14 @@ pub async fn handle(app: Arc<App>, request: Request<Incoming>) -> Response<Proxy
             return text(StatusCode::SERVICE_UNAVAILABLE, "draining\n")
         }
         "/readyz" => return text(StatusCode::OK, "ready\n"),
+        "/metrics" if method == Method::GET => {
+            let mut response = Response::new(body::full(app.metrics.render(app.limiter.keys())));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            return response;
+        }
         _ => {}
     }
     if !(path.starts_with("/admin/") || path.starts_with("/usage/")) {

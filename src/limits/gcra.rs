@@ -81,7 +81,14 @@ impl Bucket {
         let charge = rate.interval.saturating_mul(cost);
         let mut tat = self.tat.load(Ordering::Acquire);
         loop {
-            let new_tat = tat.max(now).saturating_add(charge);
+            // A debt beyond this rate's window (plus its queue) was run up under a
+            // slower limit before a reload: it never blocks longer than an empty
+            // bucket of the new limit would.
+            let owed = tat.min(
+                now.saturating_add(window)
+                    .saturating_add(max_wait.unwrap_or(0)),
+            );
+            let new_tat = owed.max(now).saturating_add(charge);
             let fits_at = new_tat.saturating_sub(window);
             let decision = if fits_at <= now {
                 Decision::Allowed(level(rate, new_tat, now))
@@ -93,7 +100,7 @@ impl Bucket {
             } else {
                 return Decision::Denied {
                     retry_in: fits_at - now,
-                    level: level(rate, tat, now),
+                    level: level(rate, owed, now),
                 };
             };
             match self
@@ -180,6 +187,12 @@ mod tests {
         assert!(matches!(
             bucket.take(&rate, 1, SEC, Some(2 * SEC)),
             Decision::Denied { retry_in, .. } if retry_in == 3 * SEC
+        ));
+        // The limit is raised: the debt shrinks to at most the new window.
+        let faster = Rate::new(10, Duration::from_secs(1), 1).unwrap();
+        assert!(matches!(
+            bucket.take(&faster, 1, SEC, None),
+            Decision::Denied { retry_in, .. } if retry_in == SEC / 10
         ));
         assert_eq!(ceil_secs(1), 1);
         assert_eq!(ceil_secs(SEC), 1);

@@ -28,9 +28,11 @@ use gcra::{ceil_secs, Bucket, Decision, Rate};
 use plan::{Plan, Queue};
 
 /// Bucket state for every tenant that has been limited recently, and the project's.
+/// Tenant ids are attacker-chosen, so the hash is keyed per process (foldhash's
+/// `RandomState`), and fast: it runs on every request.
 #[derive(Debug, Default)]
 pub struct Limiter {
-    buckets: DashMap<Box<str>, Bucket>,
+    buckets: DashMap<Box<str>, Bucket, foldhash::fast::RandomState>,
     project: Bucket,
 }
 
@@ -110,6 +112,11 @@ pub fn plan_of<'c>(config: &'c Config, tenant: &str) -> Option<&'c Plan> {
         .or(config.limits.default_plan.as_ref())
 }
 
+/// The name of the limits a caller runs under: its plan, "project" or "unlimited".
+pub fn policy<'c>(config: &'c Config, caller: &Caller) -> &'c str {
+    Applied::of(config, caller).policy
+}
+
 /// The quota the caller's own usage counts against, for `X-Quota-*`.
 pub fn daily_units(config: &Config, caller: &Caller) -> Option<u64> {
     match caller {
@@ -181,6 +188,11 @@ impl Limiter {
                 retry_after: ceil_secs(retry_in).max(1),
             }),
         }
+    }
+
+    /// Takes `cost` tokens from a tenant's bucket now, without queueing.
+    pub fn take(&self, tenant: &str, rate: &Rate, cost: u64, now: u64) -> Decision {
+        self.with_bucket(tenant, |bucket| bucket.take(rate, cost, now, None))
     }
 
     fn hold(self: &Arc<Self>, tenant: &str, max: u32) -> Result<Permit, Refusal> {

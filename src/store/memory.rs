@@ -66,6 +66,10 @@ impl Usage for MemoryUsage {
         read(&self.total).on(day)
     }
 
+    fn forget_before(&self, day: u64) {
+        self.tenants.retain(|_, d| d.day >= day);
+    }
+
     fn add(&self, who: &Caller, day: u64, units: u64) {
         match who {
             Caller::Tenant(t) => match self.tenants.get_mut(t.as_str()) {

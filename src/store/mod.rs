@@ -12,4 +12,6 @@ pub trait Usage: Send + Sync + std::fmt::Debug {
     fn project_used(&self, day: u64) -> u64;
     /// Records a metered response: counts for the caller and for the project total.
     fn add(&self, who: &Caller, day: u64, units: u64);
+    /// Drops counters of days before `day` that no quota reads any more.
+    fn forget_before(&self, day: u64);
 }

@@ -14,6 +14,7 @@ use hyper::body::{Frame, Incoming};
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use tenantgate::app::Services;
 use tenantgate::config::{self, Overrides};
 use tenantgate::server::{self, Running};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -287,7 +288,17 @@ impl Proxy {
         Self::start_raw(&text).await
     }
 
+    /// As `start`, with a chosen clock and usage store.
+    pub async fn start_with(config_text: &str, upstream: &Upstream, services: Services) -> Self {
+        let text = config_text.replace("${UPSTREAM}", &upstream.url());
+        Self::launch(&text, services).await
+    }
+
     pub async fn start_raw(config_text: &str) -> Self {
+        Self::launch(config_text, Services::default()).await
+    }
+
+    async fn launch(config_text: &str, services: Services) -> Self {
         let overrides = Overrides {
             listen: Some("127.0.0.1:0".parse().unwrap()),
             admin_listen: Some("127.0.0.1:0".parse().unwrap()),
@@ -299,7 +310,7 @@ impl Proxy {
         };
         let snapshot = config::load_str(config_text, "test.toml", &overrides, &env)
             .unwrap_or_else(|e| panic!("test config is invalid: {e}"));
-        let running = server::start(snapshot, None).await.unwrap();
+        let running = server::start_with(snapshot, None, services).await.unwrap();
         Self {
             addr: running.proxy_addr,
             admin: running.admin_addr,

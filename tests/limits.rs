@@ -1,0 +1,553 @@
+//! Stage 3 end to end (SPEC 6): per-tenant GCRA buckets and the project bucket, their
+//! headers, `cost`, the in-flight cap, queueing, daily quotas with UTC rollover, and
+//! degradation. Time is a manual clock except where queueing must really wait.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{Proxy, RawResponse, Reply, Upstream, PATIENCE};
+use tenantgate::app::Services;
+use tenantgate::limits::clock::ManualClock;
+use tenantgate::store::memory::MemoryUsage;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// 2026-11-22T23:00:00Z: an hour before a UTC midnight.
+const START: Duration = Duration::from_secs(1_795_820_400);
+
+const RATES: &str = r#"
+[upstream]
+url = "${UPSTREAM}"
+[tenant]
+privileged_token = "p-token"
+[limits]
+default_plan = "free"
+[limits.plans.free]
+rate = 1
+per = "1s"
+burst = 3
+[limits.plans.pro]
+rate = 10
+per = "1s"
+burst = 10
+[limits.project]
+rate = 1
+per = "2s"
+burst = 2
+[tenants.acme]
+plan = "pro"
+burst = 5
+[[route]]
+match = "GET /cheap"
+scope = "tenant"
+[[route]]
+match = "GET /dear"
+scope = "tenant"
+cost = 2
+[[route]]
+match = "GET /shared"
+scope = "shared"
+[[route]]
+match = "POST /admin-op"
+scope = "privileged"
+"#;
+
+struct Setup {
+    proxy: Proxy,
+    upstream: Upstream,
+    clock: Arc<ManualClock>,
+}
+
+async fn setup(config: &str) -> Setup {
+    let upstream = Upstream::ok().await;
+    let clock = Arc::new(ManualClock::at(START));
+    let services = Services {
+        clock: clock.clone(),
+        usage: Arc::new(MemoryUsage::default()),
+    };
+    let proxy = Proxy::start_with(config, &upstream, services).await;
+    Setup {
+        proxy,
+        upstream,
+        clock,
+    }
+}
+
+impl Setup {
+    async fn get(&self, path: &str, tenant: Option<&str>) -> RawResponse {
+        let header = tenant.map(|t| format!("X-Tenant-Id: {t}"));
+        let headers: Vec<&str> = header.iter().map(String::as_str).collect();
+        self.proxy.send("GET", path, &headers, b"").await
+    }
+}
+
+fn header<'r>(response: &'r RawResponse, name: &str) -> &'r str {
+    response
+        .header(name)
+        .unwrap_or_else(|| panic!("no {name} in {response:?}"))
+}
+
+#[tokio::test]
+async fn exactly_burst_pass_then_429_with_headers_then_refill_at_pace() {
+    let s = setup(RATES).await;
+    let start_unix = START.as_secs();
+    for left in ["2", "1", "0"] {
+        let ok = s.get("/cheap", Some("alice")).await;
+        assert_eq!(ok.status, 200, "{ok:?}");
+        assert_eq!(header(&ok, "x-ratelimit-limit"), "3");
+        assert_eq!(header(&ok, "x-ratelimit-remaining"), left);
+        assert_eq!(header(&ok, "ratelimit-policy"), r#""free";q=3;w=3"#);
+    }
+    let last_ok_reset = start_unix + 3;
+    let refused = s.get("/cheap", Some("alice")).await;
+    refused.assert_refusal(429, "rate_limited");
+    assert_eq!(header(&refused, "retry-after"), "1");
+    assert_eq!(header(&refused, "x-ratelimit-remaining"), "0");
+    assert_eq!(
+        header(&refused, "x-ratelimit-reset"),
+        last_ok_reset.to_string()
+    );
+    assert_eq!(header(&refused, "ratelimit"), r#""free";r=0;t=3"#);
+    assert_eq!(
+        s.upstream.requests().len(),
+        3,
+        "the refused request never went up"
+    );
+
+    // One token per second: not a moment early.
+    s.clock.advance(Duration::from_millis(999));
+    s.get("/cheap", Some("alice"))
+        .await
+        .assert_refusal(429, "rate_limited");
+    s.clock.advance(Duration::from_millis(1));
+    assert_eq!(s.get("/cheap", Some("alice")).await.status, 200);
+    s.get("/cheap", Some("alice"))
+        .await
+        .assert_refusal(429, "rate_limited");
+    s.clock.advance(Duration::from_secs(3));
+    let full = s.get("/cheap", Some("alice")).await;
+    assert_eq!(header(&full, "x-ratelimit-remaining"), "2");
+}
+
+#[tokio::test]
+async fn tenants_never_share_a_bucket_and_overrides_apply() {
+    let s = setup(RATES).await;
+    for _ in 0..3 {
+        assert_eq!(s.get("/cheap", Some("alice")).await.status, 200);
+    }
+    s.get("/cheap", Some("alice"))
+        .await
+        .assert_refusal(429, "rate_limited");
+    let bob = s.get("/cheap", Some("bob")).await;
+    assert_eq!(bob.status, 200);
+    assert_eq!(header(&bob, "x-ratelimit-remaining"), "2");
+    // acme: plan pro (rate 10/s) with its own burst of 5.
+    for _ in 0..5 {
+        let ok = s.get("/cheap", Some("acme")).await;
+        assert_eq!(ok.status, 200);
+        assert_eq!(header(&ok, "ratelimit-policy"), r#""pro";q=5;w=1"#);
+    }
+    s.get("/cheap", Some("acme"))
+        .await
+        .assert_refusal(429, "rate_limited");
+    s.clock.advance(Duration::from_millis(100));
+    assert_eq!(s.get("/cheap", Some("acme")).await.status, 200);
+}
+
+#[tokio::test]
+async fn unscoped_and_privileged_calls_share_the_project_bucket() {
+    let s = setup(RATES).await;
+    let shared = s.get("/shared", None).await;
+    assert_eq!(shared.status, 200);
+    assert_eq!(header(&shared, "ratelimit-policy"), r#""project";q=2;w=4"#);
+    let privileged = s
+        .proxy
+        .send("POST", "/admin-op", &["X-Tenantgate-Token: p-token"], b"")
+        .await;
+    assert_eq!(privileged.status, 200);
+    assert_eq!(header(&privileged, "x-ratelimit-remaining"), "0");
+    let refused = s.get("/shared", None).await;
+    refused.assert_refusal(429, "rate_limited");
+    assert_eq!(header(&refused, "retry-after"), "2");
+    // A shared call that names a tenant is that tenant's.
+    let named = s.get("/shared", Some("alice")).await;
+    assert_eq!(named.status, 200);
+    assert_eq!(header(&named, "ratelimit-policy"), r#""free";q=3;w=3"#);
+}
+
+#[tokio::test]
+async fn cost_takes_that_many_tokens() {
+    let s = setup(RATES).await;
+    let first = s.get("/dear", Some("alice")).await;
+    assert_eq!(header(&first, "x-ratelimit-remaining"), "1");
+    let refused = s.get("/dear", Some("alice")).await;
+    refused.assert_refusal(429, "rate_limited");
+    assert_eq!(header(&refused, "retry-after"), "1");
+    assert_eq!(s.get("/cheap", Some("alice")).await.status, 200);
+}
+
+#[tokio::test]
+async fn check_refuses_a_cost_no_bucket_can_pay() {
+    let text = RATES.replace("cost = 2", "cost = 4");
+    let err = tenantgate::config::load_str(
+        &text.replace("${UPSTREAM}", "http://127.0.0.1:1"),
+        "t.toml",
+        &Default::default(),
+        &|_| None,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("cost 4 is more than the burst 3 of plan \"free\""),
+        "{err}"
+    );
+}
+
+const CONCURRENT: &str = r#"
+[upstream]
+url = "${UPSTREAM}"
+[limits]
+default_plan = "one"
+[limits.plans.one]
+max_concurrent = 1
+[[route]]
+match = "GET /stream"
+scope = "tenant"
+response.passthrough = true
+"#;
+
+#[tokio::test]
+async fn max_concurrent_counts_requests_until_their_body_ends() {
+    let upstream = Upstream::start(|_| Reply::Gated(b"first;", b"rest")).await;
+    let proxy = Proxy::start(CONCURRENT, &upstream).await;
+    let mut slow = TcpStream::connect(proxy.addr).await.unwrap();
+    slow.write_all(&common::request_bytes(
+        "GET",
+        "/stream",
+        &["X-Tenant-Id: alice"],
+        b"",
+    ))
+    .await
+    .unwrap();
+    let mut received = Vec::new();
+    tokio::time::timeout(PATIENCE, async {
+        let mut buf = [0u8; 1024];
+        while !String::from_utf8_lossy(&received).contains("first;") {
+            let n = slow.read(&mut buf).await.unwrap();
+            assert!(n > 0);
+            received.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await
+    .unwrap();
+
+    let second = proxy
+        .send("GET", "/stream", &["X-Tenant-Id: alice"], b"")
+        .await;
+    second.assert_refusal(429, "rate_limited");
+    assert_eq!(header(&second, "retry-after"), "1");
+    assert_eq!(upstream.requests().len(), 1);
+
+    upstream.gate.notify_one();
+    tokio::time::timeout(PATIENCE, slow.read_to_end(&mut received))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(common::parse_response(&received).body, b"first;rest");
+    // The slot is free again once the body has ended (the gate of the next request is
+    // opened in advance so it completes).
+    upstream.gate.notify_one();
+    let mut freed = false;
+    for _ in 0..50 {
+        let third = proxy
+            .send("GET", "/stream", &["X-Tenant-Id: alice"], b"")
+            .await;
+        if third.status == 200 {
+            freed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(freed, "the in-flight slot was released");
+}
+
+const QUEUE: &str = r#"
+[upstream]
+url = "${UPSTREAM}"
+[limits]
+default_plan = "q"
+[limits.plans.q]
+rate = 10
+per = "1s"
+burst = 1
+overflow = "queue"
+max_wait = "MAX_WAIT"
+max_queue = MAX_QUEUE
+[[route]]
+match = "GET /q"
+scope = "tenant"
+"#;
+
+async fn queued_proxy(max_wait: &str, max_queue: u32) -> (Proxy, Upstream) {
+    let upstream = Upstream::ok().await;
+    let text = QUEUE
+        .replace("MAX_WAIT", max_wait)
+        .replace("MAX_QUEUE", &max_queue.to_string());
+    let proxy = Proxy::start(&text, &upstream).await;
+    (proxy, upstream)
+}
+
+/// Sends `n` requests for `tenant` at once; each finishes with its status and when.
+fn burst(proxy: &Proxy, tenant: &str, n: usize) -> Vec<tokio::task::JoinHandle<(u16, Duration)>> {
+    let started = Instant::now();
+    (0..n)
+        .map(|_| {
+            let addr = proxy.addr;
+            let header = format!("X-Tenant-Id: {tenant}");
+            tokio::spawn(async move {
+                let request = common::request_bytes("GET", "/q", &[&header], b"");
+                let response = common::raw(addr, &request).await;
+                (response.status, started.elapsed())
+            })
+        })
+        .collect()
+}
+
+async fn outcomes(handles: Vec<tokio::task::JoinHandle<(u16, Duration)>>) -> Vec<(u16, Duration)> {
+    let mut out = Vec::new();
+    for h in handles {
+        out.push(h.await.unwrap());
+    }
+    out.sort_by_key(|(_, at)| *at);
+    out
+}
+
+#[tokio::test]
+async fn queue_mode_delays_a_burst_to_its_slots() {
+    let (proxy, upstream) = queued_proxy("1s", 8).await;
+    let done = outcomes(burst(&proxy, "alice", 3)).await;
+    let statuses: Vec<u16> = done.iter().map(|(s, _)| *s).collect();
+    assert_eq!(statuses, [200, 200, 200], "delayed, not refused");
+    // Slots are 100 ms apart; a sleep never ends early.
+    assert!(done[1].1 >= Duration::from_millis(100), "{done:?}");
+    assert!(done[2].1 >= Duration::from_millis(200), "{done:?}");
+    assert!(done[2].1 < Duration::from_secs(1), "{done:?}");
+    assert_eq!(upstream.requests().len(), 3);
+}
+
+#[tokio::test]
+async fn queue_mode_refuses_beyond_max_wait() {
+    let (proxy, _upstream) = queued_proxy("150ms", 8).await;
+    let done = outcomes(burst(&proxy, "alice", 3)).await;
+    let mut statuses: Vec<u16> = done.iter().map(|(s, _)| *s).collect();
+    statuses.sort();
+    assert_eq!(statuses, [200, 200, 429]);
+}
+
+#[tokio::test]
+async fn a_full_queue_refuses_and_delays_no_other_tenant() {
+    let (proxy, _upstream) = queued_proxy("2s", 2).await;
+    // alice: one served, two queued (100 and 200 ms), the rest refused at once.
+    let alice = burst(&proxy, "alice", 5);
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let before = Instant::now();
+    let bob = proxy.send("GET", "/q", &["X-Tenant-Id: bob"], b"").await;
+    let bob_took = before.elapsed();
+    assert_eq!(bob.status, 200);
+    let still_waiting = alice.iter().filter(|h| !h.is_finished()).count();
+    assert!(
+        still_waiting >= 1,
+        "bob was served while alice's queue still waited ({bob_took:?})"
+    );
+    let done = outcomes(alice).await;
+    let mut statuses: Vec<u16> = done.iter().map(|(s, _)| *s).collect();
+    statuses.sort();
+    assert_eq!(statuses, [200, 200, 200, 429, 429]);
+}
+
+const QUOTAS: &str = r#"
+[upstream]
+url = "${UPSTREAM}"
+[limits]
+default_plan = "free"
+[limits.plans.free]
+daily_units = 4
+soft_cap = 0.5
+[limits.project]
+daily_units = 10
+degrade_at = 0.8
+[[route]]
+match = "POST /v1/add"
+scope = "tenant"
+[[route]]
+match = "POST /v1/search"
+scope = "tenant"
+degradable = true
+[route.degrade]
+body = '{"results": []}'
+"#;
+
+impl Setup {
+    async fn post(&self, path: &str, tenant: &str) -> RawResponse {
+        let header = format!("X-Tenant-Id: {tenant}");
+        self.proxy.send("POST", path, &[&header], b"").await
+    }
+}
+
+#[tokio::test]
+async fn quota_counts_2xx_units_and_rolls_over_at_utc_midnight() {
+    let s = setup(QUOTAS).await;
+    for left in ["3", "2", "1", "0"] {
+        let ok = s.post("/v1/add", "alice").await;
+        assert_eq!(ok.status, 200);
+        assert_eq!(header(&ok, "x-quota-limit"), "4");
+        assert_eq!(header(&ok, "x-quota-remaining"), left);
+    }
+    let refused = s.post("/v1/add", "alice").await;
+    refused.assert_refusal(429, "quota_exceeded");
+    assert_eq!(
+        header(&refused, "retry-after"),
+        "3600",
+        "an hour to midnight"
+    );
+    assert_eq!(s.upstream.requests().len(), 4);
+    // Bob has his own quota.
+    assert_eq!(s.post("/v1/add", "bob").await.status, 200);
+
+    s.clock.advance(Duration::from_secs(3599));
+    let late = s.post("/v1/add", "alice").await;
+    late.assert_refusal(429, "quota_exceeded");
+    assert_eq!(header(&late, "retry-after"), "1");
+    s.clock.advance(Duration::from_secs(1));
+    let next_day = s.post("/v1/add", "alice").await;
+    assert_eq!(next_day.status, 200);
+    assert_eq!(header(&next_day, "x-quota-remaining"), "3");
+}
+
+#[tokio::test]
+async fn non_2xx_answers_cost_no_units() {
+    let upstream = Upstream::start(|_| Reply::With(500, r#"{"error":"boom"}"#, vec![])).await;
+    let services = Services {
+        clock: Arc::new(ManualClock::at(START)),
+        usage: Arc::new(MemoryUsage::default()),
+    };
+    let proxy = Proxy::start_with(QUOTAS, &upstream, services).await;
+    for _ in 0..6 {
+        let failed = proxy
+            .send("POST", "/v1/add", &["X-Tenant-Id: alice"], b"")
+            .await;
+        assert_eq!(failed.status, 500);
+        assert_eq!(header(&failed, "x-quota-remaining"), "4");
+    }
+}
+
+#[tokio::test]
+async fn degradable_routes_degrade_past_the_soft_cap_for_free() {
+    let s = setup(QUOTAS).await;
+    assert_eq!(s.post("/v1/search", "alice").await.status, 200);
+    assert_eq!(s.post("/v1/add", "alice").await.status, 200);
+    // 2 of 4 units used: soft_cap 0.5 reached.
+    for _ in 0..3 {
+        let degraded = s.post("/v1/search", "alice").await;
+        assert_eq!(degraded.status, 200);
+        assert_eq!(degraded.body, br#"{"results": []}"#);
+        assert_eq!(header(&degraded, "x-tenantgate-degraded"), "1");
+        assert_eq!(header(&degraded, "content-type"), "application/json");
+        assert_eq!(
+            header(&degraded, "x-quota-remaining"),
+            "2",
+            "costs no units"
+        );
+    }
+    assert_eq!(
+        s.upstream.requests().len(),
+        2,
+        "degraded answers never go up"
+    );
+    let add = s.post("/v1/add", "alice").await;
+    assert_eq!(add.status, 200, "other routes still work");
+    assert!(add.header("x-tenantgate-degraded").is_none());
+    let bob = s.post("/v1/search", "bob").await;
+    assert!(
+        bob.header("x-tenantgate-degraded").is_none(),
+        "bob is not past his cap"
+    );
+}
+
+#[tokio::test]
+async fn the_project_degrades_at_degrade_at_and_stops_at_its_cap() {
+    let s = setup(QUOTAS).await;
+    // 8 units across four tenants: the project is at degrade_at (0.8 × 10).
+    for tenant in ["a", "b", "c", "d"] {
+        for _ in 0..2 {
+            assert_eq!(s.post("/v1/add", tenant).await.status, 200);
+        }
+    }
+    let fresh = s.post("/v1/search", "newcomer").await;
+    assert_eq!(header(&fresh, "x-tenantgate-degraded"), "1");
+    assert_eq!(s.post("/v1/add", "e").await.status, 200);
+    assert_eq!(s.post("/v1/add", "e").await.status, 200);
+    // 10 units: every metered call is refused, whoever makes it.
+    let capped = s.post("/v1/add", "f").await;
+    capped.assert_refusal(429, "quota_exceeded");
+    assert_eq!(header(&capped, "retry-after"), "3600");
+    let degraded = s.post("/v1/search", "f").await;
+    assert_eq!(
+        header(&degraded, "x-tenantgate-degraded"),
+        "1",
+        "degradable routes keep answering for free"
+    );
+}
+
+#[tokio::test]
+async fn check_requires_a_degrade_answer_for_degradable_routes() {
+    let text = QUOTAS
+        .replace("[route.degrade]\nbody = '{\"results\": []}'\n", "")
+        .replace("${UPSTREAM}", "http://127.0.0.1:1");
+    let err = tenantgate::config::load_str(&text, "t.toml", &Default::default(), &|_| None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("degradable = true needs a [route.degrade]"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn full_buckets_are_evicted_and_the_gauge_and_counters_say_so() {
+    let s = setup(RATES).await;
+    for tenant in ["a", "b", "c"] {
+        assert_eq!(s.get("/cheap", Some(tenant)).await.status, 200);
+    }
+    for _ in 0..3 {
+        s.get("/cheap", Some("a")).await;
+    }
+    let metrics = |s: &Setup| {
+        let admin = s.proxy.admin;
+        async move {
+            let response =
+                common::raw(admin, &common::request_bytes("GET", "/metrics", &[], b"")).await;
+            String::from_utf8(response.body).unwrap()
+        }
+    };
+    let before = metrics(&s).await;
+    assert!(before.contains("tenantgate_limiter_keys 3"), "{before}");
+    assert!(
+        before.contains(r#"tenantgate_rate_limited_total{plan="free"} 1"#),
+        "{before}"
+    );
+    let app = s.proxy.running.as_ref().unwrap().app.clone();
+    app.limiter
+        .sweep(tenantgate::limits::clock::Clock::mono(s.clock.as_ref()));
+    assert_eq!(app.limiter.keys(), 3, "buckets still refilling are kept");
+    s.clock.advance(Duration::from_secs(3));
+    app.limiter
+        .sweep(tenantgate::limits::clock::Clock::mono(s.clock.as_ref()));
+    let after = metrics(&s).await;
+    assert!(after.contains("tenantgate_limiter_keys 0"), "{after}");
+    // A forgotten bucket is a full one: nothing is lost by evicting it.
+    let fresh = s.get("/cheap", Some("a")).await;
+    assert_eq!(header(&fresh, "x-ratelimit-remaining"), "2");
+}
