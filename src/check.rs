@@ -30,6 +30,7 @@ pub fn run(path: &std::path::Path) -> ExitCode {
         format!("{:?}", c.namespaces.unscoped).to_lowercase(),
         if c.leak_guard { "on" } else { "OFF" }
     );
+    print_limits(c);
     println!("  routes    {}", c.routes.len());
     for route in c.routes.iter() {
         println!(
@@ -58,4 +59,67 @@ pub fn run(path: &std::path::Path) -> ExitCode {
         println!("warning: {warning}");
     }
     ExitCode::SUCCESS
+}
+
+fn print_limits(c: &tenantgate::config::Config) {
+    use tenantgate::limits::plan::Plan;
+    let describe = |p: &Plan| {
+        let mut parts = Vec::new();
+        if let Some(rate) = p.rate {
+            parts.push(format!(
+                "burst {} refilled over {:?}",
+                rate.burst(),
+                std::time::Duration::from_nanos(rate.window())
+            ));
+        }
+        if let Some(n) = p.max_concurrent {
+            parts.push(format!("{n} in flight"));
+        }
+        if let Some(n) = p.daily_units {
+            parts.push(format!("{n} units/day"));
+        }
+        if let Some(n) = p.soft_units {
+            parts.push(format!("degrades from {n}"));
+        }
+        if let Some(q) = p.queue {
+            parts.push(format!("queue {} for {:?}", q.max_queue, q.max_wait));
+        }
+        if parts.is_empty() {
+            "unlimited".to_owned()
+        } else {
+            parts.join(", ")
+        }
+    };
+    match &c.limits.default_plan {
+        Some(plan) => println!("  plans     default {:?}: {}", plan.name, describe(plan)),
+        None => println!("  plans     no default plan: tenants without one are not limited"),
+    }
+    let mut own: Vec<_> = c
+        .tenants
+        .iter()
+        .filter_map(|(id, t)| Some((id, t.plan.as_ref()?)))
+        .collect();
+    own.sort_by_key(|(id, _)| id.as_str());
+    for (id, plan) in own {
+        println!(
+            "    tenant {id:?}: plan {:?}, {}",
+            plan.name,
+            describe(plan)
+        );
+    }
+    let project = &c.limits.project;
+    if project.rate.is_some() || project.daily_units.is_some() {
+        println!(
+            "  project   bucket {}, {} units/day{}",
+            project
+                .rate
+                .map_or("unlimited".to_owned(), |r| format!("burst {}", r.burst())),
+            project
+                .daily_units
+                .map_or("unlimited".to_owned(), |n| n.to_string()),
+            project
+                .degrade_units
+                .map_or(String::new(), |n| format!(", degrades from {n}"))
+        );
+    }
 }

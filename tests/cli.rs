@@ -253,12 +253,14 @@ async fn run_serves_audits_reloads_on_sighup_and_exits_0_on_sigterm() {
     assert_eq!(first["decision"], "forwarded");
     assert_eq!(first["status"], 200);
     assert_eq!(first["upstream_status"], 200);
+    assert_eq!(first["units"], 1);
     assert!(first["latency_ms"].as_f64().is_some() && first["timestamp"].is_string());
     let second = &lines[1];
     assert_eq!(second["decision"], "refused");
     assert_eq!(second["reason"], "route_not_allowed");
     assert_eq!(second["status"], 403);
     assert!(second.get("upstream_status").is_none());
+    assert!(second.get("units").is_none(), "refusals cost nothing");
 }
 
 async fn signal(pid: &str, which: &str) {
