@@ -46,6 +46,8 @@ pub struct App {
     pub usage: Arc<dyn Usage>,
     /// Where reloads read from; `None` for a config given as text (tests, `dev`).
     source: Option<(PathBuf, Overrides)>,
+    /// One reload at a time, whoever asks (watcher, SIGHUP, admin endpoint).
+    reloading: std::sync::Mutex<()>,
 }
 
 /// What a reload did, for the log and for `POST /admin/reload`.
@@ -78,6 +80,7 @@ impl App {
             clock: services.clock,
             usage: services.usage,
             source,
+            reloading: std::sync::Mutex::new(()),
         })
     }
 
@@ -96,6 +99,31 @@ impl App {
 
     /// Reads the config file again; installs it only if the whole file is valid.
     pub fn reload(&self) -> ReloadOutcome {
+        let _one_at_a_time = self
+            .reloading
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let outcome = self.load_and_install();
+        let result = if outcome.applied { "success" } else { "error" };
+        self.metrics
+            .config_reloads
+            .with_label_values(&[result])
+            .inc();
+        if outcome.applied {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64());
+            self.metrics.config_last_success.set(now);
+        }
+        outcome
+    }
+
+    /// The file the config was loaded from, if any (the watcher follows it).
+    pub fn source_path(&self) -> Option<&std::path::Path> {
+        self.source.as_ref().map(|(path, _)| path.as_path())
+    }
+
+    fn load_and_install(&self) -> ReloadOutcome {
         let current = self.snapshot();
         let Some((path, overrides)) = &self.source else {
             return ReloadOutcome {
@@ -163,6 +191,10 @@ fn keep_restart_only(running: &config::Config, next: &mut config::Config) -> Vec
     if PoolSettings::of(&running.upstream) != PoolSettings::of(&next.upstream) {
         changed.push("upstream.connect_timeout/pool_idle_timeout");
     }
+    if running.reload != next.reload {
+        changed.push("reload");
+    }
+    next.reload = running.reload;
     next.listen = running.listen.clone();
     next.admin.addr = running.admin.addr;
     next.upstream.connect_timeout = running.upstream.connect_timeout;

@@ -3,7 +3,9 @@
 //! This is the part the limits and response stages need; the metering issue adds the
 //! request, latency and usage families.
 
-use prometheus::{Encoder, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, Gauge, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
 
 #[derive(Debug, Clone)]
 pub struct Metrics {
@@ -11,6 +13,8 @@ pub struct Metrics {
     pub isolation_violations: IntCounter,
     pub rate_limited: IntCounterVec,
     pub degraded: IntCounterVec,
+    pub config_reloads: IntCounterVec,
+    pub config_last_success: Gauge,
     limiter_keys: IntGauge,
 }
 
@@ -44,6 +48,19 @@ impl Metrics {
             &["route"],
         )
         .expect("static metric definition");
+        let config_reloads = IntCounterVec::new(
+            Opts::new(
+                "tenantgate_config_reloads_total",
+                "Config reloads by result (success, error).",
+            ),
+            &["result"],
+        )
+        .expect("static metric definition");
+        let config_last_success = Gauge::new(
+            "tenantgate_config_last_reload_success_timestamp_seconds",
+            "Unix time of the last config load that was applied.",
+        )
+        .expect("static metric definition");
         let limiter_keys = IntGauge::new(
             "tenantgate_limiter_keys",
             "Tenants with limiter state in memory.",
@@ -53,6 +70,8 @@ impl Metrics {
             Box::new(isolation_violations.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(rate_limited.clone()),
             Box::new(degraded.clone()),
+            Box::new(config_reloads.clone()),
+            Box::new(config_last_success.clone()),
             Box::new(limiter_keys.clone()),
         ] {
             registry
@@ -64,6 +83,8 @@ impl Metrics {
             isolation_violations,
             rate_limited,
             degraded,
+            config_reloads,
+            config_last_success,
             limiter_keys,
         }
     }

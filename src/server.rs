@@ -35,6 +35,7 @@ pub struct Running {
     proxy: JoinHandle<GracefulShutdown>,
     admin: JoinHandle<GracefulShutdown>,
     sweeper: JoinHandle<()>,
+    watcher: Option<JoinHandle<()>>,
 }
 
 async fn sweep(app: Arc<App>) {
@@ -87,6 +88,10 @@ pub async fn start_with(
 
     let app = App::new(first, source, services);
     let sweeper = tokio::spawn(sweep(app.clone()));
+    let watcher = app.source_path().map(|path| {
+        let settings = app.snapshot().config.reload;
+        crate::config::watch::start(app.clone(), path.to_owned(), settings)
+    });
     let (stop_proxy, proxy_stopped) = watch::channel(false);
     let (stop_admin, admin_stopped) = watch::channel(false);
 
@@ -116,6 +121,7 @@ pub async fn start_with(
         proxy,
         admin,
         sweeper,
+        watcher,
     })
 }
 
@@ -144,6 +150,9 @@ impl Running {
             let _ = tokio::time::timeout(ADMIN_GRACE, connections.shutdown()).await;
         }
         self.sweeper.abort();
+        if let Some(watcher) = &self.watcher {
+            watcher.abort();
+        }
         tracing::info!("drained");
         Drained { in_flight_finished }
     }

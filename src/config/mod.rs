@@ -5,6 +5,7 @@ pub mod load;
 pub mod model;
 pub mod units;
 mod validate;
+pub mod watch;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -53,6 +54,7 @@ pub struct Config {
     pub limits: crate::limits::plan::LimitSettings,
     pub admin: AdminSettings,
     pub log_level: String,
+    pub reload: ReloadSettings,
     /// Client headers removed before forwarding (SPEC 5), fixed per snapshot.
     pub strip: StripSet,
     /// Things `check` reports that do not stop the config from loading.
@@ -90,6 +92,14 @@ pub struct TenantPolicy {
     pub upstream_headers: HeaderList,
     /// Its plan with its overrides applied; `None`: the default plan.
     pub plan: Option<crate::limits::plan::Plan>,
+}
+
+/// `[reload]`, read by the watcher when it starts (a change needs a restart).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReloadSettings {
+    pub watch: bool,
+    pub debounce: Duration,
+    pub poll: Duration,
 }
 
 #[derive(Debug)]

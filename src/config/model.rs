@@ -28,6 +28,30 @@ pub struct File {
     pub admin: Admin,
     #[serde(default)]
     pub log: Log,
+    #[serde(default)]
+    pub reload: Reload,
+}
+
+/// `[reload]`: how the config file is watched (SPEC 10).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Reload {
+    /// Watch the file's directory for changes (inotify and friends).
+    pub watch: bool,
+    /// Quiet time after the last change before the file is read.
+    pub debounce: Dur,
+    /// Interval of the content-hash poll that backs up the watch; "0s" turns it off.
+    pub poll: Dur,
+}
+
+impl Default for Reload {
+    fn default() -> Self {
+        Self {
+            watch: true,
+            debounce: Dur(std::time::Duration::from_millis(200)),
+            poll: Dur(std::time::Duration::from_secs(10)),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -8,7 +8,10 @@ use regex::Regex;
 
 use super::load::{key, KeyPath, Seg};
 use super::model::{self, IdentityMode, Scope};
-use super::{AdminSettings, Config, HeaderList, ListenSettings, TenantPolicy, UpstreamSettings};
+use super::{
+    AdminSettings, Config, HeaderList, ListenSettings, ReloadSettings, TenantPolicy,
+    UpstreamSettings,
+};
 use crate::hygiene::StripSet;
 use crate::identity::{IdentitySettings, TenantId};
 use crate::namespace::Namespaces;
@@ -154,6 +157,11 @@ pub fn compile(file: &model::File) -> Result<Config, Vec<(KeyPath, String)>> {
             token: admin_token,
         },
         log_level: file.log.level.clone(),
+        reload: ReloadSettings {
+            watch: file.reload.watch,
+            debounce: file.reload.debounce.0,
+            poll: file.reload.poll.0,
+        },
         strip,
         warnings,
     })

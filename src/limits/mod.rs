@@ -33,8 +33,10 @@ use plan::{Plan, Queue};
 #[derive(Debug, Default)]
 pub struct Limiter {
     buckets: DashMap<Box<str>, Bucket, foldhash::fast::RandomState>,
-    project: Bucket,
 }
+
+/// The project bucket's key: no tenant id is empty.
+const PROJECT: &str = "";
 
 /// What the stage decided for a request that may go on.
 #[derive(Debug)]
@@ -174,13 +176,11 @@ impl Limiter {
         let Some(rate) = limits.rate else {
             return Ok(Admission::Forward(permit));
         };
-        let decision = match tenant {
-            Some(tenant) => {
-                self.take_queued(tenant, &rate, route.cost, &limits, clock)
-                    .await
-            }
-            None => self.project.take(&rate, route.cost, clock.mono(), None),
-        };
+        // The project bucket never queues (its `Applied` has no queue).
+        let key = tenant.unwrap_or(PROJECT);
+        let decision = self
+            .take_queued(key, &rate, route.cost, &limits, clock)
+            .await;
         headers::rate_limit(headers, limits.policy, &rate, &decision, clock);
         match decision {
             Decision::Allowed(_) | Decision::Reserved { .. } => Ok(Admission::Forward(permit)),
@@ -192,7 +192,29 @@ impl Limiter {
 
     /// Takes `cost` tokens from a tenant's bucket now, without queueing.
     pub fn take(&self, tenant: &str, rate: &Rate, cost: u64, now: u64) -> Decision {
-        self.with_bucket(tenant, |bucket| bucket.take(rate, cost, now, None))
+        self.with_rated(tenant, rate, now, 0, |bucket| {
+            bucket.take(rate, cost, now, None)
+        })
+    }
+
+    /// As `with_bucket`, first rescaling a bucket charged under another rate. The
+    /// rescale takes the shard's write lock, so it happens once per bucket per change.
+    fn with_rated<T>(
+        &self,
+        tenant: &str,
+        rate: &Rate,
+        now: u64,
+        allowance: u64,
+        f: impl FnOnce(&Bucket) -> T,
+    ) -> T {
+        if let Some(bucket) = self.buckets.get(tenant) {
+            if !bucket.needs_rescale(rate) {
+                return f(&bucket);
+            }
+        }
+        let mut bucket = self.buckets.entry(Box::from(tenant)).or_default();
+        bucket.rescale(rate, now, allowance);
+        f(&bucket)
     }
 
     fn hold(self: &Arc<Self>, tenant: &str, max: u32) -> Result<Permit, Refusal> {
@@ -219,7 +241,11 @@ impl Limiter {
         limits: &Applied<'_>,
         clock: &dyn Clock,
     ) -> Decision {
-        let decision = self.with_bucket(tenant, |bucket| {
+        let now = clock.mono();
+        let allowance = limits.queue.map_or(0, |q| {
+            u64::try_from(q.max_wait.as_nanos()).unwrap_or(u64::MAX)
+        });
+        let decision = self.with_rated(tenant, rate, now, allowance, |bucket| {
             let max_wait = limits.queue.and_then(|q| {
                 let queued = bucket.queued.fetch_add(1, Ordering::AcqRel);
                 if queued >= q.max_queue {
@@ -228,7 +254,7 @@ impl Limiter {
                 }
                 Some(u64::try_from(q.max_wait.as_nanos()).unwrap_or(u64::MAX))
             });
-            let decision = bucket.take(rate, cost, clock.mono(), max_wait);
+            let decision = bucket.take(rate, cost, now, max_wait);
             if max_wait.is_some() && !matches!(decision, Decision::Reserved { .. }) {
                 bucket.queued.fetch_sub(1, Ordering::AcqRel);
             }

@@ -298,6 +298,23 @@ impl Proxy {
         Self::launch(config_text, Services::default()).await
     }
 
+    /// Starts tenantgate from a config file, which it then watches and reloads. The
+    /// file names its own (ephemeral) listen addresses: nothing overrides them.
+    pub async fn start_file(path: &std::path::Path, services: Services) -> Self {
+        let overrides = Overrides::default();
+        let snapshot = config::load_file(path, &overrides, &|_| None)
+            .unwrap_or_else(|e| panic!("test config is invalid: {e}"));
+        let source = Some((path.to_owned(), overrides));
+        let running = server::start_with(snapshot, source, services)
+            .await
+            .unwrap();
+        Self {
+            addr: running.proxy_addr,
+            admin: running.admin_addr,
+            running: Some(running),
+        }
+    }
+
     async fn launch(config_text: &str, services: Services) -> Self {
         let overrides = Overrides {
             listen: Some("127.0.0.1:0".parse().unwrap()),
@@ -333,6 +350,10 @@ impl Proxy {
         body: &[u8],
     ) -> RawResponse {
         raw(self.addr, &request_bytes(method, target, headers, body)).await
+    }
+
+    pub async fn send_admin(&self, method: &str, path: &str, headers: &[&str]) -> RawResponse {
+        raw(self.admin, &request_bytes(method, path, headers, b"")).await
     }
 
     pub async fn admin_get(&self, path: &str, headers: &[&str]) -> RawResponse {
