@@ -12,7 +12,6 @@ use crate::config::{self, Overrides, Snapshot};
 use crate::forward::{PoolSettings, Upstream};
 use crate::limits::clock::{Clock, SystemClock};
 use crate::limits::Limiter;
-use crate::store::memory::MemoryUsage;
 use crate::store::Usage;
 use crate::tenants::KnownTenants;
 
@@ -20,14 +19,14 @@ use crate::tenants::KnownTenants;
 #[derive(Debug, Clone)]
 pub struct Services {
     pub clock: Arc<dyn Clock>,
-    pub usage: Arc<dyn Usage>,
+    pub usage: Arc<Usage>,
 }
 
 impl Default for Services {
     fn default() -> Self {
         Self {
             clock: Arc::new(SystemClock::default()),
-            usage: Arc::new(MemoryUsage::default()),
+            usage: Arc::new(Usage::in_memory()),
         }
     }
 }
@@ -43,7 +42,7 @@ pub struct App {
     /// Bucket state per tenant (stage 3); the limits themselves are in the snapshot.
     pub limiter: Arc<Limiter>,
     pub clock: Arc<dyn Clock>,
-    pub usage: Arc<dyn Usage>,
+    pub usage: Arc<Usage>,
     /// Where reloads read from; `None` for a config given as text (tests, `dev`).
     source: Option<(PathBuf, Overrides)>,
     /// One reload at a time, whoever asks (watcher, SIGHUP, admin endpoint).

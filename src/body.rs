@@ -140,3 +140,77 @@ where
         self.inner.size_hint()
     }
 }
+
+/// `body`, counting the data bytes that pass into `counter` (the request side of
+/// metering: the upstream reads it, the meter reads the count).
+pub fn counted(
+    body: ProxyBody,
+    counter: std::sync::Arc<std::sync::atomic::AtomicU64>,
+) -> ProxyBody {
+    Counted {
+        inner: body,
+        counter: Some(counter),
+        seen: 0,
+        done: None,
+    }
+    .boxed_unsync()
+}
+
+/// `body`, calling `done` with the bytes sent once it has ended or been dropped (a
+/// client that hangs up mid-body is still metered for what it got).
+pub fn on_end(body: ProxyBody, done: impl FnOnce(u64) + Send + 'static) -> ProxyBody {
+    Counted {
+        inner: body,
+        counter: None,
+        seen: 0,
+        done: Some(Box::new(done)),
+    }
+    .boxed_unsync()
+}
+
+type Done = Box<dyn FnOnce(u64) + Send>;
+
+struct Counted {
+    inner: ProxyBody,
+    counter: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
+    seen: u64,
+    done: Option<Done>,
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        if let Some(done) = self.done.take() {
+            done(self.seen);
+        }
+    }
+}
+
+impl Body for Counted {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled {
+            if let Some(data) = frame.data_ref() {
+                let len = data.len() as u64;
+                self.seen += len;
+                if let Some(counter) = &self.counter {
+                    counter.fetch_add(len, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

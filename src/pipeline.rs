@@ -16,6 +16,7 @@
 //! upstream is touched and becomes the JSON error of SPEC 7.
 
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -51,8 +52,12 @@ struct Trail {
     limit_headers: HeaderMap,
     /// The caller's in-flight slot, held until the answer's body ends.
     permit: Option<Permit>,
-    /// Whom a 2xx is metered to, and the route's units (stage 7).
-    meter: Option<(Caller, u64)>,
+    /// Whom the request is metered to (stage 7), once a route admitted it.
+    caller: Option<Caller>,
+    /// The units the upstream's answer is worth, once there is one.
+    units: Option<u64>,
+    /// Request body bytes read from the client.
+    bytes_in: Arc<AtomicU64>,
 }
 
 pub async fn handle(
@@ -68,13 +73,15 @@ pub async fn handle(
         audit: AuditRecord::new(request_id.clone(), request.method().clone()),
         limit_headers: HeaderMap::new(),
         permit: None,
-        meter: None,
+        caller: None,
+        units: None,
+        bytes_in: Arc::default(),
     };
     let walked = walk(&app, config, request, peer, &request_id, &mut trail).await;
     let mut response = walked.unwrap_or_else(|refusal| {
-        match (&refusal, &trail.meter) {
+        match (&refusal, &trail.caller) {
             (Refusal::IsolationViolation, _) => app.metrics.isolation_violations.inc(),
-            (Refusal::RateLimited { .. } | Refusal::TooManyInFlight, Some((caller, _))) => app
+            (Refusal::RateLimited { .. } | Refusal::TooManyInFlight, Some(caller)) => app
                 .metrics
                 .rate_limited
                 .with_label_values(&[limits::policy(config, caller)])
@@ -86,11 +93,19 @@ pub async fn handle(
     });
 
     // 7. meter
-    if let Some((caller, units)) = &trail.meter {
-        if !trail.audit.degraded {
-            trail.audit.units = meter::record(&app, caller, *units, response.status());
+    if let Some(caller) = trail.caller.take() {
+        let units = trail.units.filter(|_| response.status().is_success());
+        meter::quota_headers(
+            &app,
+            config,
+            &caller,
+            units.unwrap_or(0),
+            response.headers_mut(),
+        );
+        if let Some(units) = units {
+            trail.audit.units = Some(units);
+            response = meter::record_on_end(&app, caller, units, trail.bytes_in.clone(), response);
         }
-        meter::quota_headers(&app, config, caller, response.headers_mut());
     }
 
     let headers = response.headers_mut();
@@ -125,6 +140,7 @@ async fn walk(
 ) -> Result<Response<ProxyBody>, Refusal> {
     let (parts, body) = request.into_parts();
     let body = IdleTimeout::new(body, config.upstream.body_timeout).boxed_unsync();
+    let body = body::counted(body, trail.bytes_in.clone());
 
     // 1. identity
     let tenant = identify(config, &parts)?;
@@ -146,7 +162,7 @@ async fn walk(
     }
 
     // 3. limits
-    trail.meter = Some((admitted.caller.clone(), matched.units));
+    trail.caller = Some(admitted.caller.clone());
     let admission = app
         .limiter
         .admit(
@@ -179,7 +195,7 @@ async fn walk(
     trail.audit.upstream_status = Some(response.status().as_u16());
 
     // 6. respond
-    respond::finish(
+    let response = respond::finish(
         config,
         &app.known,
         matched,
@@ -187,7 +203,9 @@ async fn walk(
         head,
         response,
     )
-    .await
+    .await?;
+    trail.units = Some(meter::units(matched, &response));
+    Ok(response)
 }
 
 /// The route's own answer past a soft cap (SPEC 6.3).

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use common::{Proxy, RawResponse, Reply, Upstream, PATIENCE};
 use tenantgate::app::Services;
 use tenantgate::limits::clock::ManualClock;
-use tenantgate::store::memory::MemoryUsage;
+use tenantgate::store::Usage;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -65,7 +65,7 @@ async fn setup(config: &str) -> Setup {
     let clock = Arc::new(ManualClock::at(START));
     let services = Services {
         clock: clock.clone(),
-        usage: Arc::new(MemoryUsage::default()),
+        usage: Arc::new(Usage::in_memory()),
     };
     let proxy = Proxy::start_with(config, &upstream, services).await;
     Setup {
@@ -431,7 +431,7 @@ async fn non_2xx_answers_cost_no_units() {
     let upstream = Upstream::start(|_| Reply::With(500, r#"{"error":"boom"}"#, vec![])).await;
     let services = Services {
         clock: Arc::new(ManualClock::at(START)),
-        usage: Arc::new(MemoryUsage::default()),
+        usage: Arc::new(Usage::in_memory()),
     };
     let proxy = Proxy::start_with(QUOTAS, &upstream, services).await;
     for _ in 0..6 {

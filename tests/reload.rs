@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use common::{Proxy, RawResponse, Upstream};
 use tenantgate::app::Services;
 use tenantgate::limits::clock::ManualClock;
-use tenantgate::store::memory::MemoryUsage;
+use tenantgate::store::Usage;
 
 /// Each valid change must be in effect within this.
 const IN_EFFECT: Duration = Duration::from_secs(1);
@@ -292,7 +292,7 @@ async fn buckets_survive_a_reload_rescaled_to_the_new_limit() {
     let clock = Arc::new(ManualClock::at(Duration::from_secs(1_795_820_400)));
     let services = Services {
         clock: clock.clone(),
-        usage: Arc::new(MemoryUsage::default()),
+        usage: Arc::new(Usage::in_memory()),
     };
     let proxy = Proxy::start_file(&path, services).await;
     let app = proxy.running.as_ref().unwrap().app.clone();

@@ -145,7 +145,7 @@ impl Limiter {
         config: &Config,
         route: &Route,
         caller: &Caller,
-        usage: &dyn Usage,
+        usage: &Usage,
         clock: &dyn Clock,
         headers: &mut HeaderMap,
     ) -> Result<Admission, Refusal> {

@@ -14,6 +14,7 @@ use http::Response;
 use crate::body::{self, BodyStalled, ProxyBody};
 use crate::config::Config;
 use crate::hygiene;
+use crate::meter::{self, ReportedUnits, RouteUnits};
 use crate::namespace::{Classified, Namespaces};
 use crate::refusal::Refusal;
 use crate::rewrite::Namespace;
@@ -75,6 +76,7 @@ pub fn inspects(config: &Config, route: &Route) -> bool {
     let r = &route.response;
     !r.passthrough
         && (config.leak_guard
+            || matches!(route.units, RouteUnits::Json(_))
             || r.rules.unwrap
             || r.rules.keep.is_some()
             || !r.rules.unprepend.is_empty())
@@ -141,6 +143,10 @@ pub async fn finish(
     })?;
     let mut response = Response::from_parts(parts, body::empty());
     let bytes = processed.map_or(bytes, Bytes::from);
+    if let RouteUnits::Json(pointer) = &route.units {
+        let units = meter::read_units(&bytes, pointer);
+        response.extensions_mut().insert(ReportedUnits(units));
+    }
     response
         .headers_mut()
         .insert(CONTENT_LENGTH, HeaderValue::from(bytes.len()));

@@ -71,7 +71,7 @@ pub struct Route {
     /// Rate-limit tokens per request (stage 3).
     pub cost: u64,
     /// Metered units per 2xx (stage 7).
-    pub units: u64,
+    pub units: crate::meter::RouteUnits,
     /// `degradable = true`: the answer given past a soft cap instead of forwarding.
     pub degrade: Option<DegradeAnswer>,
 }

@@ -1,94 +1,63 @@
-//! Usage counters in memory, one per caller, reset when the UTC day changes.
+//! A [`Backend`] in memory: the tests' and the playground's store.
 
-use dashmap::DashMap;
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use super::Usage;
-use crate::route::Caller;
-
-#[derive(Debug, Default, Clone, Copy)]
-struct Day {
-    day: u64,
-    units: u64,
-}
-
-impl Day {
-    fn on(self, day: u64) -> u64 {
-        if self.day == day {
-            self.units
-        } else {
-            0
-        }
-    }
-
-    fn add(&mut self, day: u64, units: u64) {
-        if self.day != day {
-            *self = Day { day, units: 0 };
-        }
-        self.units = self.units.saturating_add(units);
-    }
-}
+use super::{lock, Backend, Batch, Counters, StoreError};
 
 #[derive(Debug, Default)]
-pub struct MemoryUsage {
-    tenants: DashMap<Box<str>, Day>,
-    /// Calls not made as a tenant (unscoped, privileged).
-    project_calls: Mutex<Day>,
-    /// Everyone's units together, for `[limits.project] daily_units`.
-    total: Mutex<Day>,
+pub struct MemoryBackend {
+    rows: Mutex<BTreeMap<(u64, String), Counters>>,
+    project: Mutex<BTreeMap<u64, Counters>>,
 }
 
-impl MemoryUsage {
-    /// Tenants with a counter, for memory accounting.
-    pub fn len(&self) -> usize {
-        self.tenants.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.tenants.is_empty()
-    }
-}
-
-fn read(day: &Mutex<Day>) -> Day {
-    *day.lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-impl Usage for MemoryUsage {
-    fn used(&self, who: &Caller, day: u64) -> u64 {
-        match who {
-            Caller::Tenant(t) => self.tenants.get(t.as_str()).map_or(0, |d| d.on(day)),
-            Caller::Project => read(&self.project_calls).on(day),
+impl Backend for MemoryBackend {
+    fn write(&self, batch: &Batch) -> Result<(), StoreError> {
+        let mut rows = lock(&self.rows);
+        for ((day, tenant), counters) in &batch.tenants {
+            rows.entry((*day, tenant.to_string()))
+                .or_default()
+                .merge(counters);
         }
-    }
-
-    fn project_used(&self, day: u64) -> u64 {
-        read(&self.total).on(day)
-    }
-
-    fn forget_before(&self, day: u64) {
-        self.tenants.retain(|_, d| d.day >= day);
-    }
-
-    fn add(&self, who: &Caller, day: u64, units: u64) {
-        match who {
-            Caller::Tenant(t) => match self.tenants.get_mut(t.as_str()) {
-                Some(mut d) => d.add(day, units),
-                None => self
-                    .tenants
-                    .entry(Box::from(t.as_str()))
-                    .or_default()
-                    .add(day, units),
-            },
-            Caller::Project => self
-                .project_calls
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .add(day, units),
+        let mut project = lock(&self.project);
+        for (day, counters) in &batch.project {
+            project.entry(*day).or_default().merge(counters);
         }
-        self.total
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .add(day, units);
+        Ok(())
+    }
+
+    fn day(&self, day: u64) -> Result<Vec<(String, Counters)>, StoreError> {
+        Ok(lock(&self.rows)
+            .range((day, String::new())..(day + 1, String::new()))
+            .map(|((_, t), c)| (t.clone(), *c))
+            .collect())
+    }
+
+    fn project_day(&self, day: u64) -> Result<Counters, StoreError> {
+        Ok(lock(&self.project).get(&day).copied().unwrap_or_default())
+    }
+
+    fn user(&self, id: &str, from: u64, to: u64) -> Result<Vec<(u64, Counters)>, StoreError> {
+        let rows = lock(&self.rows);
+        Ok((from..=to)
+            .filter_map(|day| Some((day, *rows.get(&(day, id.to_owned()))?)))
+            .collect())
+    }
+
+    fn totals(&self, from: u64, to: u64) -> Result<Vec<(String, Counters)>, StoreError> {
+        let mut totals: BTreeMap<String, Counters> = BTreeMap::new();
+        for ((_, tenant), counters) in
+            lock(&self.rows).range((from, String::new())..(to.saturating_add(1), String::new()))
+        {
+            totals.entry(tenant.clone()).or_default().merge(counters);
+        }
+        Ok(totals.into_iter().collect())
+    }
+
+    fn erase(&self, id: &str) -> Result<u64, StoreError> {
+        let mut rows = lock(&self.rows);
+        let before = rows.len();
+        rows.retain(|(_, tenant), _| tenant != id);
+        Ok((before - rows.len()) as u64)
     }
 }

@@ -1,17 +1,251 @@
-//! State that outlives a config: usage per caller and UTC day. The limits stage reads
-//! it for quotas and degradation, the meter stage writes it. In memory for now; the
-//! metering issue persists it behind the same trait.
+//! State that outlives a config: usage per tenant and UTC day (SPEC 8). The limits
+//! stage reads today's counts for quotas and degradation; the meter stage adds to
+//! them. Counts are aggregated in memory and flushed to a [`Backend`] every `flush`
+//! (and on graceful shutdown), so a crash loses at most one interval.
 
+pub mod embedded;
 pub mod memory;
+
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+
+use dashmap::DashMap;
+use serde::Serialize;
 
 use crate::route::Caller;
 
-pub trait Usage: Send + Sync + std::fmt::Debug {
-    /// Units the caller used on this UTC day (the project: everyone's together).
-    fn used(&self, who: &Caller, day: u64) -> u64;
-    fn project_used(&self, day: u64) -> u64;
-    /// Records a metered response: counts for the caller and for the project total.
-    fn add(&self, who: &Caller, day: u64, units: u64);
-    /// Drops counters of days before `day` that no quota reads any more.
-    fn forget_before(&self, day: u64);
+/// One row of usage: a tenant's (or the project's) day.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Counters {
+    pub events: u64,
+    pub units: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    /// Unix seconds of the last event.
+    pub last_at: u64,
+}
+
+impl Counters {
+    pub fn merge(&mut self, other: &Counters) {
+        self.events = self.events.saturating_add(other.events);
+        self.units = self.units.saturating_add(other.units);
+        self.bytes_in = self.bytes_in.saturating_add(other.bytes_in);
+        self.bytes_out = self.bytes_out.saturating_add(other.bytes_out);
+        self.last_at = self.last_at.max(other.last_at);
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("usage store: {0}")]
+pub struct StoreError(pub String);
+
+impl StoreError {
+    pub fn from(error: impl std::fmt::Display) -> Self {
+        Self(error.to_string())
+    }
+}
+
+/// Rows flushed at once: per (day, tenant), and the project's per day.
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub tenants: HashMap<(u64, Box<str>), Counters>,
+    pub project: HashMap<u64, Counters>,
+}
+
+impl Batch {
+    fn is_empty(&self) -> bool {
+        self.tenants.is_empty() && self.project.is_empty()
+    }
+}
+
+/// Where flushed usage lives: [`memory::MemoryBackend`] or [`embedded::Embedded`].
+pub trait Backend: Send + Sync + std::fmt::Debug {
+    /// Adds every row of `batch` to what is stored, in one transaction.
+    fn write(&self, batch: &Batch) -> Result<(), StoreError>;
+    /// Every tenant's row of one day.
+    fn day(&self, day: u64) -> Result<Vec<(String, Counters)>, StoreError>;
+    fn project_day(&self, day: u64) -> Result<Counters, StoreError>;
+    /// One tenant's rows for days in `from..=to`.
+    fn user(&self, id: &str, from: u64, to: u64) -> Result<Vec<(u64, Counters)>, StoreError>;
+    /// Every tenant's total over days in `from..=to`.
+    fn totals(&self, from: u64, to: u64) -> Result<Vec<(String, Counters)>, StoreError>;
+    /// Erases a tenant's rows; how many there were.
+    fn erase(&self, id: &str) -> Result<u64, StoreError>;
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Dated {
+    day: u64,
+    counters: Counters,
+}
+
+impl Dated {
+    fn on(&self, day: u64) -> Counters {
+        if self.day == day {
+            self.counters
+        } else {
+            Counters::default()
+        }
+    }
+
+    fn add(&mut self, day: u64, delta: &Counters) {
+        if self.day != day {
+            *self = Dated {
+                day,
+                counters: Counters::default(),
+            };
+        }
+        self.counters.merge(delta);
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Usage as the proxy sees it: today's counts in memory for the quotas, unflushed
+/// deltas waiting for the backend, and queries that read the backend after a flush.
+#[derive(Debug)]
+pub struct Usage {
+    backend: Box<dyn Backend>,
+    today: DashMap<Box<str>, Dated, foldhash::fast::RandomState>,
+    project_today: Mutex<Dated>,
+    pending: Mutex<Batch>,
+    /// Serializes flushes so rows are written in order.
+    flushing: Mutex<()>,
+}
+
+impl Usage {
+    /// Opens usage over `backend`, reading today's counts back from it.
+    pub fn open(backend: Box<dyn Backend>, today: u64) -> Result<Self, StoreError> {
+        let usage = Self::over(backend);
+        *lock(&usage.project_today) = Dated {
+            day: today,
+            counters: usage.backend.project_day(today)?,
+        };
+        for (tenant, counters) in usage.backend.day(today)? {
+            usage.today.insert(
+                tenant.into_boxed_str(),
+                Dated {
+                    day: today,
+                    counters,
+                },
+            );
+        }
+        Ok(usage)
+    }
+
+    /// In memory only: for tests and the playground.
+    pub fn in_memory() -> Self {
+        Self::over(Box::new(memory::MemoryBackend::default()))
+    }
+
+    fn over(backend: Box<dyn Backend>) -> Self {
+        Self {
+            today: DashMap::default(),
+            project_today: Mutex::default(),
+            pending: Mutex::default(),
+            flushing: Mutex::default(),
+            backend,
+        }
+    }
+
+    /// Units the caller used today; a call without a tenant reads the project's.
+    pub fn used(&self, who: &Caller, day: u64) -> u64 {
+        match who {
+            Caller::Tenant(t) => self.today.get(t.as_str()).map_or(0, |d| d.on(day).units),
+            Caller::Project => self.project_used(day),
+        }
+    }
+
+    /// Everyone's units today.
+    pub fn project_used(&self, day: u64) -> u64 {
+        lock(&self.project_today).on(day).units
+    }
+
+    pub fn project_today(&self, day: u64) -> Counters {
+        lock(&self.project_today).on(day)
+    }
+
+    /// Records one metered event. Calls that name no tenant count only in the
+    /// project's totals.
+    pub fn add(&self, who: &Caller, day: u64, delta: Counters) {
+        if let Caller::Tenant(t) = who {
+            match self.today.get_mut(t.as_str()) {
+                Some(mut d) => d.add(day, &delta),
+                None => self
+                    .today
+                    .entry(Box::from(t.as_str()))
+                    .or_default()
+                    .add(day, &delta),
+            }
+        }
+        lock(&self.project_today).add(day, &delta);
+        let mut pending = lock(&self.pending);
+        if let Caller::Tenant(t) = who {
+            pending
+                .tenants
+                .entry((day, Box::from(t.as_str())))
+                .or_default()
+                .merge(&delta);
+        }
+        pending.project.entry(day).or_default().merge(&delta);
+    }
+
+    /// Writes what is pending. On failure the rows go back to pending, so a store
+    /// that recovers loses nothing.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        let _in_order = lock(&self.flushing);
+        let batch = std::mem::take(&mut *lock(&self.pending));
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.backend.write(&batch).inspect_err(|_| {
+            let mut pending = lock(&self.pending);
+            for (key, counters) in batch.tenants {
+                pending.tenants.entry(key).or_default().merge(&counters);
+            }
+            for (day, counters) in batch.project {
+                pending.project.entry(day).or_default().merge(&counters);
+            }
+        })
+    }
+
+    /// Drops today's counters of tenants last seen before `day` (they are stored).
+    pub fn forget_before(&self, day: u64) {
+        self.today.retain(|_, d| d.day >= day);
+    }
+
+    /// Top `limit` tenants by units over days `from..=to`, then by id.
+    pub fn by_user(
+        &self,
+        from: u64,
+        to: u64,
+        limit: usize,
+    ) -> Result<Vec<(String, Counters)>, StoreError> {
+        self.flush()?;
+        let mut rows = self.backend.totals(from, to)?;
+        rows.sort_by(|a, b| b.1.units.cmp(&a.1.units).then_with(|| a.0.cmp(&b.0)));
+        rows.truncate(limit);
+        Ok(rows)
+    }
+
+    pub fn user(&self, id: &str, from: u64, to: u64) -> Result<Vec<(u64, Counters)>, StoreError> {
+        self.flush()?;
+        self.backend.user(id, from, to)
+    }
+
+    /// Every tenant with its totals over days `from..=to`.
+    pub fn tenants(&self, from: u64, to: u64) -> Result<Vec<(String, Counters)>, StoreError> {
+        self.flush()?;
+        self.backend.totals(from, to)
+    }
+
+    /// Erases a tenant's usage, stored and in memory; how many rows there were.
+    pub fn erase(&self, id: &str) -> Result<u64, StoreError> {
+        self.flush()?;
+        let in_memory = u64::from(self.today.remove(id).is_some());
+        let stored = self.backend.erase(id)?;
+        Ok(stored.max(in_memory))
+    }
 }

@@ -4,13 +4,14 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderValue, StatusCode};
+use http::{HeaderName, HeaderValue, StatusCode};
 
 use super::super::load::{key, KeyPath, Seg};
 use super::super::model::{self, Overflow, PlanFields};
 use super::Errors;
 use crate::limits::gcra::Rate;
 use crate::limits::plan::{fraction_of, LimitSettings, Plan, Project, Queue};
+use crate::meter::RouteUnits;
 use crate::route::table::DegradeAnswer;
 
 const DEFAULT_PER: Duration = Duration::from_secs(1);
@@ -213,21 +214,33 @@ pub fn route_limits(
     route: &model::Route,
     i: usize,
     errors: &mut Errors,
-) -> (u64, u64, Option<DegradeAnswer>) {
+) -> (u64, RouteUnits, Option<DegradeAnswer>) {
     let path = |k: &str| vec![key("route"), Seg::Index(i), key(k)];
     let cost = route.cost.unwrap_or(1);
     if cost == 0 {
         errors.add(path("cost"), "cost must be at least 1");
     }
     let units = match &route.units {
-        None => 1,
-        Some(model::Units::Fixed(n)) => *n,
-        Some(_) => {
-            errors.add(
-                path("units"),
-                "units read from the response (header or json) are not supported yet; use a number",
-            );
-            1
+        None => RouteUnits::default(),
+        Some(model::Units::Fixed(n)) => RouteUnits::Fixed(*n),
+        Some(model::Units::Header { header }) => match HeaderName::try_from(header.as_str()) {
+            Ok(name) => RouteUnits::Header(name),
+            Err(_) => {
+                errors.add(path("units"), format!("{header:?} is not a header name"));
+                RouteUnits::default()
+            }
+        },
+        Some(model::Units::Json { json }) => {
+            if !json.starts_with('/') || json.contains('*') {
+                errors.add(path("units"), "units.json must be a JSON pointer without wildcards, like \"/usage/total_tokens\"");
+            }
+            if route.scope != model::Scope::Tenant || route.response.passthrough {
+                errors.add(
+                    path("units"),
+                    "units.json reads the answer's body, which only tenant routes without passthrough buffer",
+                );
+            }
+            RouteUnits::Json(json.clone())
         }
     };
     let degrade = match (&route.degrade, route.degradable) {
