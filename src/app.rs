@@ -193,7 +193,15 @@ fn keep_restart_only(running: &config::Config, next: &mut config::Config) -> Vec
     if running.reload != next.reload {
         changed.push("reload");
     }
+    if running.store != next.store {
+        changed.push("store");
+    }
+    if running.audit_file != next.audit_file {
+        changed.push("log.audit_file");
+    }
     next.reload = running.reload;
+    next.store = running.store.clone();
+    next.audit_file = running.audit_file.clone();
     next.listen = running.listen.clone();
     next.admin.addr = running.admin.addr;
     next.upstream.connect_timeout = running.upstream.connect_timeout;

@@ -12,6 +12,9 @@ use tokio::task::JoinHandle;
 
 use crate::app::{App, Services};
 use crate::config::{Overrides, Snapshot};
+use crate::limits::clock::{Clock, SystemClock};
+use crate::store::embedded::Embedded;
+use crate::store::{StoreError, Usage};
 use crate::{admin, listen, pipeline};
 
 /// Few admin clients (probes, Prometheus, an operator) ever connect at once.
@@ -19,11 +22,15 @@ const ADMIN_MAX_CONNECTIONS: usize = 64;
 const ADMIN_GRACE: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
-#[error("cannot listen on {addr} for the {listener} listener: {source}")]
-pub struct StartError {
-    pub listener: &'static str,
-    pub addr: SocketAddr,
-    pub source: std::io::Error,
+pub enum StartError {
+    #[error("cannot listen on {addr} for the {listener} listener: {source}")]
+    Listen {
+        listener: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Store(#[from] crate::store::StoreError),
 }
 
 pub struct Running {
@@ -35,7 +42,31 @@ pub struct Running {
     proxy: JoinHandle<GracefulShutdown>,
     admin: JoinHandle<GracefulShutdown>,
     sweeper: JoinHandle<()>,
+    flusher: JoinHandle<()>,
     watcher: Option<JoinHandle<()>>,
+}
+
+/// Writes usage every `every`; with "0s", as soon as an event is recorded.
+async fn flush(app: Arc<App>, every: Duration) {
+    loop {
+        if every.is_zero() {
+            app.usage.recorded.notified().await;
+        } else {
+            tokio::time::sleep(every).await;
+        }
+        flush_now(&app).await;
+    }
+}
+
+async fn flush_now(app: &Arc<App>) {
+    let usage = app.usage.clone();
+    match tokio::task::spawn_blocking(move || usage.flush()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "usage flush failed; it stays pending and is retried")
+        }
+        Err(e) => tracing::warn!(error = %e, "usage flush task failed"),
+    }
 }
 
 async fn sweep(app: Arc<App>) {
@@ -58,11 +89,26 @@ pub struct Drained {
 /// How often idle limiter buckets are forgotten.
 const SWEEP_EVERY: Duration = Duration::from_secs(10);
 
+/// Starts with the system clock and the embedded store under `[store] path`.
 pub async fn start(
     first: Snapshot,
     source: Option<(PathBuf, Overrides)>,
 ) -> Result<Running, StartError> {
-    start_with(first, source, Services::default()).await
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock::default());
+    let path = first.config.store.path.clone();
+    let today = clock.utc_day();
+    let usage = tokio::task::spawn_blocking(move || {
+        let backend = Embedded::open(&path)?;
+        tracing::info!(file = %backend.file.display(), "usage store open");
+        Usage::open(Box::new(backend), today)
+    })
+    .await
+    .map_err(|e| StoreError(e.to_string()))??;
+    let services = Services {
+        clock,
+        usage: Arc::new(usage),
+    };
+    start_with(first, source, services).await
 }
 
 /// As [`start`], with a chosen clock and usage store.
@@ -72,13 +118,16 @@ pub async fn start_with(
     services: Services,
 ) -> Result<Running, StartError> {
     let listen = first.config.listen.clone();
+    let first_flush = first.config.store.flush;
     let admin_addr = first.config.admin.addr;
     let bind = |listener: &'static str, addr: SocketAddr| async move {
-        TcpListener::bind(addr).await.map_err(|source| StartError {
-            listener,
-            addr,
-            source,
-        })
+        TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Listen {
+                listener,
+                addr,
+                source,
+            })
     };
     let proxy_listener = bind("proxy", listen.addr).await?;
     let admin_listener = bind("admin", admin_addr).await?;
@@ -88,6 +137,7 @@ pub async fn start_with(
 
     let app = App::new(first, source, services);
     let sweeper = tokio::spawn(sweep(app.clone()));
+    let flusher = tokio::spawn(flush(app.clone(), first_flush));
     let watcher = app.source_path().map(|path| {
         let settings = app.snapshot().config.reload;
         crate::config::watch::start(app.clone(), path.to_owned(), settings)
@@ -121,6 +171,7 @@ pub async fn start_with(
         proxy,
         admin,
         sweeper,
+        flusher,
         watcher,
     })
 }
@@ -150,6 +201,8 @@ impl Running {
             let _ = tokio::time::timeout(ADMIN_GRACE, connections.shutdown()).await;
         }
         self.sweeper.abort();
+        self.flusher.abort();
+        flush_now(&self.app).await;
         if let Some(watcher) = &self.watcher {
             watcher.abort();
         }

@@ -117,11 +117,11 @@ async fn version_and_usage_errors_have_their_exit_codes() {
 async fn run_exits_2_when_it_cannot_bind() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let path = write(
-        dir.path(),
-        "c.toml",
-        "[upstream]\nurl = \"http://127.0.0.1:1\"\n",
+    let text = format!(
+        "[upstream]\nurl = \"http://127.0.0.1:1\"\n[store]\npath = \"{}\"\n",
+        dir.path().join("data").display()
     );
+    let path = write(dir.path(), "c.toml", &text);
     let listen = taken.local_addr().unwrap().to_string();
     let (code, _, stderr) = tenantgate(&[
         "run",
@@ -142,8 +142,9 @@ async fn run_serves_audits_reloads_on_sighup_and_exits_0_on_sigterm() {
     let upstream = Upstream::ok().await;
     let dir = tempfile::tempdir().unwrap();
     let base = format!(
-        "[upstream]\nurl = \"{}\"\n[[route]]\nmatch = \"GET /v1/a\"\nscope = \"tenant\"\n",
-        upstream.url()
+        "[upstream]\nurl = \"{}\"\n[store]\npath = \"{}\"\n[[route]]\nmatch = \"GET /v1/a\"\nscope = \"tenant\"\n",
+        upstream.url(),
+        dir.path().join("data").display()
     );
     let path = write(dir.path(), "tenantgate.toml", &base);
     let mut child = Command::new(BIN)

@@ -55,6 +55,11 @@ pub struct Config {
     pub admin: AdminSettings,
     pub log_level: String,
     pub reload: ReloadSettings,
+    pub store: StoreSettings,
+    /// `[metrics] per_tenant_top_k`.
+    pub per_tenant_top_k: usize,
+    /// `[log] audit_file`; `None`: stdout.
+    pub audit_file: Option<std::path::PathBuf>,
     /// Client headers removed before forwarding (SPEC 5), fixed per snapshot.
     pub strip: StripSet,
     /// Things `check` reports that do not stop the config from loading.
@@ -92,6 +97,13 @@ pub struct TenantPolicy {
     pub upstream_headers: HeaderList,
     /// Its plan with its overrides applied; `None`: the default plan.
     pub plan: Option<crate::limits::plan::Plan>,
+}
+
+/// `[store]`; opened at start (a change needs a restart).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreSettings {
+    pub path: std::path::PathBuf,
+    pub flush: Duration,
 }
 
 /// `[reload]`, read by the watcher when it starts (a change needs a restart).

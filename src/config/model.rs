@@ -30,6 +30,44 @@ pub struct File {
     pub log: Log,
     #[serde(default)]
     pub reload: Reload,
+    #[serde(default)]
+    pub store: Store,
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StoreKind {
+    Embedded,
+    Redis,
+}
+
+/// `[store]` (SPEC 8).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Store {
+    pub kind: StoreKind,
+    pub path: std::path::PathBuf,
+    pub flush: Dur,
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Self {
+            kind: StoreKind::Embedded,
+            path: "data/".into(),
+            flush: Dur(std::time::Duration::from_secs(1)),
+        }
+    }
+}
+
+/// `[metrics]` (SPEC 11).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Per-tenant series for the top K tenants by units; 0: none.
+    pub per_tenant_top_k: usize,
 }
 
 /// `[reload]`: how the config file is watched (SPEC 10).
@@ -357,12 +395,15 @@ impl Default for Admin {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Log {
+    /// A file for the audit log instead of stdout.
+    pub audit_file: Option<std::path::PathBuf>,
     pub level: String,
 }
 
 impl Default for Log {
     fn default() -> Self {
         Self {
+            audit_file: None,
             level: "info".to_owned(),
         }
     }

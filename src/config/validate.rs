@@ -9,7 +9,7 @@ use regex::Regex;
 use super::load::{key, KeyPath, Seg};
 use super::model::{self, IdentityMode, Scope};
 use super::{
-    AdminSettings, Config, HeaderList, ListenSettings, ReloadSettings, TenantPolicy,
+    AdminSettings, Config, HeaderList, ListenSettings, ReloadSettings, StoreSettings, TenantPolicy,
     UpstreamSettings,
 };
 use crate::hygiene::StripSet;
@@ -119,6 +119,12 @@ pub fn compile(file: &model::File) -> Result<Config, Vec<(KeyPath, String)>> {
         );
     }
 
+    if file.store.kind == model::StoreKind::Redis {
+        errors.add(
+            vec![key("store"), key("kind")],
+            "kind = \"redis\" (shared state across replicas) is not supported yet; use \"embedded\"",
+        );
+    }
     let configured_names = configured_header_names(file);
     let (
         Some(listen),
@@ -157,6 +163,12 @@ pub fn compile(file: &model::File) -> Result<Config, Vec<(KeyPath, String)>> {
             token: admin_token,
         },
         log_level: file.log.level.clone(),
+        store: StoreSettings {
+            path: file.store.path.clone(),
+            flush: file.store.flush.0,
+        },
+        per_tenant_top_k: file.metrics.per_tenant_top_k,
+        audit_file: file.log.audit_file.clone(),
         reload: ReloadSettings {
             watch: file.reload.watch,
             debounce: file.reload.debounce.0,

@@ -60,6 +60,9 @@ pub async fn start(config_path: &Path, overrides: Overrides) -> Result<Playgroun
         ..overrides
     };
     let snapshot = config::load_file(config_path, &overrides, &config::process_env)?;
-    let proxy = server::start(snapshot, Some((config_path.to_owned(), overrides))).await?;
+    // The playground keeps usage in memory: nothing of it is worth a file.
+    let services = crate::app::Services::default();
+    let source = Some((config_path.to_owned(), overrides));
+    let proxy = server::start_with(snapshot, source, services).await?;
     Ok(Playground { backend, proxy })
 }

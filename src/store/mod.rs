@@ -113,6 +113,8 @@ pub struct Usage {
     pending: Mutex<Batch>,
     /// Serializes flushes so rows are written in order.
     flushing: Mutex<()>,
+    /// Woken on every event, for `flush = "0s"`.
+    pub recorded: tokio::sync::Notify,
 }
 
 impl Usage {
@@ -146,6 +148,7 @@ impl Usage {
             project_today: Mutex::default(),
             pending: Mutex::default(),
             flushing: Mutex::default(),
+            recorded: tokio::sync::Notify::new(),
             backend,
         }
     }
@@ -190,6 +193,8 @@ impl Usage {
                 .merge(&delta);
         }
         pending.project.entry(day).or_default().merge(&delta);
+        drop(pending);
+        self.recorded.notify_one();
     }
 
     /// Writes what is pending. On failure the rows go back to pending, so a store
