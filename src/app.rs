@@ -67,6 +67,13 @@ impl App {
         services: Services,
     ) -> Arc<Self> {
         first.generation = 1;
+        let metrics = crate::metrics::Metrics::new();
+        first.route_metrics = first
+            .config
+            .routes
+            .iter()
+            .map(|r| metrics.route(&r.name))
+            .collect();
         let upstream = Upstream::new(PoolSettings::of(&first.config.upstream));
         Arc::new(Self {
             config: ArcSwap::from_pointee(first),
@@ -74,7 +81,7 @@ impl App {
             draining: AtomicBool::new(false),
             upstream,
             known: KnownTenants::default(),
-            metrics: crate::metrics::Metrics::new(),
+            metrics,
             limiter: Arc::default(),
             clock: services.clock,
             usage: services.usage,
@@ -154,6 +161,12 @@ impl App {
         if !restart_required.is_empty() {
             tracing::warn!(settings = ?restart_required, "config changes that need a restart were not applied");
         }
+        next.route_metrics = next
+            .config
+            .routes
+            .iter()
+            .map(|r| self.metrics.route(&r.name))
+            .collect();
         next.generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
         let generation = next.generation;
         self.config.store(Arc::new(next));

@@ -148,7 +148,10 @@ fn run(path: PathBuf, overrides: Overrides) -> ExitCode {
         Ok(s) => s,
         Err(code) => return code,
     };
-    init_logging(&first.config.log_level);
+    if let Err(e) = init_logging(&first.config.log_level, first.config.audit_file.as_deref()) {
+        eprintln!("{e}");
+        return ExitCode::from(EXIT_RUNTIME);
+    }
     serve(async move {
         let running = server::start(first, Some((path, overrides)))
             .await
@@ -158,7 +161,7 @@ fn run(path: PathBuf, overrides: Overrides) -> ExitCode {
 }
 
 fn dev(path: PathBuf, overrides: Overrides) -> ExitCode {
-    init_logging("info");
+    let _ = init_logging("info", None);
     serve(async move {
         let playground = dev::start(&path, overrides).await.map_err(|e| {
             let code = match e {
@@ -225,17 +228,29 @@ async fn wait_for_shutdown(running: &server::Running) -> std::io::Result<()> {
     }
 }
 
-/// The audit log goes to stdout as JSON, one line per request; everything else goes
-/// to stderr at `[log] level`.
-fn init_logging(level: &str) {
+/// The audit log goes to stdout (or `[log] audit_file`) as JSON, one line per request;
+/// everything else goes to stderr at `[log] level`.
+fn init_logging(level: &str, audit_file: Option<&std::path::Path>) -> Result<(), String> {
+    use tracing_subscriber::fmt::writer::{BoxMakeWriter, MakeWriterExt};
     use tracing_subscriber::{fmt, prelude::*, EnvFilter};
+    let writer = match audit_file {
+        Some(path) => {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| format!("cannot open [log] audit_file {}: {e}", path.display()))?;
+            BoxMakeWriter::new(std::sync::Mutex::new(file).with_max_level(tracing::Level::INFO))
+        }
+        None => BoxMakeWriter::new(std::io::stdout),
+    };
     let audit_layer = fmt::layer()
         .json()
         .flatten_event(true)
         .with_current_span(false)
         .with_span_list(false)
         .with_target(false)
-        .with_writer(std::io::stdout)
+        .with_writer(writer)
         .with_filter(EnvFilter::new(format!("{}=info", audit::TARGET)));
     let diagnostics = fmt::layer()
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -245,4 +260,5 @@ fn init_logging(level: &str) {
         .with(audit_layer)
         .with(diagnostics)
         .init();
+    Ok(())
 }

@@ -69,11 +69,13 @@ pub fn record_on_end(
     caller: Caller,
     units: u64,
     bytes_in: Arc<AtomicU64>,
+    units_metric: prometheus::IntCounter,
     response: Response<ProxyBody>,
 ) -> Response<ProxyBody> {
     let app = app.clone();
     response.map(move |b| {
         body::on_end(b, move |bytes_out| {
+            units_metric.inc_by(units);
             let now = app.clock.unix();
             let delta = Counters {
                 events: 1,

@@ -1,21 +1,61 @@
-//! Prometheus metrics (SPEC 11), served on the admin listener's `/metrics`. Labels are
-//! bounded: route names and plan names come from the config, never a raw tenant id.
-//! This is the part the limits and response stages need; the metering issue adds the
-//! request, latency and usage families.
+//! Prometheus metrics (SPEC 11) in a registry of our own, served on the admin
+//! listener's `/metrics`. Labels are bounded: route and plan names come from the
+//! config, status classes and refusal codes are fixed sets; a tenant id appears only
+//! with `[metrics] per_tenant_top_k`, and then only for the top K (the rest are summed
+//! under `tenant="other"`). Handles are resolved once per label value, not per request.
 
+use std::sync::Arc;
+
+use dashmap::DashMap;
+use prometheus::core::Collector;
 use prometheus::{
-    Encoder, Gauge, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
+
+/// Seconds: from 100 µs (tenantgate's own work) to 30 s (a slow upstream).
+const BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0, 30.0,
+];
+
+/// One route's handles, resolved when a config is installed.
+#[derive(Debug, Clone)]
+pub struct RouteMetrics {
+    /// By status class: index 0 is 1xx ... 4 is 5xx.
+    requests: [IntCounter; 5],
+    pub duration: Histogram,
+    pub degraded: IntCounter,
+}
+
+impl RouteMetrics {
+    pub fn count(&self, status: http::StatusCode) {
+        let class = usize::from(status.as_u16() / 100).clamp(1, 5) - 1;
+        self.requests[class].inc();
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct Metrics {
     registry: Registry,
+    requests: IntCounterVec,
+    request_duration: HistogramVec,
+    pub upstream_duration: Histogram,
+    pub overhead: Histogram,
+    rejections: IntCounterVec,
+    rate_limited: IntCounterVec,
+    pub queue_wait: Histogram,
+    degraded: IntCounterVec,
+    metered_units: IntCounterVec,
     pub isolation_violations: IntCounter,
-    pub rate_limited: IntCounterVec,
-    pub degraded: IntCounterVec,
     pub config_reloads: IntCounterVec,
     pub config_last_success: Gauge,
+    tenants_active: IntGauge,
     limiter_keys: IntGauge,
+    pub inflight: IntGauge,
+    tenant_units: IntGaugeVec,
+    /// Resolved handles by label value, for the families labelled at run time.
+    resolved: Arc<DashMap<(&'static str, Box<str>), IntCounter>>,
 }
 
 impl Default for Metrics {
@@ -24,75 +64,196 @@ impl Default for Metrics {
     }
 }
 
+fn counter_vec(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    IntCounterVec::new(Opts::new(name, help), labels).expect("static metric definition")
+}
+
+fn histogram(name: &str, help: &str) -> Histogram {
+    Histogram::with_opts(HistogramOpts::new(name, help).buckets(BUCKETS.to_vec()))
+        .expect("static metric definition")
+}
+
+fn gauge(name: &str, help: &str) -> IntGauge {
+    IntGauge::new(name, help).expect("static metric definition")
+}
+
 impl Metrics {
     pub fn new() -> Self {
-        let registry = Registry::new();
-        let isolation_violations = IntCounter::new(
-            "tenantgate_isolation_violations_total",
-            "Answers withheld because they carried another tenant's ids or could not be inspected.",
-        )
-        .expect("static metric definition");
-        let rate_limited = IntCounterVec::new(
-            Opts::new(
+        let metrics = Self {
+            registry: Registry::new(),
+            requests: counter_vec(
+                "tenantgate_requests_total",
+                "Requests answered, by route and status class.",
+                &["route", "status_class"],
+            ),
+            request_duration: HistogramVec::new(
+                HistogramOpts::new(
+                    "tenantgate_request_duration_seconds",
+                    "Time from request to response head, by route.",
+                )
+                .buckets(BUCKETS.to_vec()),
+                &["route"],
+            )
+            .expect("static metric definition"),
+            upstream_duration: histogram(
+                "tenantgate_upstream_duration_seconds",
+                "Time the upstream took to answer with its response head.",
+            ),
+            overhead: histogram(
+                "tenantgate_overhead_seconds",
+                "Time spent in tenantgate itself: the request's time minus the upstream's.",
+            ),
+            rejections: counter_vec(
+                "tenantgate_rejections_total",
+                "Requests refused by tenantgate, by error code.",
+                &["reason"],
+            ),
+            rate_limited: counter_vec(
                 "tenantgate_rate_limited_total",
                 "Requests refused by a rate limit or an in-flight cap, by plan.",
+                &["plan"],
             ),
-            &["plan"],
-        )
-        .expect("static metric definition");
-        let degraded = IntCounterVec::new(
-            Opts::new(
+            queue_wait: histogram(
+                "tenantgate_queue_wait_seconds",
+                "Time queued requests waited for their slot.",
+            ),
+            degraded: counter_vec(
                 "tenantgate_degraded_total",
                 "Requests answered by a route's degrade response, by route.",
+                &["route"],
             ),
-            &["route"],
-        )
-        .expect("static metric definition");
-        let config_reloads = IntCounterVec::new(
-            Opts::new(
+            metered_units: counter_vec(
+                "tenantgate_metered_units_total",
+                "Units metered from 2xx answers, by plan.",
+                &["plan"],
+            ),
+            isolation_violations: IntCounter::new(
+                "tenantgate_isolation_violations_total",
+                "Answers withheld because they carried another tenant's ids or could not be inspected.",
+            )
+            .expect("static metric definition"),
+            config_reloads: counter_vec(
                 "tenantgate_config_reloads_total",
                 "Config reloads by result (success, error).",
+                &["result"],
             ),
-            &["result"],
-        )
-        .expect("static metric definition");
-        let config_last_success = Gauge::new(
-            "tenantgate_config_last_reload_success_timestamp_seconds",
-            "Unix time of the last config load that was applied.",
-        )
-        .expect("static metric definition");
-        let limiter_keys = IntGauge::new(
-            "tenantgate_limiter_keys",
-            "Tenants with limiter state in memory.",
-        )
-        .expect("static metric definition");
-        for collector in [
-            Box::new(isolation_violations.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(rate_limited.clone()),
-            Box::new(degraded.clone()),
-            Box::new(config_reloads.clone()),
-            Box::new(config_last_success.clone()),
-            Box::new(limiter_keys.clone()),
-        ] {
-            registry
+            config_last_success: Gauge::new(
+                "tenantgate_config_last_reload_success_timestamp_seconds",
+                "Unix time of the last config load that was applied.",
+            )
+            .expect("static metric definition"),
+            tenants_active: gauge(
+                "tenantgate_tenants_active",
+                "Tenants with metered usage today (UTC).",
+            ),
+            limiter_keys: gauge("tenantgate_limiter_keys", "Tenants with limiter state in memory."),
+            inflight: gauge(
+                "tenantgate_inflight_requests",
+                "Requests being served, until their answer's body ends.",
+            ),
+            tenant_units: IntGaugeVec::new(
+                Opts::new(
+                    "tenantgate_tenant_units_today",
+                    "Units metered today for the top per_tenant_top_k tenants, the rest as tenant=\"other\".",
+                ),
+                &["tenant"],
+            )
+            .expect("static metric definition"),
+            resolved: Arc::default(),
+        };
+        let collectors: Vec<Box<dyn Collector>> = vec![
+            Box::new(metrics.requests.clone()),
+            Box::new(metrics.request_duration.clone()),
+            Box::new(metrics.upstream_duration.clone()),
+            Box::new(metrics.overhead.clone()),
+            Box::new(metrics.rejections.clone()),
+            Box::new(metrics.rate_limited.clone()),
+            Box::new(metrics.queue_wait.clone()),
+            Box::new(metrics.degraded.clone()),
+            Box::new(metrics.metered_units.clone()),
+            Box::new(metrics.isolation_violations.clone()),
+            Box::new(metrics.config_reloads.clone()),
+            Box::new(metrics.config_last_success.clone()),
+            Box::new(metrics.tenants_active.clone()),
+            Box::new(metrics.limiter_keys.clone()),
+            Box::new(metrics.inflight.clone()),
+            Box::new(metrics.tenant_units.clone()),
+            Box::new(prometheus::process_collector::ProcessCollector::for_self()),
+        ];
+        for collector in collectors {
+            metrics
+                .registry
                 .register(collector)
                 .expect("metric names are distinct");
         }
-        Self {
-            registry,
-            isolation_violations,
-            rate_limited,
-            degraded,
-            config_reloads,
-            config_last_success,
-            limiter_keys,
+        metrics
+    }
+
+    /// Handles for one route, resolved when its config is installed.
+    pub fn route(&self, name: &str) -> RouteMetrics {
+        let class = |c: &str| self.requests.with_label_values(&[name, c]);
+        RouteMetrics {
+            requests: [
+                class("1xx"),
+                class("2xx"),
+                class("3xx"),
+                class("4xx"),
+                class("5xx"),
+            ],
+            duration: self.request_duration.with_label_values(&[name]),
+            degraded: self.degraded.with_label_values(&[name]),
         }
     }
 
-    /// The text exposition, with the gauges read at scrape time.
-    pub fn render(&self, limiter_keys: usize) -> Vec<u8> {
-        self.limiter_keys
-            .set(i64::try_from(limiter_keys).unwrap_or(i64::MAX));
+    fn resolve(&self, family: &'static str, vec: &IntCounterVec, label: &str) -> IntCounter {
+        if let Some(handle) = self.resolved.get(&(family, Box::from(label))) {
+            return handle.clone();
+        }
+        let handle = vec.with_label_values(&[label]);
+        self.resolved
+            .insert((family, Box::from(label)), handle.clone());
+        handle
+    }
+
+    pub fn rejected(&self, code: &'static str) {
+        self.resolve("rejections", &self.rejections, code).inc();
+    }
+
+    pub fn rate_limited(&self, plan: &str) {
+        self.resolve("rate_limited", &self.rate_limited, plan).inc();
+    }
+
+    /// The units counter of a plan, to be bumped when the answer's body ends.
+    pub fn metered_counter(&self, plan: &str) -> IntCounter {
+        self.resolve("metered", &self.metered_units, plan)
+    }
+
+    /// The text exposition, with the gauges read at scrape time. `top` is every
+    /// tenant's units today when per-tenant series are on.
+    pub fn render(
+        &self,
+        limiter_keys: usize,
+        tenants_active: usize,
+        top: Option<(usize, Vec<(String, u64)>)>,
+    ) -> Vec<u8> {
+        let as_i64 = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        self.limiter_keys.set(as_i64(limiter_keys));
+        self.tenants_active.set(as_i64(tenants_active));
+        self.tenant_units.reset();
+        if let Some((k, mut units)) = top {
+            units.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+            let other: u64 = units.iter().skip(k).map(|(_, u)| u).sum();
+            for (tenant, u) in units.iter().take(k) {
+                self.tenant_units
+                    .with_label_values(&[tenant.as_str()])
+                    .set(i64::try_from(*u).unwrap_or(i64::MAX));
+            }
+            if units.len() > k {
+                self.tenant_units
+                    .with_label_values(&["other"])
+                    .set(i64::try_from(other).unwrap_or(i64::MAX));
+            }
+        }
         let mut out = Vec::new();
         // Encoding into a Vec cannot fail for well-formed families.
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);

@@ -58,6 +58,26 @@ struct Trail {
     units: Option<u64>,
     /// Request body bytes read from the client.
     bytes_in: Arc<AtomicU64>,
+    /// The matched route's position, for its metric handles.
+    route: Option<usize>,
+    /// How long the upstream took to its response head.
+    upstream_time: Option<std::time::Duration>,
+}
+
+/// Counts a request in `tenantgate_inflight_requests` until its answer's body ends.
+struct InFlight(prometheus::IntGauge);
+
+impl InFlight {
+    fn new(gauge: &prometheus::IntGauge) -> Self {
+        gauge.inc();
+        Self(gauge.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 pub async fn handle(
@@ -66,6 +86,7 @@ pub async fn handle(
     peer: SocketAddr,
 ) -> Response<ProxyBody> {
     let started = Instant::now();
+    let in_flight = InFlight::new(&app.metrics.inflight);
     let snapshot = app.snapshot();
     let config = &snapshot.config;
     let request_id = hygiene::request_id(request.headers());
@@ -76,16 +97,17 @@ pub async fn handle(
         caller: None,
         units: None,
         bytes_in: Arc::default(),
+        route: None,
+        upstream_time: None,
     };
     let walked = walk(&app, config, request, peer, &request_id, &mut trail).await;
     let mut response = walked.unwrap_or_else(|refusal| {
+        app.metrics.rejected(refusal.code());
         match (&refusal, &trail.caller) {
             (Refusal::IsolationViolation, _) => app.metrics.isolation_violations.inc(),
-            (Refusal::RateLimited { .. } | Refusal::TooManyInFlight, Some(caller)) => app
-                .metrics
-                .rate_limited
-                .with_label_values(&[limits::policy(config, caller)])
-                .inc(),
+            (Refusal::RateLimited { .. } | Refusal::TooManyInFlight, Some(caller)) => {
+                app.metrics.rate_limited(limits::policy(config, caller))
+            }
             _ => {}
         }
         trail.audit.reason = Some(refusal.code());
@@ -104,7 +126,10 @@ pub async fn handle(
         );
         if let Some(units) = units {
             trail.audit.units = Some(units);
-            response = meter::record_on_end(&app, caller, units, trail.bytes_in.clone(), response);
+            let plan = limits::policy(config, &caller);
+            let counter = app.metrics.metered_counter(plan);
+            let bytes_in = trail.bytes_in.clone();
+            response = meter::record_on_end(&app, caller, units, bytes_in, counter, response);
         }
     }
 
@@ -123,10 +148,26 @@ pub async fn handle(
     {
         headers.insert(respond::TENANT_NAMESPACE, root);
     }
-    if let Some(permit) = trail.permit.take() {
-        response = response.map(|body| body::hold(body, permit));
+    let held = (trail.permit.take(), in_flight);
+    response = response.map(|body| body::hold(body, held));
+    let elapsed = started.elapsed();
+    if let Some(route) = trail.route.and_then(|i| snapshot.route_metrics.get(i)) {
+        route.count(response.status());
+        route.duration.observe(elapsed.as_secs_f64());
+        if trail.audit.degraded {
+            route.degraded.inc();
+        }
     }
-    trail.audit.emit(response.status(), started.elapsed());
+    let upstream = trail.upstream_time.unwrap_or_default();
+    if let Some(upstream) = trail.upstream_time {
+        app.metrics
+            .upstream_duration
+            .observe(upstream.as_secs_f64());
+    }
+    app.metrics
+        .overhead
+        .observe(elapsed.saturating_sub(upstream).as_secs_f64());
+    trail.audit.emit(response.status(), elapsed);
     response
 }
 
@@ -156,6 +197,7 @@ async fn walk(
     )?;
     let (matched, namespace) = (admitted.route, admitted.namespace.clone());
     trail.audit.route = Some(matched.name.clone());
+    trail.route = Some(matched.index);
     trail.audit.namespace = namespace.as_ref().map(|ns| ns.root.clone());
     if let Some(tenant) = admitted.caller.tenant() {
         app.known.note(tenant.as_str());
@@ -171,6 +213,7 @@ async fn walk(
             &admitted.caller,
             app.usage.as_ref(),
             app.clock.as_ref(),
+            &app.metrics.queue_wait,
             &mut trail.limit_headers,
         )
         .await?;
@@ -178,10 +221,6 @@ async fn walk(
         Admission::Forward(permit) => trail.permit = permit,
         Admission::Degrade => {
             trail.audit.degraded = true;
-            app.metrics
-                .degraded
-                .with_label_values(&[matched.name.as_str()])
-                .inc();
             return Ok(degraded(matched));
         }
     }
@@ -191,7 +230,10 @@ async fn walk(
     let outgoing = rewrite(config, admitted, parts, body, peer, request_id).await?;
 
     // 5. forward
-    let response = app.upstream.send(&config.upstream, outgoing).await?;
+    let sent = Instant::now();
+    let response = app.upstream.send(&config.upstream, outgoing).await;
+    trail.upstream_time = Some(sent.elapsed());
+    let response = response?;
     trail.audit.upstream_status = Some(response.status().as_u16());
 
     // 6. respond

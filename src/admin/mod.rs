@@ -11,6 +11,8 @@ use crate::app::App;
 use crate::body::{self, ProxyBody};
 use crate::refusal::Refusal;
 
+mod usage;
+
 pub async fn handle(app: Arc<App>, request: Request<Incoming>) -> Response<ProxyBody> {
     let path = request.uri().path();
     let method = request.method();
@@ -21,7 +23,13 @@ pub async fn handle(app: Arc<App>, request: Request<Incoming>) -> Response<Proxy
         }
         "/readyz" => return text(StatusCode::OK, "ready\n"),
         "/metrics" if method == Method::GET => {
-            let mut response = Response::new(body::full(app.metrics.render(app.limiter.keys())));
+            let day = app.clock.utc_day();
+            let k = app.snapshot().config.per_tenant_top_k;
+            let top = (k > 0).then(|| (k, app.usage.units_on(day)));
+            let text = app
+                .metrics
+                .render(app.limiter.keys(), app.usage.active(day), top);
+            let mut response = Response::new(body::full(text));
             response.headers_mut().insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
@@ -36,7 +44,22 @@ pub async fn handle(app: Arc<App>, request: Request<Incoming>) -> Response<Proxy
     if let Err(refusal) = authorize(&app, request.headers()) {
         return refusal.to_response();
     }
+    let query = request.uri().query();
+    if let Some(id) = path.strip_prefix("/usage/users/") {
+        let id = percent_encoding::percent_decode_str(id).decode_utf8_lossy();
+        if method != Method::GET || id.is_empty() {
+            return Refusal::AdminNotFound.to_response();
+        }
+        let app = app.clone();
+        let (id, query) = (id.into_owned(), query.map(str::to_owned));
+        return blocking(move || usage::user(&app, &id, query.as_deref())).await;
+    }
     match (method, path) {
+        (&Method::GET, "/usage/by-user") => {
+            let (app, query) = (app.clone(), query.map(str::to_owned));
+            blocking(move || usage::by_user(&app, query.as_deref())).await
+        }
+        (&Method::GET, "/usage/today") => usage::today(&app),
         (&Method::GET, "/admin/config") => config_view(&app),
         (&Method::POST, "/admin/reload") => {
             let app = app.clone();
@@ -53,6 +76,17 @@ pub async fn handle(app: Arc<App>, request: Request<Incoming>) -> Response<Proxy
             }
         }
         _ => Refusal::AdminNotFound.to_response(),
+    }
+}
+
+/// Runs a store query off the async threads.
+async fn blocking(
+    query: impl FnOnce() -> Result<Response<ProxyBody>, Refusal> + Send + 'static,
+) -> Response<ProxyBody> {
+    match tokio::task::spawn_blocking(query).await {
+        Ok(Ok(response)) => response,
+        Ok(Err(refusal)) => refusal.to_response(),
+        Err(_) => Refusal::UpstreamUnavailable.to_response(),
     }
 }
 

@@ -119,6 +119,7 @@ pub fn load_str(
         loaded_at: std::time::SystemTime::now(),
         origin: origin.to_owned(),
         redacted: redact(&written),
+        route_metrics: Vec::new(),
     })
 }
 

@@ -32,6 +32,9 @@ pub struct Snapshot {
     pub origin: String,
     /// The file as written, secrets hidden, for `GET /admin/config`.
     pub redacted: serde_json::Value,
+    /// Metric handles per route (by [`Route::index`](crate::route::table::Route)),
+    /// resolved when the snapshot is installed so requests never look them up.
+    pub route_metrics: Vec<crate::metrics::RouteMetrics>,
 }
 
 pub type HeaderList = Vec<(HeaderName, HeaderValue)>;

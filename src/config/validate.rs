@@ -358,6 +358,7 @@ fn routes(
         let rewrite = rewrite_rules(route, &template, identity, at, errors);
         let (cost, units, degrade) = limits::route_limits(route, i, errors);
         compiled.push(Route {
+            index: i,
             name: route
                 .name
                 .clone()

@@ -147,6 +147,7 @@ impl Limiter {
         caller: &Caller,
         usage: &Usage,
         clock: &dyn Clock,
+        queue_wait: &prometheus::Histogram,
         headers: &mut HeaderMap,
     ) -> Result<Admission, Refusal> {
         let limits = Applied::of(config, caller);
@@ -182,6 +183,9 @@ impl Limiter {
             .take_queued(key, &rate, route.cost, &limits, clock)
             .await;
         headers::rate_limit(headers, limits.policy, &rate, &decision, clock);
+        if let Decision::Reserved { wait, .. } = decision {
+            queue_wait.observe(Duration::from_nanos(wait).as_secs_f64());
+        }
         match decision {
             Decision::Allowed(_) | Decision::Reserved { .. } => Ok(Admission::Forward(permit)),
             Decision::Denied { retry_in, .. } => Err(Refusal::RateLimited {

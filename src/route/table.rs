@@ -59,6 +59,8 @@ impl Methods {
 pub struct Route {
     /// Label in logs and metrics; the match string unless the config names it.
     pub name: String,
+    /// Its position in the table: the key of its per-route metric handles.
+    pub index: usize,
     /// The match string as the config wrote it.
     pub match_text: String,
     pub methods: Methods,

@@ -216,6 +216,20 @@ impl Usage {
         })
     }
 
+    /// Tenants with usage on `day`.
+    pub fn active(&self, day: u64) -> usize {
+        self.today.iter().filter(|d| d.day == day).count()
+    }
+
+    /// Every tenant's units on `day`, for per-tenant metrics.
+    pub fn units_on(&self, day: u64) -> Vec<(String, u64)> {
+        self.today
+            .iter()
+            .filter(|d| d.day == day)
+            .map(|d| (d.key().to_string(), d.counters.units))
+            .collect()
+    }
+
     /// Drops today's counters of tenants last seen before `day` (they are stored).
     pub fn forget_before(&self, day: u64) {
         self.today.retain(|_, d| d.day >= day);
