@@ -211,9 +211,11 @@ async fn walk(
             config,
             matched,
             &admitted.caller,
-            app.usage.as_ref(),
-            app.clock.as_ref(),
-            &app.metrics.queue_wait,
+            &limits::Env {
+                usage: &app.usage,
+                clock: app.clock.as_ref(),
+                queue_wait: &app.metrics.queue_wait,
+            },
             &mut trail.limit_headers,
         )
         .await?;

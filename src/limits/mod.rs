@@ -38,6 +38,14 @@ pub struct Limiter {
 /// The project bucket's key: no tenant id is empty.
 const PROJECT: &str = "";
 
+/// What the stage reads besides the config: usage, time, and where queue waits go.
+#[derive(Clone, Copy)]
+pub struct Env<'a> {
+    pub usage: &'a Usage,
+    pub clock: &'a dyn Clock,
+    pub queue_wait: &'a prometheus::Histogram,
+}
+
 /// What the stage decided for a request that may go on.
 #[derive(Debug)]
 pub enum Admission {
@@ -145,11 +153,14 @@ impl Limiter {
         config: &Config,
         route: &Route,
         caller: &Caller,
-        usage: &Usage,
-        clock: &dyn Clock,
-        queue_wait: &prometheus::Histogram,
+        env: &Env<'_>,
         headers: &mut HeaderMap,
     ) -> Result<Admission, Refusal> {
+        let Env {
+            usage,
+            clock,
+            queue_wait,
+        } = *env;
         let limits = Applied::of(config, caller);
         let project = &config.limits.project;
         let day = clock.utc_day();
