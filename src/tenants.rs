@@ -23,6 +23,16 @@ impl KnownTenants {
         config.tenants.contains_key(tenant) || self.seen.contains(tenant)
     }
 
+    /// Every tenant seen since start.
+    pub fn all(&self) -> Vec<String> {
+        self.seen.iter().map(|t| t.key().clone()).collect()
+    }
+
+    /// Forgets a tenant (offboarding); true when it was known.
+    pub fn forget(&self, tenant: &str) -> bool {
+        self.seen.remove(tenant).is_some()
+    }
+
     pub fn len(&self) -> usize {
         self.seen.len()
     }

@@ -11,6 +11,8 @@ use crate::app::App;
 use crate::body::{self, ProxyBody};
 use crate::refusal::Refusal;
 
+pub mod similar;
+mod tenants;
 mod usage;
 
 pub async fn handle(app: Arc<App>, request: Request<Incoming>) -> Response<ProxyBody> {
@@ -45,6 +47,14 @@ pub async fn handle(app: Arc<App>, request: Request<Incoming>) -> Response<Proxy
         return refusal.to_response();
     }
     let query = request.uri().query();
+    if let Some(id) = path.strip_prefix("/admin/tenants/") {
+        let id = percent_encoding::percent_decode_str(id).decode_utf8_lossy();
+        if method != Method::DELETE || id.is_empty() {
+            return Refusal::AdminNotFound.to_response();
+        }
+        let (app, id) = (app.clone(), id.into_owned());
+        return blocking(move || tenants::offboard(&app, &id)).await;
+    }
     if let Some(id) = path.strip_prefix("/usage/users/") {
         let id = percent_encoding::percent_decode_str(id).decode_utf8_lossy();
         if method != Method::GET || id.is_empty() {
@@ -60,6 +70,10 @@ pub async fn handle(app: Arc<App>, request: Request<Incoming>) -> Response<Proxy
             blocking(move || usage::by_user(&app, query.as_deref())).await
         }
         (&Method::GET, "/usage/today") => usage::today(&app),
+        (&Method::GET, "/admin/tenants") => {
+            let app = app.clone();
+            blocking(move || tenants::list(&app)).await
+        }
         (&Method::GET, "/admin/config") => config_view(&app),
         (&Method::POST, "/admin/reload") => {
             let app = app.clone();

@@ -141,6 +141,11 @@ impl Limiter {
         self.buckets.len()
     }
 
+    /// Drops a tenant's bucket (offboarding); true when it had one.
+    pub fn forget(&self, tenant: &str) -> bool {
+        self.buckets.remove(tenant).is_some()
+    }
+
     /// Forgets buckets that are full again and idle: their state equals a fresh one.
     pub fn sweep(&self, now: u64) {
         self.buckets.retain(|_, bucket| !bucket.is_idle(now));

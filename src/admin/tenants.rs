@@ -1,0 +1,92 @@
+//! `GET /admin/tenants` and `DELETE /admin/tenants/{id}` (SPEC 9): every tenant seen,
+//! with usage and warnings that point at one user under several ids, and offboarding
+//! of tenantgate's own state.
+
+use http::{Response, StatusCode};
+use serde_json::{json, Value};
+
+use super::json;
+use super::similar::{near_duplicates, Likeness};
+use super::usage::timestamp;
+use crate::app::App;
+use crate::body::ProxyBody;
+use crate::refusal::Refusal;
+use crate::store::Counters;
+
+/// How far back the listing reads usage.
+const HISTORY_DAYS: u64 = 365;
+
+pub fn list(app: &App) -> Result<Response<ProxyBody>, Refusal> {
+    let today = app.clock.utc_day();
+    let from = today.saturating_sub(HISTORY_DAYS - 1);
+    let mut rows: Vec<(String, Counters)> = app.usage.tenants(from, today).map_err(|e| {
+        tracing::error!(error = %e, "tenant listing failed");
+        Refusal::UpstreamUnavailable
+    })?;
+    // Tenants seen on requests that never had a metered answer count too.
+    let mut seen = app.known.all();
+    seen.sort_unstable();
+    rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    for id in seen {
+        if rows.binary_search_by(|(t, _)| t.as_str().cmp(&id)).is_err() {
+            rows.push((id, Counters::default()));
+        }
+    }
+    rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    let ids: Vec<&str> = rows.iter().map(|(id, _)| id.as_str()).collect();
+    let similar = near_duplicates(&ids);
+    let tenants: Vec<Value> = rows
+        .iter()
+        .zip(similar)
+        .map(|((id, c), alike)| {
+            let mut warnings: Vec<Value> = alike
+                .into_iter()
+                .map(|(other, how)| json!({ "kind": kind(how), "other": ids[other] }))
+                .collect();
+            if c.events == 1 {
+                warnings.push(json!({ "kind": "ghost" }));
+            }
+            json!({
+                "tenant": id,
+                "events": c.events,
+                "units": c.units,
+                "last_at": (c.last_at > 0).then(|| timestamp(c.last_at)),
+                "warnings": warnings,
+            })
+        })
+        .collect();
+    Ok(json(
+        StatusCode::OK,
+        &json!({ "count": tenants.len(), "tenants": tenants }),
+    ))
+}
+
+fn kind(how: Likeness) -> &'static str {
+    match how {
+        Likeness::CaseFold => "case_fold",
+        Likeness::Trim => "trim",
+        Likeness::OneEdit => "one_edit",
+    }
+}
+
+/// Erases a tenant's usage, limiter state and place among known tenants. Idempotent:
+/// a second call erases nothing and says 0.
+pub fn offboard(app: &App, id: &str) -> Result<Response<ProxyBody>, Refusal> {
+    let usage_rows = app.usage.erase(id).map_err(|e| {
+        tracing::error!(error = %e, tenant = id, "offboarding failed");
+        Refusal::UpstreamUnavailable
+    })?;
+    let limiter = u64::from(app.limiter.forget(id));
+    let known = u64::from(app.known.forget(id));
+    tracing::info!(tenant = id, usage_rows, limiter, known, "tenant offboarded");
+    Ok(json(
+        StatusCode::OK,
+        &json!({
+            "tenant": id,
+            "erased": usage_rows + limiter + known,
+            "usage_rows": usage_rows,
+            "limiter_state": limiter,
+            "known": known,
+        }),
+    ))
+}
