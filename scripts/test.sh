@@ -4,6 +4,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+echo "== tools the tests use"
+# promtool checks the /metrics exposition (tests/usage.rs); Debian ships it in the
+# prometheus package. Without it that test fails rather than skipping.
+if ! command -v promtool >/dev/null; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+fi
+promtool --version | head -1
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 

@@ -15,7 +15,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// 2026-11-22T23:00:00Z: an hour before a UTC midnight.
-const START: Duration = Duration::from_secs(1_795_820_400);
+const START: Duration = Duration::from_secs(1_795_388_400);
 
 const RATES: &str = r#"
 [upstream]

@@ -289,7 +289,7 @@ async fn buckets_survive_a_reload_rescaled_to_the_new_limit() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("tenantgate.toml");
     std::fs::write(&path, plan(1, 3)).unwrap();
-    let clock = Arc::new(ManualClock::at(Duration::from_secs(1_795_820_400)));
+    let clock = Arc::new(ManualClock::at(Duration::from_secs(1_795_388_400)));
     let services = Services {
         clock: clock.clone(),
         usage: Arc::new(Usage::in_memory()),

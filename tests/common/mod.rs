@@ -542,3 +542,82 @@ pub async fn read_streamed(
     received.extend_from_slice(&tail);
     parse_response(&received)
 }
+
+/// A `tenantgate run` child process, ended by the test by pid.
+pub struct Binary {
+    pub child: tokio::process::Child,
+    pub pid: String,
+    pub proxy: SocketAddr,
+    pub admin: SocketAddr,
+}
+
+impl Binary {
+    /// Starts `tenantgate run --config PATH` on ephemeral ports and waits until it
+    /// serves.
+    pub async fn run(config: &std::path::Path) -> Self {
+        use tokio::io::AsyncBufReadExt;
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tenantgate"))
+            .args([
+                "run",
+                "--listen",
+                "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
+            ])
+            .arg("--config")
+            .arg(config)
+            .env_remove("TENANTGATE_CONFIG")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let pid = child.id().unwrap().to_string();
+        let mut stderr = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+        let (proxy, admin) = tokio::time::timeout(PATIENCE, async {
+            loop {
+                let line = stderr
+                    .next_line()
+                    .await
+                    .unwrap()
+                    .expect("tenantgate serves");
+                let field = |name: &str| {
+                    let at = line.find(name)? + name.len();
+                    line[at..]
+                        .split_whitespace()
+                        .next()?
+                        .parse::<SocketAddr>()
+                        .ok()
+                };
+                if let (Some(p), Some(a)) = (field("proxy_addr="), field("admin_addr=")) {
+                    return (p, a);
+                }
+            }
+        })
+        .await
+        .unwrap();
+        // Keep draining stderr so the child never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = stderr.next_line().await {} });
+        Self {
+            child,
+            pid,
+            proxy,
+            admin,
+        }
+    }
+
+    /// Sends a signal (`-TERM`, `-KILL`, ...) to this child and waits for it to exit.
+    pub async fn stop(mut self, signal: &str) -> Option<i32> {
+        let sent = tokio::process::Command::new("kill")
+            .args([signal, &self.pid])
+            .status()
+            .await
+            .unwrap();
+        assert!(sent.success());
+        tokio::time::timeout(PATIENCE, self.child.wait())
+            .await
+            .unwrap()
+            .unwrap()
+            .code()
+    }
+}
