@@ -13,10 +13,12 @@ fn config(upstream: &Upstream, dir: &std::path::Path, flush: &str) -> String {
     format!(
         "[upstream]\nurl = \"{}\"\n[admin]\ntoken = \"admin-token\"\n\
          [store]\npath = \"{}\"\nflush = \"{flush}\"\n\
+         [log]\naudit_file = \"{}\"\n\
          [[route]]\nmatch = \"GET /m\"\nscope = \"tenant\"\n\
          [[route]]\nmatch = \"GET /s\"\nscope = \"shared\"\n",
         upstream.url(),
-        dir.join("data").display()
+        dir.join("data").display(),
+        dir.join("audit.jsonl").display()
     )
 }
 
@@ -54,6 +56,17 @@ async fn a_graceful_stop_loses_nothing() {
     assert_eq!(before.0[0]["events"], 3);
     assert_eq!(before.1["events"], 6);
     assert_eq!(first.stop("-TERM").await, Some(0));
+    // The audit log went to [log] audit_file, one JSON line per request.
+    let audit = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
+    let lines: Vec<serde_json::Value> = audit
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 6, "{audit}");
+    assert_eq!(lines[0]["tenant"], "alice");
+    assert_eq!(lines[0]["units"], 1);
+    assert_eq!(lines[5]["route"], "GET /s");
+    assert!(lines[5].get("tenant").is_none());
 
     let second = Binary::run(&path).await;
     assert_eq!(usage(&second).await, before, "identical after a restart");
