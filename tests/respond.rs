@@ -144,6 +144,16 @@ async fn guard_withholds_another_tenants_id_in_location() {
     )
     .await;
     encoded.assert_refusal(502, "isolation_violation");
+
+    let content_location = as_alice(
+        br#"{"ok":true}"#.to_vec(),
+        vec![
+            ("content-type", "application/json"),
+            ("content-location", "/v1/sessions/u_bob__s1"),
+        ],
+    )
+    .await;
+    content_location.assert_refusal(502, "isolation_violation");
 }
 
 #[tokio::test]

@@ -1,7 +1,7 @@
-//! `Location` and `Link` carry ids inside URLs, so they are checked token by token
+//! `Location`, `Content-Location` and `Link` carry ids inside URLs, so they are checked token by token
 //! (split at URL delimiters, percent-decoded) rather than as whole strings.
 
-use http::header::{HeaderMap, HeaderValue, LINK, LOCATION};
+use http::header::{HeaderMap, HeaderValue, CONTENT_LOCATION, LINK, LOCATION};
 use percent_encoding::percent_decode_str;
 
 use super::Scope;
@@ -12,7 +12,7 @@ const DELIMITERS: &[char] = &['/', '?', '&', '=', '#', '<', '>', ';', ',', '"', 
 /// Guards and unwraps the URL-bearing headers; `Err` with the number of other
 /// tenants' ids found.
 pub fn process(headers: &mut HeaderMap, scope: &Scope, unwrap: bool) -> Result<(), usize> {
-    for name in [LOCATION, LINK] {
+    for name in [LOCATION, CONTENT_LOCATION, LINK] {
         let values: Vec<HeaderValue> = headers.get_all(&name).iter().cloned().collect();
         if values.is_empty() {
             continue;
