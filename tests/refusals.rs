@@ -258,12 +258,9 @@ async fn blocked_tenants_are_refused_everywhere() {
 
 #[tokio::test]
 async fn unreachable_upstream_is_502_upstream_unavailable() {
-    // Bind and drop a listener to find a port nothing listens on.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    let config = CONFIG.replace("${UPSTREAM}", &format!("http://{closed}"));
+    // Port 1 (tcpmux) has no listener here. (A port found by binding and dropping a
+    // listener can be taken by another test's listener before the request is sent.)
+    let config = CONFIG.replace("${UPSTREAM}", "http://127.0.0.1:1");
     let proxy = Proxy::start_raw(&config).await;
     for method in ["GET", "POST"] {
         let response = proxy
