@@ -4,11 +4,9 @@
 mod common;
 
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
-use common::{Upstream, PATIENCE};
-use tokio::io::{AsyncBufReadExt, BufReader};
+use common::{Binary, Upstream};
 use tokio::process::Command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_tenantgate");
@@ -142,42 +140,13 @@ async fn run_serves_audits_reloads_on_sighup_and_exits_0_on_sigterm() {
     let upstream = Upstream::ok().await;
     let dir = tempfile::tempdir().unwrap();
     let base = format!(
-        "[upstream]\nurl = \"{}\"\n[store]\npath = \"{}\"\n[[route]]\nmatch = \"GET /v1/a\"\nscope = \"tenant\"\n",
+        "[upstream]\nurl = \"{}\"\n[store]\npath = \"{}\"\n[reload]\nwatch = false\npoll = \"0s\"\n[[route]]\nmatch = \"GET /v1/a\"\nscope = \"tenant\"\n",
         upstream.url(),
         dir.path().join("data").display()
     );
     let path = write(dir.path(), "tenantgate.toml", &base);
-    let mut child = Command::new(BIN)
-        .args([
-            "run",
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-        ])
-        .env("TENANTGATE_CONFIG", &path)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let pid = child.id().unwrap().to_string();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
-    let proxy_addr = tokio::time::timeout(PATIENCE, async {
-        loop {
-            let line = stderr
-                .next_line()
-                .await
-                .unwrap()
-                .expect("tenantgate is serving");
-            if let Some(at) = line.find("proxy_addr=") {
-                let addr = line[at + 11..].split_whitespace().next().unwrap();
-                return addr.parse::<std::net::SocketAddr>().unwrap();
-            }
-        }
-    })
-    .await
-    .unwrap();
+    let run = Binary::run_from_env(Path::new(&path)).await;
+    let proxy_addr = run.proxy;
 
     let ok = common::raw(
         proxy_addr,
@@ -203,7 +172,7 @@ async fn run_serves_audits_reloads_on_sighup_and_exits_0_on_sigterm() {
         format!("{base}[[route]]\nmatch = \"GET /v1/b\"\nscope = \"tenant\"\n"),
     )
     .unwrap();
-    signal(&pid, "-HUP").await;
+    run.signal("-HUP").await;
     let mut reloaded = false;
     for _ in 0..100 {
         let r = common::raw(
@@ -219,7 +188,7 @@ async fn run_serves_audits_reloads_on_sighup_and_exits_0_on_sigterm() {
     }
     assert!(reloaded, "SIGHUP applied the new route");
     std::fs::write(&path, "this is not toml").unwrap();
-    signal(&pid, "-HUP").await;
+    run.signal("-HUP").await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let still = common::raw(
         proxy_addr,
@@ -231,17 +200,9 @@ async fn run_serves_audits_reloads_on_sighup_and_exits_0_on_sigterm() {
         "an invalid file keeps the old config serving"
     );
 
-    signal(&pid, "-TERM").await;
-    let status = tokio::time::timeout(PATIENCE, child.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(status.code(), Some(0));
-
-    let mut stdout = String::new();
-    tokio::io::AsyncReadExt::read_to_string(child.stdout.as_mut().unwrap(), &mut stdout)
-        .await
-        .unwrap();
+    let stdout = run.stdout.clone();
+    assert_eq!(run.stop("-TERM").await, Some(0));
+    let stdout = String::from_utf8(stdout.lock().unwrap().clone()).unwrap();
     let lines: Vec<serde_json::Value> = stdout
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -262,15 +223,6 @@ async fn run_serves_audits_reloads_on_sighup_and_exits_0_on_sigterm() {
     assert_eq!(second["status"], 403);
     assert!(second.get("upstream_status").is_none());
     assert!(second.get("units").is_none(), "refusals cost nothing");
-}
-
-async fn signal(pid: &str, which: &str) {
-    let status = Command::new("kill")
-        .args([which, pid])
-        .status()
-        .await
-        .unwrap();
-    assert!(status.success());
 }
 
 #[tokio::test]

@@ -549,30 +549,58 @@ pub struct Binary {
     pub pid: String,
     pub proxy: SocketAddr,
     pub admin: SocketAddr,
+    /// Everything it printed on stdout (the audit log), collected as it comes.
+    pub stdout: Arc<Mutex<Vec<u8>>>,
 }
 
 impl Binary {
     /// Starts `tenantgate run --config PATH` on ephemeral ports and waits until it
     /// serves.
     pub async fn run(config: &std::path::Path) -> Self {
+        Self::launch(config, false).await
+    }
+
+    /// As `run`, naming the config in `TENANTGATE_CONFIG` instead of `--config`.
+    pub async fn run_from_env(config: &std::path::Path) -> Self {
+        Self::launch(config, true).await
+    }
+
+    async fn launch(config: &std::path::Path, from_env: bool) -> Self {
         use tokio::io::AsyncBufReadExt;
-        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tenantgate"))
-            .args([
-                "run",
-                "--listen",
-                "127.0.0.1:0",
-                "--admin-listen",
-                "127.0.0.1:0",
-            ])
-            .arg("--config")
-            .arg(config)
-            .env_remove("TENANTGATE_CONFIG")
-            .stdout(std::process::Stdio::null())
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_tenantgate"));
+        command.args([
+            "run",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ]);
+        if from_env {
+            command.env("TENANTGATE_CONFIG", config);
+        } else {
+            command
+                .arg("--config")
+                .arg(config)
+                .env_remove("TENANTGATE_CONFIG");
+        }
+        let mut child = command
+            .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .kill_on_drop(true)
             .spawn()
             .unwrap();
         let pid = child.id().unwrap().to_string();
+        let stdout: Arc<Mutex<Vec<u8>>> = Arc::default();
+        let (mut out, collected) = (child.stdout.take().unwrap(), stdout.clone());
+        tokio::spawn(async move {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = out.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                collected.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
         let mut stderr = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
         let (proxy, admin) = tokio::time::timeout(PATIENCE, async {
             loop {
@@ -603,17 +631,23 @@ impl Binary {
             pid,
             proxy,
             admin,
+            stdout,
         }
     }
 
-    /// Sends a signal (`-TERM`, `-KILL`, ...) to this child and waits for it to exit.
-    pub async fn stop(mut self, signal: &str) -> Option<i32> {
+    /// Sends a signal (`-HUP`, ...) to this child, by pid.
+    pub async fn signal(&self, signal: &str) {
         let sent = tokio::process::Command::new("kill")
             .args([signal, &self.pid])
             .status()
             .await
             .unwrap();
         assert!(sent.success());
+    }
+
+    /// Sends a signal (`-TERM`, `-KILL`, ...) and waits for the child to exit.
+    pub async fn stop(mut self, signal: &str) -> Option<i32> {
+        self.signal(signal).await;
         tokio::time::timeout(PATIENCE, self.child.wait())
             .await
             .unwrap()
