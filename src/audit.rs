@@ -20,9 +20,6 @@ pub struct AuditRecord {
     pub units: Option<u64>,
     /// Answered by the route's degrade response (SPEC 6.3).
     pub degraded: bool,
-    /// The caller's namespace root, once the route stage resolved it (not logged; it
-    /// goes into `X-Tenant-Namespace`).
-    pub namespace: Option<String>,
 }
 
 impl AuditRecord {
@@ -36,7 +33,6 @@ impl AuditRecord {
             reason: None,
             units: None,
             degraded: false,
-            namespace: None,
         }
     }
 

@@ -103,44 +103,6 @@ where
     }
 }
 
-/// `body`, keeping `guard` alive until the body is finished or dropped: an in-flight
-/// slot lasts as long as the answer streams, not just until its headers.
-pub fn hold<G: Send + Unpin + 'static>(body: ProxyBody, guard: G) -> ProxyBody {
-    Held {
-        inner: body,
-        _guard: guard,
-    }
-    .boxed_unsync()
-}
-
-struct Held<G> {
-    inner: ProxyBody,
-    _guard: G,
-}
-
-impl<G> Body for Held<G>
-where
-    G: Unpin,
-{
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
 /// `body`, counting the data bytes that pass into `counter` (the request side of
 /// metering: the upstream reads it, the meter reads the count).
 pub fn counted(
@@ -157,7 +119,8 @@ pub fn counted(
 }
 
 /// `body`, calling `done` with the bytes sent once it has ended or been dropped (a
-/// client that hangs up mid-body is still metered for what it got).
+/// client that hangs up mid-body is still metered for what it got, and guards moved
+/// into `done` live exactly as long as the body).
 pub fn on_end(body: ProxyBody, done: impl FnOnce(u64) + Send + 'static) -> ProxyBody {
     Counted {
         inner: body,

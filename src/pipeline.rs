@@ -39,7 +39,8 @@ use crate::refusal::Refusal;
 use crate::respond;
 use crate::rewrite;
 use crate::route::canonical::CanonicalPath;
-use crate::route::table::Route;
+use crate::rewrite::Namespace;
+use crate::route::table::DegradeAnswer;
 use crate::route::{self, Admitted, Caller};
 
 /// The scheme clients use to reach the proxy listener.
@@ -58,6 +59,11 @@ struct Trail {
     units: Option<u64>,
     /// Request body bytes read from the client.
     bytes_in: Arc<AtomicU64>,
+    /// The namespace the route stage resolved: rewrite and respond work in it, and
+    /// every answer names it in `X-Tenant-Namespace`.
+    namespace: Option<Namespace>,
+    /// The usage row a 2xx will write when its body ends.
+    metered: Option<meter::Pending>,
     /// The matched route's position, for its metric handles.
     route: Option<usize>,
     /// How long the upstream took to its response head.
@@ -97,6 +103,8 @@ pub async fn handle(
         caller: None,
         units: None,
         bytes_in: Arc::default(),
+        namespace: None,
+        metered: None,
         route: None,
         upstream_time: None,
     };
@@ -126,10 +134,14 @@ pub async fn handle(
         );
         if let Some(units) = units {
             trail.audit.units = Some(units);
-            let plan = limits::policy(config, &caller);
-            let counter = app.metrics.metered_counter(plan);
-            let bytes_in = trail.bytes_in.clone();
-            response = meter::record_on_end(&app, caller, units, bytes_in, counter, response);
+            let units_metric = app.metrics.metered_counter(limits::policy(config, &caller));
+            trail.metered = Some(meter::Pending {
+                app: app.clone(),
+                caller,
+                units,
+                bytes_in: trail.bytes_in.clone(),
+                units_metric,
+            });
         }
     }
 
@@ -141,15 +153,23 @@ pub async fn handle(
     }
     headers.insert(REQUEST_ID, request_id);
     if let Some(root) = trail
-        .audit
         .namespace
-        .as_deref()
-        .and_then(|r| HeaderValue::from_str(r).ok())
+        .as_ref()
+        .and_then(|ns| HeaderValue::from_str(&ns.root).ok())
     {
         headers.insert(respond::TENANT_NAMESPACE, root);
     }
-    let held = (trail.permit.take(), in_flight);
-    response = response.map(|body| body::hold(body, held));
+    // One wrapper ends the request's life with its body: the usage row is written,
+    // the in-flight slot and gauge released.
+    let (metered, permit) = (trail.metered.take(), trail.permit.take());
+    response = response.map(|body| {
+        body::on_end(body, move |bytes_out| {
+            if let Some(metered) = metered {
+                metered.record(bytes_out);
+            }
+            drop((permit, in_flight));
+        })
+    });
     let elapsed = started.elapsed();
     if let Some(route) = trail.route.and_then(|i| snapshot.route_metrics.get(i)) {
         route.count(response.status());
@@ -188,17 +208,11 @@ async fn walk(
     trail.audit.tenant = tenant.as_ref().map(ToString::to_string);
 
     // 2. route
-    let admitted = route::admit(
-        config,
-        &parts.method,
-        parts.uri.path(),
-        &parts.headers,
-        tenant,
-    )?;
-    let (matched, namespace) = (admitted.route, admitted.namespace.clone());
+    let mut admitted = admit(config, &parts, tenant)?;
+    let matched = admitted.route;
     trail.audit.route = Some(matched.name.clone());
     trail.route = Some(matched.index);
-    trail.audit.namespace = namespace.as_ref().map(|ns| ns.root.clone());
+    trail.namespace = admitted.namespace.take();
     if let Some(tenant) = admitted.caller.tenant() {
         app.known.note(tenant.as_str());
     }
@@ -221,15 +235,16 @@ async fn walk(
         .await?;
     match admission {
         Admission::Forward(permit) => trail.permit = permit,
-        Admission::Degrade => {
+        Admission::Degrade(answer) => {
             trail.audit.degraded = true;
-            return Ok(degraded(matched));
+            return Ok(degraded(answer));
         }
     }
 
     // 4. rewrite, then header hygiene
     let head = parts.method == Method::HEAD;
-    let outgoing = rewrite(config, admitted, parts, body, peer, request_id).await?;
+    let namespace = trail.namespace.as_ref();
+    let outgoing = rewrite(config, admitted, namespace, parts, body, peer, request_id).await?;
 
     // 5. forward
     let sent = Instant::now();
@@ -243,7 +258,7 @@ async fn walk(
         config,
         &app.known,
         matched,
-        namespace.as_ref(),
+        trail.namespace.as_ref(),
         head,
         response,
     )
@@ -253,16 +268,23 @@ async fn walk(
 }
 
 /// The route's own answer past a soft cap (SPEC 6.3).
-fn degraded(route: &Route) -> Response<ProxyBody> {
-    let Some(answer) = &route.degrade else {
-        return Refusal::UpstreamUnavailable.to_response();
-    };
+fn degraded(answer: &DegradeAnswer) -> Response<ProxyBody> {
     let mut response = Response::new(body::full(answer.body.clone()));
     *response.status_mut() = answer.status;
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, answer.content_type.clone());
     headers.insert(limits::headers::DEGRADED, HeaderValue::from_static("1"));
     response
+}
+
+/// Stage 2 on a request's head: the matched route and what it admits.
+fn admit<'c>(
+    config: &'c Config,
+    parts: &Parts,
+    tenant: Option<TenantId>,
+) -> Result<Admitted<'c>, Refusal> {
+    let (method, path, headers) = (&parts.method, parts.uri.path(), &parts.headers);
+    route::admit(config, method, path, headers, tenant)
 }
 
 fn identify(config: &Config, parts: &Parts) -> Result<Option<TenantId>, Refusal> {
@@ -277,6 +299,7 @@ fn identify(config: &Config, parts: &Parts) -> Result<Option<TenantId>, Refusal>
 async fn rewrite(
     config: &Config,
     admitted: Admitted<'_>,
+    namespace: Option<&Namespace>,
     parts: Parts,
     body: ProxyBody,
     peer: SocketAddr,
@@ -289,9 +312,10 @@ async fn rewrite(
         .map(|t| t.upstream_headers.as_slice())
         .unwrap_or_default();
     // The response stage reads tenant answers, so it asks for them uncompressed.
-    let inspects = admitted.namespace.is_some() && respond::inspects(config, admitted.route);
+    let inspects = namespace.is_some() && respond::inspects(config, admitted.route);
+    let query = parts.uri.query();
     let rewritten =
-        rewrite::request(config, admitted, parts.uri.query(), &parts.headers, body).await?;
+        rewrite::request(config, admitted, namespace, query, &parts.headers, body).await?;
     let uri = upstream_uri(config, &rewritten.path, rewritten.query.as_deref())?;
 
     let mut headers = config.strip.clean(parts.headers);
@@ -329,17 +353,21 @@ pub async fn dry_run(
 ) -> Result<(String, Outgoing), Refusal> {
     let (parts, body) = request.into_parts();
     let tenant = identify(config, &parts)?;
-    let admitted = route::admit(
-        config,
-        &parts.method,
-        parts.uri.path(),
-        &parts.headers,
-        tenant,
-    )?;
+    let mut admitted = admit(config, &parts, tenant)?;
     let name = admitted.route.name.clone();
+    let namespace = admitted.namespace.take();
     let peer = SocketAddr::from(([127, 0, 0, 1], 0));
     let request_id = hygiene::request_id(&parts.headers);
-    let outgoing = rewrite(config, admitted, parts, body, peer, &request_id).await?;
+    let outgoing = rewrite(
+        config,
+        admitted,
+        namespace.as_ref(),
+        parts,
+        body,
+        peer,
+        &request_id,
+    )
+    .await?;
     Ok((name, outgoing))
 }
 

@@ -20,7 +20,7 @@ use http::HeaderMap;
 
 use crate::config::Config;
 use crate::refusal::Refusal;
-use crate::route::table::Route;
+use crate::route::table::{DegradeAnswer, Route};
 use crate::route::Caller;
 use crate::store::Usage;
 use clock::Clock;
@@ -48,10 +48,10 @@ pub struct Env<'a> {
 
 /// What the stage decided for a request that may go on.
 #[derive(Debug)]
-pub enum Admission {
+pub enum Admission<'c> {
     Forward(Option<Permit>),
     /// Answer with the route's degrade response; nothing was charged.
-    Degrade,
+    Degrade(&'c DegradeAnswer),
 }
 
 /// One in-flight slot of a tenant with `max_concurrent`; released when dropped (the
@@ -153,14 +153,14 @@ impl Limiter {
 
     /// Runs stage 3 for one request. Rate-limit headers for the bucket charged are
     /// added to `headers` whatever the outcome.
-    pub async fn admit(
+    pub async fn admit<'c>(
         self: &Arc<Self>,
         config: &Config,
-        route: &Route,
+        route: &'c Route,
         caller: &Caller,
         env: &Env<'_>,
         headers: &mut HeaderMap,
-    ) -> Result<Admission, Refusal> {
+    ) -> Result<Admission<'c>, Refusal> {
         let Env {
             usage,
             clock,
@@ -172,10 +172,10 @@ impl Limiter {
         let used = usage.used(caller, day);
         let everyone = usage.project_used(day);
 
-        if route.degrade.is_some() {
+        if let Some(answer) = &route.degrade {
             let past = |soft: Option<u64>, used: u64| soft.is_some_and(|s| used >= s);
             if past(limits.soft_units, used) || past(project.degrade_units, everyone) {
-                return Ok(Admission::Degrade);
+                return Ok(Admission::Degrade(answer));
             }
         }
         let exhausted = |cap: Option<u64>, used: u64| cap.is_some_and(|c| used >= c);

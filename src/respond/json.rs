@@ -7,7 +7,7 @@
 use jiter::{Jiter, Peek};
 
 use super::Scope;
-use crate::rewrite::pointer::{Pointer, Step};
+use crate::rewrite::pointer::{Cursor, Pointer};
 
 #[derive(Debug, Clone)]
 pub struct Keep {
@@ -39,11 +39,7 @@ enum Kind {
     Unprepend(usize),
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-struct State {
-    kind: Kind,
-    step: usize,
-}
+type State = Cursor<Kind>;
 
 enum Verdict {
     Untouched,
@@ -84,15 +80,9 @@ pub fn process(
     let peek = jiter.peek().map_err(|_| Blocked::NotJson)?;
     let mut states = Vec::new();
     if rules.keep.is_some() {
-        states.push(State {
-            kind: Kind::Items,
-            step: 0,
-        });
+        states.push(Cursor::start(Kind::Items));
     }
-    states.extend((0..rules.unprepend.len()).map(|i| State {
-        kind: Kind::Unprepend(i),
-        step: 0,
-    }));
+    states.extend((0..rules.unprepend.len()).map(|i| Cursor::start(Kind::Unprepend(i))));
     walker.value(&mut jiter, peek, states, Some(usize::MAX), 0)?;
     jiter.finish().map_err(|_| Blocked::NotJson)?;
     if !walker.leaks.is_empty() {
@@ -124,39 +114,7 @@ impl Walker<'_> {
     }
 
     fn advance(&self, states: &[State], key: Option<&str>, index: Option<usize>) -> Vec<State> {
-        let mut next = Vec::new();
-        for s in states {
-            let moved = match self.pointer(s.kind).steps.get(s.step) {
-                None => continue,
-                Some(Step::AnyDepth) => *s,
-                Some(Step::Any) => State {
-                    kind: s.kind,
-                    step: s.step + 1,
-                },
-                Some(Step::Key(k)) => {
-                    let hit = key == Some(k.as_str()) || index.is_some_and(|i| k.parse() == Ok(i));
-                    if !hit {
-                        continue;
-                    }
-                    State {
-                        kind: s.kind,
-                        step: s.step + 1,
-                    }
-                }
-            };
-            if !next.contains(&moved) {
-                next.push(moved);
-            }
-            if self.pointer(s.kind).steps.get(s.step) == Some(&Step::AnyDepth) {
-                // `**` may also stop matching here and let the next step take this child.
-                let skip = State {
-                    kind: s.kind,
-                    step: s.step + 1,
-                };
-                next.extend(self.advance(&[skip], key, index));
-            }
-        }
-        next
+        Cursor::descend(states, |kind| self.pointer(kind), key, index)
     }
 
     /// Owner probe: `Some(step)` while walking an item's owner pointer; the returned
@@ -169,15 +127,7 @@ impl Walker<'_> {
     ) -> Option<usize> {
         let step = probe?;
         let owner = &self.rules.keep.as_ref()?.owner;
-        match owner.steps.get(step)? {
-            Step::Key(k)
-                if key == Some(k.as_str()) || index.is_some_and(|i| k.parse() == Ok(i)) =>
-            {
-                Some(step + 1)
-            }
-            Step::Any => Some(step + 1),
-            _ => None,
-        }
+        owner.steps.get(step)?.takes(key, index).then_some(step + 1)
     }
 
     fn value(
@@ -195,7 +145,7 @@ impl Walker<'_> {
         let at_end = |kind: fn(&Kind) -> bool, me: &Self| {
             states
                 .iter()
-                .any(|s| kind(&s.kind) && s.step == me.pointer(s.kind).steps.len())
+                .any(|s| kind(&s.tag) && s.at_end(me.pointer(s.tag)))
         };
         let is_items = at_end(|k| *k == Kind::Items, self);
         let is_unprepend = at_end(|k| matches!(k, Kind::Unprepend(_)), self);

@@ -5,9 +5,11 @@
 //! The same pass refuses duplicate keys in any object (compared after unescaping, so
 //! `"\u0075ser_id"` is `"user_id"`) and nesting deeper than [`MAX_DEPTH`].
 
+use std::collections::HashSet;
+
 use jiter::{Jiter, JiterError, Peek};
 
-use super::pointer::{Pointer, Step};
+use super::pointer::{Cursor, Pointer, Step};
 use super::{Mode, Target};
 use crate::refusal::Refusal;
 
@@ -19,22 +21,19 @@ pub struct JsonRule {
     pub mode: Mode,
 }
 
-/// A position in one rule's pointer: `steps[step..]` are still to be matched.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct State {
-    rule: usize,
-    step: usize,
-}
+/// A position in one rule's pointer (tagged by the rule's index).
+type State = Cursor<usize>;
 
 enum Shape {
     Object,
+    /// `strings`: the spans of its elements, when a rule needs them and all are strings.
     Array {
-        strings: Option<Vec<(usize, usize, String)>>,
+        strings: Option<Vec<(usize, usize)>>,
         empty: bool,
     },
+    /// A string ending at `end`; decoded only if a rule applies to it.
     Str {
         end: usize,
-        value: String,
     },
     Scalar,
 }
@@ -66,15 +65,19 @@ pub fn rewrite(
     };
     let mut jiter = Jiter::new(body);
     let peek = jiter.peek().map_err(|e| invalid(&e))?;
-    let states: Vec<State> = (0..rules.len())
-        .map(|rule| State { rule, step: 0 })
-        .collect();
+    let states: Vec<State> = (0..rules.len()).map(Cursor::start).collect();
     walker.value(&mut jiter, peek, states, 0)?;
     jiter.finish().map_err(|e| invalid(&e))?;
     if walker.edits.is_empty() {
         return Ok(None);
     }
     Ok(Some(walker.splice()))
+}
+
+fn duplicate(key: &str) -> Refusal {
+    Refusal::BadRequest(format!(
+        "the body repeats the key {key:?} in one object; send each key once"
+    ))
 }
 
 fn invalid(error: &JiterError) -> Refusal {
@@ -86,50 +89,8 @@ fn json_string(value: &str) -> String {
 }
 
 impl Walker<'_> {
-    fn closure(&self, mut states: Vec<State>) -> Vec<State> {
-        let mut i = 0;
-        while i < states.len() {
-            let s = states[i];
-            if self.rules[s.rule].pointer.steps.get(s.step) == Some(&Step::AnyDepth) {
-                let next = State {
-                    rule: s.rule,
-                    step: s.step + 1,
-                };
-                if !states.contains(&next) {
-                    states.push(next);
-                }
-            }
-            i += 1;
-        }
-        states
-    }
-
     fn advance(&self, states: &[State], key: Option<&str>, index: Option<usize>) -> Vec<State> {
-        let mut next = Vec::new();
-        for s in states {
-            let moved = match self.rules[s.rule].pointer.steps.get(s.step) {
-                None => continue,
-                Some(Step::AnyDepth) => *s,
-                Some(Step::Any) => State {
-                    rule: s.rule,
-                    step: s.step + 1,
-                },
-                Some(Step::Key(k)) => {
-                    let hit = key == Some(k.as_str()) || index.is_some_and(|i| k.parse() == Ok(i));
-                    if !hit {
-                        continue;
-                    }
-                    State {
-                        rule: s.rule,
-                        step: s.step + 1,
-                    }
-                }
-            };
-            if !next.contains(&moved) {
-                next.push(moved);
-            }
-        }
-        next
+        Cursor::descend(states, |rule| &self.rules[rule].pointer, key, index)
     }
 
     fn value(
@@ -145,11 +106,10 @@ impl Walker<'_> {
             )));
         }
         let start = j.current_index();
-        let states = self.closure(states);
         let mut matched: Vec<usize> = Vec::new();
         for s in &states {
-            if s.step == self.rules[s.rule].pointer.steps.len() && !matched.contains(&s.rule) {
-                matched.push(s.rule);
+            if s.at_end(&self.rules[s.tag].pointer) && !matched.contains(&s.tag) {
+                matched.push(s.tag);
             }
         }
         let wants_strings = matched
@@ -159,10 +119,9 @@ impl Walker<'_> {
             Peek::Object => self.object(j, &states, depth)?,
             Peek::Array => self.array(j, &states, wants_strings, depth)?,
             Peek::String => {
-                let value = j.known_str().map_err(|e| invalid(&e))?.to_owned();
+                j.known_str().map_err(|e| invalid(&e))?;
                 Shape::Str {
                     end: j.current_index(),
-                    value,
                 }
             }
             other => {
@@ -180,21 +139,20 @@ impl Walker<'_> {
     }
 
     fn object(&mut self, j: &mut Jiter, states: &[State], depth: usize) -> Result<Shape, Refusal> {
-        let mut keys: Vec<String> = Vec::new();
+        // A set, not a list: an object of n keys must not cost n² comparisons.
+        let mut keys: HashSet<String> = HashSet::new();
         let mut key = j
             .known_object()
             .map_err(|e| invalid(&e))?
             .map(str::to_owned);
         while let Some(k) = key {
             if keys.contains(&k) {
-                return Err(Refusal::BadRequest(format!(
-                    "the body repeats the key {k:?} in one object; send each key once"
-                )));
+                return Err(duplicate(&k));
             }
             let child = self.advance(states, Some(&k), None);
+            keys.insert(k);
             let peek = j.peek().map_err(|e| invalid(&e))?;
             self.value(j, peek, child, depth + 1)?;
-            keys.push(k);
             key = j.next_key().map_err(|e| invalid(&e))?.map(str::to_owned);
         }
         let end = j.current_index();
@@ -218,8 +176,8 @@ impl Walker<'_> {
             let start = j.current_index();
             let child = self.advance(states, None, Some(index));
             let shape = self.value(j, peek, child, depth + 1)?;
-            if let (Some(list), Shape::Str { end, value }) = (strings.as_mut(), &shape) {
-                list.push((start, *end, value.clone()));
+            if let (Some(list), Shape::Str { end }) = (strings.as_mut(), &shape) {
+                list.push((start, *end));
             } else {
                 all_strings = false;
             }
@@ -248,9 +206,9 @@ impl Walker<'_> {
         is_array: bool,
     ) -> Result<(), Refusal> {
         for s in states {
-            let rule = &self.rules[s.rule];
+            let rule = &self.rules[s.tag];
             let by_index = matches!(rule.pointer.steps.get(s.step), Some(Step::Key(k)) if k.parse::<usize>().is_ok());
-            if s.step < rule.pointer.steps.len() && self.injects(s.rule) && !(is_array && by_index)
+            if s.step < rule.pointer.steps.len() && self.injects(s.tag) && !(is_array && by_index)
             {
                 return Err(Refusal::BadRequest(format!(
                     "{} needs an object along its path; the body has another type there",
@@ -263,14 +221,19 @@ impl Walker<'_> {
 
     /// Adds the fields that rules without wildcards require but the object lacks,
     /// creating missing parent objects, as one insertion before the closing brace.
-    fn inject(&mut self, states: &[State], keys: &[String], end: usize) -> Result<(), Refusal> {
+    fn inject(
+        &mut self,
+        states: &[State],
+        keys: &HashSet<String>,
+        end: usize,
+    ) -> Result<(), Refusal> {
         let mut members: Vec<(Vec<String>, String)> = Vec::new();
         for s in states {
-            let rule = &self.rules[s.rule];
+            let rule = &self.rules[s.tag];
             let Some(Step::Key(name)) = rule.pointer.steps.get(s.step) else {
                 continue;
             };
-            if keys.contains(name) || !self.injects(s.rule) {
+            if keys.contains(name) || !self.injects(s.tag) {
                 continue;
             }
             let leaf = match rule.mode {
@@ -325,8 +288,8 @@ impl Walker<'_> {
                     pointer.text
                 )))
             }
-            (Mode::Bind, Shape::Str { end, value }) => {
-                if !target.is_self(value) {
+            (Mode::Bind, Shape::Str { end }) => {
+                if !target.is_self(&self.text(start, *end)?) {
                     return Err(Refusal::TenantMismatch);
                 }
                 Edit {
@@ -340,10 +303,10 @@ impl Walker<'_> {
                 end: *end,
                 text: json_string(target.root),
             },
-            (Mode::Prefix | Mode::PrefixRequired, Shape::Str { end, value }) => Edit {
+            (Mode::Prefix | Mode::PrefixRequired, Shape::Str { end }) => Edit {
                 at: start,
                 end: *end,
-                text: json_string(&target.prefixed(value)),
+                text: json_string(&target.prefixed(&self.text(start, *end)?)),
             },
             (
                 Mode::Prefix | Mode::PrefixRequired,
@@ -352,12 +315,9 @@ impl Walker<'_> {
                     ..
                 },
             ) => {
-                for (at, end, value) in items {
-                    self.push(Edit {
-                        at: *at,
-                        end: *end,
-                        text: json_string(&target.prefixed(value)),
-                    });
+                for &(at, end) in items {
+                    let text = json_string(&target.prefixed(&self.text(at, end)?));
+                    self.push(Edit { at, end, text });
                 }
                 return Ok(());
             }
@@ -385,6 +345,14 @@ impl Walker<'_> {
     }
 
     /// Records an edit unless an earlier rule already rewrote the same span.
+    /// The decoded string whose JSON text spans `start..end`.
+    fn text(&self, start: usize, end: usize) -> Result<String, Refusal> {
+        Jiter::new(&self.data[start..end])
+            .next_str()
+            .map(str::to_owned)
+            .map_err(|e| invalid(&e))
+    }
+
     fn push(&mut self, edit: Edit) {
         let taken = self
             .edits

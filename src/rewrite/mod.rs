@@ -139,13 +139,14 @@ pub struct Rewritten {
 pub async fn request(
     config: &Config,
     admitted: Admitted<'_>,
+    namespace: Option<&Namespace>,
     query: Option<&str>,
     headers: &HeaderMap,
     body: ProxyBody,
 ) -> Result<Rewritten, Refusal> {
     let rules = &admitted.route.rewrite;
     let mut path = admitted.path;
-    let target = admitted.namespace.as_ref().map(|ns| Target {
+    let target = namespace.map(|ns| Target {
         root: &ns.root,
         tenant: ns.tenant.as_deref(),
         separator: config.namespaces.separator(),

@@ -61,6 +61,69 @@ impl Pointer {
     }
 }
 
+impl Step {
+    /// Whether this step takes the child named `key` (an object member) or at `index`
+    /// (an array element). `**` spans levels and is handled by [`Cursor::descend`].
+    pub fn takes(&self, key: Option<&str>, index: Option<usize>) -> bool {
+        match self {
+            Step::Key(k) => key == Some(k.as_str()) || index.is_some_and(|i| k.parse() == Ok(i)),
+            Step::Any => true,
+            Step::AnyDepth => false,
+        }
+    }
+}
+
+/// Where a walk through a JSON document stands in one of several pointers: `tag` says
+/// which pointer, `steps[step..]` are still to match. Shared by the request rewriter
+/// and the response pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor<T> {
+    pub tag: T,
+    pub step: usize,
+}
+
+impl<T: Copy + PartialEq> Cursor<T> {
+    pub fn start(tag: T) -> Self {
+        Self { tag, step: 0 }
+    }
+
+    /// The cursors a child reaches from `cursors` at its parent. A `**` matches one
+    /// more level (its cursor stays) or none (the step after it takes the child).
+    pub fn descend<'p>(
+        cursors: &[Self],
+        pointer: impl Fn(T) -> &'p Pointer,
+        key: Option<&str>,
+        index: Option<usize>,
+    ) -> Vec<Self> {
+        let mut next: Vec<Self> = Vec::new();
+        let mut push = |c: Self| {
+            if !next.contains(&c) {
+                next.push(c);
+            }
+        };
+        for c in cursors {
+            let steps = &pointer(c.tag).steps;
+            let mut at = c.step;
+            while steps.get(at) == Some(&Step::AnyDepth) {
+                push(Cursor { tag: c.tag, step: at });
+                at += 1;
+            }
+            if steps.get(at).is_some_and(|s| s.takes(key, index)) {
+                push(Cursor {
+                    tag: c.tag,
+                    step: at + 1,
+                });
+            }
+        }
+        next
+    }
+
+    /// True when the whole pointer has matched: the cursor stands on its target.
+    pub fn at_end(&self, pointer: &Pointer) -> bool {
+        self.step == pointer.steps.len()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

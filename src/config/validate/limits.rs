@@ -12,6 +12,7 @@ use super::Errors;
 use crate::limits::gcra::Rate;
 use crate::limits::plan::{fraction_of, LimitSettings, Plan, Project, Queue};
 use crate::meter::RouteUnits;
+use crate::rewrite::pointer::Pointer;
 use crate::route::table::DegradeAnswer;
 
 const DEFAULT_PER: Duration = Duration::from_secs(1);
@@ -231,7 +232,8 @@ pub fn route_limits(
             }
         },
         Some(model::Units::Json { json }) => {
-            if !json.starts_with('/') || json.contains('*') {
+            let pointer = Pointer::parse(json).ok().filter(|p| !p.has_wildcard());
+            if pointer.is_none() {
                 errors.add(path("units"), "units.json must be a JSON pointer without wildcards, like \"/usage/total_tokens\"");
             }
             if route.scope != model::Scope::Tenant || route.response.passthrough {
@@ -240,7 +242,7 @@ pub fn route_limits(
                     "units.json reads the answer's body, which only tenant routes without passthrough buffer",
                 );
             }
-            RouteUnits::Json(json.clone())
+            pointer.map_or_else(RouteUnits::default, RouteUnits::Json)
         }
     };
     let degrade = match (&route.degrade, route.degradable) {
