@@ -6,7 +6,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use tenantgate::limits::clock::{Clock, SystemClock};
+use tenantgate::clock::{Clock, SystemClock};
 use tenantgate::limits::gcra::Rate;
 use tenantgate::limits::Limiter;
 

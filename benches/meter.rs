@@ -5,8 +5,8 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
+use tenantgate::identity::Caller;
 use tenantgate::identity::TenantId;
-use tenantgate::route::Caller;
 use tenantgate::store::{Counters, Usage};
 
 fn bench(c: &mut Criterion) {

@@ -5,7 +5,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use serde_json::json;
 use tenantgate::config::{self, Overrides};
 use tenantgate::respond::json::process;
-use tenantgate::respond::Scope;
+use tenantgate::respond::Recipient;
 use tenantgate::tenants::KnownTenants;
 
 const CONFIG: &str = r#"
@@ -50,15 +50,15 @@ fn bench(c: &mut Criterion) {
     let config = &snapshot.config;
     let known = KnownTenants::default();
     known.note("bob");
-    let scope = Scope {
+    let scope = Recipient {
         namespaces: &config.namespaces,
         root: "u_alice",
         tenant: Some("alice"),
         guard: true,
-        config,
+        configured: &config.respond.configured,
         known: &known,
     };
-    let routes: Vec<_> = config.routes.iter().collect();
+    let routes: Vec<_> = config.rules.iter().collect();
     let cases = [
         ("search_10x1536", search_answer(10), routes[1]),
         ("sessions_1000_keep", sessions_answer(1000), routes[0]),
@@ -66,7 +66,7 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("respond");
     for (name, body, route) in &cases {
         group.throughput(Throughput::Bytes(body.len() as u64));
-        let rules = &route.response.rules;
+        let rules = &route.respond.rules;
         group.bench_with_input(BenchmarkId::new("process", name), body, |b, body| {
             b.iter(|| process(body, rules, &scope).expect("delivered"))
         });

@@ -4,8 +4,8 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use tenantgate::json::pointer::Pointer;
 use tenantgate::rewrite::json::{rewrite, JsonRule};
-use tenantgate::rewrite::pointer::Pointer;
 use tenantgate::rewrite::{Mode, Target};
 
 const TARGET: Target = Target {
@@ -25,7 +25,9 @@ fn bench(c: &mut Criterion) {
             mode: Mode::Deny,
         },
     ];
-    let embedding: Vec<String> = (0..1536).map(|i| format!("{:.6}", i as f64 * 1e-3)).collect();
+    let embedding: Vec<String> = (0..1536)
+        .map(|i| format!("{:.6}", i as f64 * 1e-3))
+        .collect();
     let add = format!(
         r#"{{"text":"Alice is allergic to peanuts","user_id":"alice","metadata":{{"k":"v"}},"embedding":[{}]}}"#,
         embedding.join(",")

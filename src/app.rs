@@ -8,10 +8,12 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
+use crate::clock::{Clock, SystemClock};
+use crate::config::watch::Reload;
 use crate::config::{self, Overrides, Snapshot};
 use crate::forward::{PoolSettings, Upstream};
-use crate::limits::clock::{Clock, SystemClock};
 use crate::limits::Limiter;
+use crate::meter::Ledger;
 use crate::store::Usage;
 use crate::tenants::KnownTenants;
 
@@ -43,6 +45,8 @@ pub struct App {
     pub limiter: Arc<Limiter>,
     pub clock: Arc<dyn Clock>,
     pub usage: Arc<Usage>,
+    /// The usage store and clock, as the meter stage takes them.
+    pub ledger: Ledger,
     /// Where reloads read from; `None` for a config given as text (tests, `dev`).
     source: Option<(PathBuf, Overrides)>,
     /// One reload at a time, whoever asks (watcher, SIGHUP, admin endpoint).
@@ -70,11 +74,16 @@ impl App {
         let metrics = crate::metrics::Metrics::new();
         first.route_metrics = first
             .config
-            .routes
+            .route
+            .table
             .iter()
             .map(|r| metrics.route(&r.name))
             .collect();
-        let upstream = Upstream::new(PoolSettings::of(&first.config.upstream));
+        let upstream = Upstream::new(PoolSettings::of(&first.config.forward.upstream));
+        let ledger = Ledger {
+            usage: services.usage.clone(),
+            clock: services.clock.clone(),
+        };
         Arc::new(Self {
             config: ArcSwap::from_pointee(first),
             generation: AtomicU64::new(1),
@@ -85,6 +94,7 @@ impl App {
             limiter: Arc::default(),
             clock: services.clock,
             usage: services.usage,
+            ledger,
             source,
             reloading: std::sync::Mutex::new(()),
         })
@@ -163,7 +173,8 @@ impl App {
         }
         next.route_metrics = next
             .config
-            .routes
+            .route
+            .table
             .iter()
             .map(|r| self.metrics.route(&r.name))
             .collect();
@@ -188,19 +199,11 @@ fn keep_restart_only(running: &config::Config, next: &mut config::Config) -> Vec
     if running.admin.addr != next.admin.addr {
         changed.push("admin.addr");
     }
-    let l = (&running.listen, &next.listen);
-    if (
-        l.0.header_read_timeout,
-        l.0.max_header_bytes,
-        l.0.max_connections,
-    ) != (
-        l.1.header_read_timeout,
-        l.1.max_header_bytes,
-        l.1.max_connections,
-    ) {
+    if running.listen.connection_bounds() != next.listen.connection_bounds() {
         changed.push("listen.header_read_timeout/max_header_bytes/max_connections");
     }
-    if PoolSettings::of(&running.upstream) != PoolSettings::of(&next.upstream) {
+    let (up, next_up) = (&running.forward.upstream, &next.forward.upstream);
+    if PoolSettings::of(up) != PoolSettings::of(next_up) {
         changed.push("upstream.connect_timeout/pool_idle_timeout");
     }
     if running.reload != next.reload {
@@ -217,7 +220,17 @@ fn keep_restart_only(running: &config::Config, next: &mut config::Config) -> Vec
     next.audit_file = running.audit_file.clone();
     next.listen = running.listen.clone();
     next.admin.addr = running.admin.addr;
-    next.upstream.connect_timeout = running.upstream.connect_timeout;
-    next.upstream.pool_idle_timeout = running.upstream.pool_idle_timeout;
+    next.forward.upstream.connect_timeout = running.forward.upstream.connect_timeout;
+    next.forward.upstream.pool_idle_timeout = running.forward.upstream.pool_idle_timeout;
     changed
+}
+
+impl Reload for App {
+    fn serving_sha256(&self) -> String {
+        self.snapshot().sha256.clone()
+    }
+
+    fn reload(&self) {
+        App::reload(self);
+    }
 }

@@ -17,22 +17,22 @@ pub fn run(path: &std::path::Path) -> ExitCode {
     println!("  listen    {} (admin {})", c.listen.addr, c.admin.addr);
     println!(
         "  upstream  {}://{}{} (timeout {:?}, retries {})",
-        c.upstream.origin,
-        c.upstream.authority,
-        c.upstream.base_path,
-        c.upstream.timeout,
-        c.upstream.retries
+        c.forward.upstream.origin,
+        c.forward.upstream.authority,
+        c.forward.upstream.base_path,
+        c.forward.upstream.timeout,
+        c.forward.upstream.retries
     );
     println!(
         "  tenants   namespace {}, separator {:?}, unscoped {}, leak guard {}",
         c.namespaces.pattern(),
         c.namespaces.separator(),
         format!("{:?}", c.namespaces.unscoped).to_lowercase(),
-        if c.leak_guard { "on" } else { "OFF" }
+        if c.respond.leak_guard { "on" } else { "OFF" }
     );
     print_limits(c);
-    println!("  routes    {}", c.routes.len());
-    for route in c.routes.iter() {
+    println!("  routes    {}", c.route.table.len());
+    for route in c.route.table.iter() {
         println!(
             "    {:<10} {:<40} {}",
             format!("{:?}", route.scope).to_lowercase(),
@@ -41,9 +41,10 @@ pub fn run(path: &std::path::Path) -> ExitCode {
         );
     }
     let passthrough: Vec<&str> = c
-        .routes
+        .route
+        .table
         .iter()
-        .filter(|r| r.response.passthrough)
+        .filter(|r| c.rules(r).is_some_and(|rules| rules.respond.passthrough))
         .map(|r| r.name.as_str())
         .collect();
     if !passthrough.is_empty() {
@@ -52,8 +53,8 @@ pub fn run(path: &std::path::Path) -> ExitCode {
             passthrough.join(", ")
         );
     }
-    if !c.tenants.is_empty() {
-        println!("  tenants   {} configured", c.tenants.len());
+    if !c.respond.configured.is_empty() {
+        println!("  tenants   {} configured", c.respond.configured.len());
     }
     for warning in &c.warnings {
         println!("warning: {warning}");
@@ -94,13 +95,7 @@ fn print_limits(c: &tenantgate::config::Config) {
         Some(plan) => println!("  plans     default {:?}: {}", plan.name, describe(plan)),
         None => println!("  plans     no default plan: tenants without one are not limited"),
     }
-    let mut own: Vec<_> = c
-        .tenants
-        .iter()
-        .filter_map(|(id, t)| Some((id, t.plan.as_ref()?)))
-        .collect();
-    own.sort_by_key(|(id, _)| id.as_str());
-    for (id, plan) in own {
+    for (id, plan) in &c.limits.tenants {
         println!(
             "    tenant {id:?}: plan {:?}, {}",
             plan.name,

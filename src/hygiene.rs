@@ -43,6 +43,33 @@ const RESPONSE_HOP_BY_HOP: &[&str] = &[
 ];
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Carries the privileged token (SPEC 4); never forwarded, never set by the config.
+pub const PRIVILEGED_TOKEN_HEADER: &str = "x-tenantgate-token";
+
+/// A header name the config may set upstream: not one that frames or routes the
+/// request, nor the privileged token.
+pub fn settable_header(name: &str) -> Result<HeaderName, String> {
+    let header = HeaderName::from_bytes(name.as_bytes())
+        .map_err(|_| format!("{name:?} is not a valid header name"))?;
+    let frames = matches!(
+        header.as_str(),
+        "host"
+            | "connection"
+            | "transfer-encoding"
+            | "content-length"
+            | "te"
+            | "upgrade"
+            | "keep-alive"
+            | "trailer"
+    );
+    if frames || same_header_loosely(header.as_str(), PRIVILEGED_TOKEN_HEADER) {
+        return Err(format!(
+            "{name} cannot be set by the config (it frames or routes the request)"
+        ));
+    }
+    Ok(header)
+}
 const MAX_REQUEST_ID_BYTES: usize = 128;
 
 /// Header names compared the way a lenient component might: any case, `_` for `-`.

@@ -17,7 +17,95 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
 use crate::body::ProxyBody;
-use crate::config::ListenSettings;
+use crate::spec::units::{Dur, Size};
+use crate::spec::{at, Errors, KeyPath};
+
+/// hyper refuses a smaller read buffer, and the headers must fit in it.
+const MIN_HEADER_BYTES: u64 = 8 * 1024;
+const MAX_HEADER_BYTES: u64 = 16 * 1024 * 1024;
+
+/// `[listen]` as the file writes it.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ListenSpec {
+    pub addr: SocketAddr,
+    pub shutdown_grace: Dur,
+    pub drain_delay: Dur,
+    pub header_read_timeout: Dur,
+    pub max_header_bytes: Size,
+    pub max_connections: usize,
+}
+
+impl Default for ListenSpec {
+    fn default() -> Self {
+        Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            shutdown_grace: Dur(Duration::from_secs(20)),
+            drain_delay: Dur(Duration::ZERO),
+            header_read_timeout: Dur(Duration::from_secs(10)),
+            max_header_bytes: Size(64 * 1024),
+            max_connections: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ListenSettings {
+    pub addr: SocketAddr,
+    pub shutdown_grace: Duration,
+    pub drain_delay: Duration,
+    pub header_read_timeout: Duration,
+    pub max_header_bytes: usize,
+    pub max_connections: usize,
+}
+
+impl ListenSettings {
+    /// The connection bounds only a restart can change (the address aside).
+    pub fn connection_bounds(&self) -> (Duration, usize, usize) {
+        (
+            self.header_read_timeout,
+            self.max_header_bytes,
+            self.max_connections,
+        )
+    }
+}
+
+/// Compiles `[listen]`; errors are reported at `base` + the key.
+pub fn compile(spec: &ListenSpec, base: &KeyPath, errors: &mut Errors) -> ListenSettings {
+    let path = |k: &str| at(base, &[k]);
+    if spec.max_header_bytes.0 < MIN_HEADER_BYTES {
+        errors.add(
+            path("max_header_bytes"),
+            "max_header_bytes must be at least 8KiB",
+        );
+    }
+    if spec.max_header_bytes.0 > MAX_HEADER_BYTES {
+        errors.add(
+            path("max_header_bytes"),
+            "max_header_bytes must be at most 16MiB",
+        );
+    }
+    if spec.max_connections == 0 {
+        errors.add(
+            path("max_connections"),
+            "max_connections must be at least 1",
+        );
+    }
+    if spec.header_read_timeout.0.is_zero() {
+        errors.add(
+            path("header_read_timeout"),
+            "header_read_timeout must be more than 0s",
+        );
+    }
+    ListenSettings {
+        addr: spec.addr,
+        shutdown_grace: spec.shutdown_grace.0,
+        drain_delay: spec.drain_delay.0,
+        header_read_timeout: spec.header_read_timeout.0,
+        max_header_bytes: usize::try_from(spec.max_header_bytes.0).unwrap_or(usize::MAX),
+        max_connections: spec.max_connections,
+    }
+}
 
 /// HTTP/2 bounds: enough streams for an app's fan-out, few enough that one client
 /// cannot queue unbounded work; the reset limits defuse rapid-reset style floods.
@@ -105,4 +193,41 @@ where
 /// Resolves once the stop flag is true (or its sender is gone).
 async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|stopped| *stopped).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::compile_str;
+
+    fn compiled(toml: &str) -> Result<ListenSettings, Vec<String>> {
+        compile_str(toml, |spec: &ListenSpec, errors| {
+            Some(compile(spec, &Vec::new(), errors))
+        })
+    }
+
+    #[test]
+    fn compiles_the_defaults_and_given_values() {
+        let listen = compiled("addr = \"127.0.0.1:0\"\nmax_header_bytes = \"32KiB\"\n").unwrap();
+        assert_eq!(listen.addr, SocketAddr::from(([127, 0, 0, 1], 0)));
+        assert_eq!(listen.max_header_bytes, 32 * 1024);
+        assert_eq!(listen.header_read_timeout, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn refuses_each_bad_value_at_its_key() {
+        let errors =
+            compiled("max_header_bytes = 100\nmax_connections = 0\nheader_read_timeout = \"0s\"\n")
+                .unwrap_err();
+        assert_eq!(
+            errors,
+            [
+                "1:20: max_header_bytes must be at least 8KiB",
+                "2:19: max_connections must be at least 1",
+                "3:23: header_read_timeout must be more than 0s",
+            ]
+        );
+        let errors = compiled("max_header_bytes = \"17MiB\"").unwrap_err();
+        assert_eq!(errors, ["1:20: max_header_bytes must be at most 16MiB"]);
+    }
 }

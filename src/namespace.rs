@@ -11,6 +11,7 @@
 use std::fmt::Write;
 
 use crate::identity::{InvalidTenant, TenantId};
+use crate::spec::{key, Errors};
 
 /// True for the bytes the encoder can emit.
 fn in_alphabet(byte: u8) -> bool {
@@ -76,9 +77,48 @@ pub enum Unscoped {
     Main,
 }
 
-/// `[tenant]` namespace settings, validated.
+/// Whose namespace a request is rewritten into, as the route stage resolved it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Namespace {
+    pub root: String,
+    /// The tenant id as sent; `None` for the main namespace of unscoped calls.
+    pub tenant: Option<String>,
+}
+
+/// The `[tenant]` keys of the namespace scheme, as the file writes them.
+pub struct SchemeSpec<'a> {
+    pub namespace: &'a str,
+    pub separator: &'a str,
+    pub max_encoded: Option<usize>,
+    pub unscoped: Unscoped,
+    pub main_namespace: &'a str,
+}
+
+/// Compiles the scheme, reporting a problem at the `[tenant]` key it names.
+pub fn compile(spec: &SchemeSpec<'_>, errors: &mut Errors) -> Option<NamespaceScheme> {
+    NamespaceScheme::new(
+        spec.namespace,
+        spec.separator,
+        spec.max_encoded,
+        spec.unscoped,
+        spec.main_namespace,
+    )
+    .map_err(|e| {
+        let field = if e.contains("main_namespace") {
+            "main_namespace"
+        } else if e.contains("separator") {
+            "separator"
+        } else {
+            "namespace"
+        };
+        errors.add(vec![key("tenant"), key(field)], e);
+    })
+    .ok()
+}
+
+/// How tenants' namespaces are spelled (`[tenant]` settings), validated.
 #[derive(Debug, Clone)]
-pub struct Namespaces {
+pub struct NamespaceScheme {
     prefix: String,
     suffix: String,
     separator: String,
@@ -106,7 +146,7 @@ pub enum Classified<'s> {
     Other,
 }
 
-impl Namespaces {
+impl NamespaceScheme {
     pub fn new(
         template: &str,
         separator: &str,
@@ -225,8 +265,8 @@ impl Namespaces {
 mod tests {
     use super::*;
 
-    fn spec() -> Namespaces {
-        Namespaces::new("u_{tenant}", "__", None, Unscoped::Reject, "main").unwrap()
+    fn spec() -> NamespaceScheme {
+        NamespaceScheme::new("u_{tenant}", "__", None, Unscoped::Reject, "main").unwrap()
     }
 
     #[test]
@@ -292,17 +332,20 @@ mod tests {
 
     #[test]
     fn refuses_unsafe_settings() {
-        assert!(Namespaces::new("u_{tenant}", "-", None, Unscoped::Reject, "main").is_err());
-        assert!(Namespaces::new("u_{tenant}", ".", None, Unscoped::Reject, "main").is_err());
-        assert!(Namespaces::new("u_", "__", None, Unscoped::Reject, "main").is_err());
-        assert!(Namespaces::new("u_{tenant}", "__", None, Unscoped::Reject, "u_main").is_err());
-        assert!(Namespaces::new("{tenant}", "__", None, Unscoped::Reject, "main").is_err());
-        assert!(Namespaces::new("{tenant}", "__", None, Unscoped::Reject, "Main").is_ok());
+        assert!(NamespaceScheme::new("u_{tenant}", "-", None, Unscoped::Reject, "main").is_err());
+        assert!(NamespaceScheme::new("u_{tenant}", ".", None, Unscoped::Reject, "main").is_err());
+        assert!(NamespaceScheme::new("u_", "__", None, Unscoped::Reject, "main").is_err());
+        assert!(
+            NamespaceScheme::new("u_{tenant}", "__", None, Unscoped::Reject, "u_main").is_err()
+        );
+        assert!(NamespaceScheme::new("{tenant}", "__", None, Unscoped::Reject, "main").is_err());
+        assert!(NamespaceScheme::new("{tenant}", "__", None, Unscoped::Reject, "Main").is_ok());
     }
 
     #[test]
     fn max_encoded_limits_the_encoded_form() {
-        let ns = Namespaces::new("u_{tenant}", "__", Some(6), Unscoped::Reject, "main").unwrap();
+        let ns =
+            NamespaceScheme::new("u_{tenant}", "__", Some(6), Unscoped::Reject, "main").unwrap();
         assert!(ns.root(&TenantId::parse("abcdef", None).unwrap()).is_ok());
         assert_eq!(
             ns.root(&TenantId::parse("Abc", None).unwrap()),

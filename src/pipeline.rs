@@ -1,53 +1,56 @@
 //! The corridor every proxied request walks, stage by stage, in order. Read this file
-//! first: each stage is one call into its own module, and data only flows forward.
+//! first: each stage is one call into its own module, handed only its own settings
+//! from the snapshot the request loaded once, and data only flows forward.
 //!
 //! ```text
-//! 1. identity  who is calling                           identity.rs
-//! 2. route     canonical path, first matching rule,
-//!              the rule's scope admits the caller       route/
-//! 3. limits    quota, degradation, in-flight cap, rate  limits/
-//! 4. rewrite   ids into the caller's namespace          rewrite/, namespace.rs
-//! 5. forward   header hygiene, pooled upstream call     hygiene.rs, forward.rs
-//! 6. respond   keep, leak guard, unwrap, hygiene        respond/
-//! 7. meter     2xx units to the caller's usage          meter.rs, store/
+//!   request
+//!     |
+//!  1. identity  who is calling                          identity/           -- refusal --+
+//!  2. route     canonical path, first matching rule,                                     |
+//!               the rule's scope admits the caller      route/, path.rs     -- refusal --+
+//!  3. limits    degradation, quota, in-flight, rate     limits/             -- refusal --+
+//!               (past a soft cap the route's degrade answer goes to 8) ---- degraded ----+
+//!  4. rewrite   ids into the caller's namespace         rewrite/            -- refusal --+
+//!  5. forward   final form, pooled upstream call        forward/, hygiene   -- refusal --+
+//!  6. respond   keep, leak guard, unwrap                respond/            -- refusal --+
+//!  7. meter     a 2xx's units, recorded at body end     meter/, store/                   |
+//!     |                                                                                  |
+//!  8. answer    limit and quota headers, X-Request-Id, X-Tenant-Namespace,   <-----------+
+//!               metrics, the audit line
 //! ```
 //!
-//! Any stage may refuse with a [`Refusal`]; a refusal ends the walk before the
-//! upstream is touched and becomes the JSON error of SPEC 7.
+//! Any stage may refuse with a [`Refusal`]: the walk ends there, before the upstream is
+//! touched (or, from stage 6, before a byte of its answer reaches the caller), and the
+//! refusal's JSON error of SPEC 7 takes stage 8 like any answer.
 
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use http::header::{ACCEPT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
+use http::header::CONTENT_TYPE;
 use http::request::Parts;
-use http::{HeaderMap, HeaderValue, Method, Request, Response, Uri};
+use http::{HeaderMap, HeaderValue, Method, Request, Response};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use crate::app::App;
 use crate::audit::AuditRecord;
 use crate::body::{self, IdleTimeout, ProxyBody};
-use crate::config::Config;
-use crate::forward::Outgoing;
+use crate::config::{Config, RouteRules, Snapshot};
+use crate::forward::{self, Outgoing};
 use crate::hygiene::{self, REQUEST_ID};
-use crate::identity::TenantId;
-use crate::limits::{self, Admission, Permit};
+use crate::identity::{Caller, TenantId};
+use crate::limits::{self, Admission, DegradeAnswer, Permit};
 use crate::meter;
+use crate::namespace::Namespace;
 use crate::refusal::Refusal;
 use crate::respond;
-use crate::rewrite;
-use crate::route::canonical::CanonicalPath;
-use crate::rewrite::Namespace;
-use crate::route::table::DegradeAnswer;
-use crate::route::{self, Admitted, Caller};
-
-/// The scheme clients use to reach the proxy listener.
-const LISTENER_SCHEME: &str = "http";
+use crate::rewrite::{self, Target};
+use crate::route::{self, Admitted};
 
 /// What one request gathers on its walk for its answer and its audit line.
-struct Trail {
+struct Trail<'c> {
     audit: AuditRecord,
     /// Rate-limit headers of the bucket charged (stage 3).
     limit_headers: HeaderMap,
@@ -55,19 +58,17 @@ struct Trail {
     permit: Option<Permit>,
     /// Whom the request is metered to (stage 7), once a route admitted it.
     caller: Option<Caller>,
-    /// The units the upstream's answer is worth, once there is one.
-    units: Option<u64>,
-    /// Request body bytes read from the client.
-    bytes_in: Arc<AtomicU64>,
+    /// The matched route's rules, once stage 2 matched one.
+    rules: Option<&'c RouteRules>,
+    /// The matched route's position, for its metric handles.
+    route: Option<usize>,
     /// The namespace the route stage resolved: rewrite and respond work in it, and
     /// every answer names it in `X-Tenant-Namespace`.
     namespace: Option<Namespace>,
-    /// The usage row a 2xx will write when its body ends.
-    metered: Option<meter::Pending>,
-    /// The matched route's position, for its metric handles.
-    route: Option<usize>,
+    /// Request body bytes read from the client.
+    bytes_in: Arc<AtomicU64>,
     /// How long the upstream took to its response head.
-    upstream_time: Option<std::time::Duration>,
+    upstream_time: Option<Duration>,
 }
 
 /// Counts a request in `tenantgate_inflight_requests` until its answer's body ends.
@@ -101,57 +102,191 @@ pub async fn handle(
         limit_headers: HeaderMap::new(),
         permit: None,
         caller: None,
-        units: None,
-        bytes_in: Arc::default(),
-        namespace: None,
-        metered: None,
+        rules: None,
         route: None,
+        namespace: None,
+        bytes_in: Arc::default(),
         upstream_time: None,
     };
     let walked = walk(&app, config, request, peer, &request_id, &mut trail).await;
-    let mut response = walked.unwrap_or_else(|refusal| {
-        app.metrics.rejected(refusal.code());
-        match (&refusal, &trail.caller) {
-            (Refusal::IsolationViolation, _) => app.metrics.isolation_violations.inc(),
-            (Refusal::RateLimited { .. } | Refusal::TooManyInFlight, Some(caller)) => {
-                app.metrics.rate_limited(limits::policy(config, caller))
-            }
-            _ => {}
-        }
-        trail.audit.reason = Some(refusal.code());
-        refusal.to_response()
-    });
-
+    let response = walked.unwrap_or_else(|refusal| refused(&app, config, &mut trail, refusal));
     // 7. meter
-    if let Some(caller) = trail.caller.take() {
-        let units = trail.units.filter(|_| response.status().is_success());
-        meter::quota_headers(
-            &app,
-            config,
-            &caller,
-            units.unwrap_or(0),
-            response.headers_mut(),
-        );
-        if let Some(units) = units {
-            trail.audit.units = Some(units);
-            let units_metric = app.metrics.metered_counter(limits::policy(config, &caller));
-            trail.metered = Some(meter::Pending {
-                app: app.clone(),
-                caller,
-                units,
-                bytes_in: trail.bytes_in.clone(),
-                units_metric,
-            });
+    let metered = meter(&app, config, &mut trail, &response);
+    // 8. answer
+    let done = Done {
+        request_id,
+        metered,
+        in_flight,
+        started,
+    };
+    answer(&app, &snapshot, trail, done, response)
+}
+
+/// Stages 1 to 6. Stage 7 reads what the answer is worth after them.
+async fn walk<'c>(
+    app: &Arc<App>,
+    config: &'c Config,
+    request: Request<Incoming>,
+    peer: SocketAddr,
+    request_id: &HeaderValue,
+    trail: &mut Trail<'c>,
+) -> Result<Response<ProxyBody>, Refusal> {
+    let (parts, body) = request.into_parts();
+    let idle = config.forward.upstream.body_timeout;
+    let body = IdleTimeout::new(body, idle).boxed_unsync();
+    let body = body::counted(body, trail.bytes_in.clone());
+
+    // 1. identity
+    let tenant = identify(config, &parts)?;
+    trail.audit.tenant = tenant.as_ref().map(ToString::to_string);
+
+    // 2. route
+    let mut admitted = admit(config, &parts, tenant)?;
+    let rules = config
+        .rules(admitted.route)
+        .ok_or_else(|| Refusal::RouteNotAllowed {
+            method: parts.method.to_string(),
+        })?;
+    trail.audit.route = Some(admitted.route.name.clone());
+    trail.route = Some(admitted.route.index);
+    trail.rules = Some(rules);
+    trail.namespace = admitted.namespace.take();
+    if let Some(tenant) = admitted.caller.tenant() {
+        app.known.note(tenant.as_str());
+    }
+
+    // 3. limits
+    trail.caller = Some(admitted.caller.clone());
+    let env = limits::Env {
+        usage: &app.usage,
+        clock: app.clock.as_ref(),
+        queue_wait: &app.metrics.queue_wait,
+    };
+    let admission = app
+        .limiter
+        .admit(
+            &config.limits,
+            &rules.limits,
+            &admitted.caller,
+            &env,
+            &mut trail.limit_headers,
+        )
+        .await?;
+    match admission {
+        Admission::Forward(permit) => trail.permit = permit,
+        Admission::Degrade(answer) => {
+            trail.audit.degraded = true;
+            return Ok(degraded(answer));
         }
     }
 
+    // 4. rewrite, 5. the request's final form
+    let head = parts.method == Method::HEAD;
+    let route_name: &str = &admitted.route.name;
+    let namespace = trail.namespace.as_ref();
+    let outgoing = rewrite(
+        config, admitted, rules, namespace, parts, body, peer, request_id,
+    );
+    let outgoing = outgoing.await?;
+
+    // 5. forward
+    let sent = Instant::now();
+    let response = app.upstream.send(&config.forward.upstream, outgoing).await;
+    trail.upstream_time = Some(sent.elapsed());
+    let response = response?;
+    trail.audit.upstream_status = Some(response.status().as_u16());
+
+    // 6. respond
+    let answering = respond::Answering {
+        route: route_name,
+        rules: &rules.respond,
+        units_at: rules.meter.json_pointer(),
+        namespaces: &config.namespaces,
+        namespace: trail.namespace.as_ref(),
+        known: &app.known,
+        head,
+    };
+    respond::finish(&config.respond, answering, response).await
+}
+
+/// A refusal becomes the answer, counted by its code.
+fn refused(
+    app: &App,
+    config: &Config,
+    trail: &mut Trail<'_>,
+    refusal: Refusal,
+) -> Response<ProxyBody> {
+    app.metrics.rejected(refusal.code());
+    match (&refusal, &trail.caller) {
+        (Refusal::IsolationViolation, _) => app.metrics.isolation_violations.inc(),
+        (Refusal::RateLimited { .. } | Refusal::TooManyInFlight, Some(caller)) => app
+            .metrics
+            .rate_limited(limits::policy(&config.limits, caller)),
+        _ => {}
+    }
+    trail.audit.reason = Some(refusal.code());
+    refusal.to_response()
+}
+
+/// Stage 7: what a forwarded 2xx answer is worth, to be recorded when its body ends.
+/// Refusals and degraded answers are worth nothing.
+fn meter(
+    app: &Arc<App>,
+    config: &Config,
+    trail: &mut Trail<'_>,
+    response: &Response<ProxyBody>,
+) -> Option<meter::Pending> {
+    let forwarded = trail.audit.reason.is_none() && !trail.audit.degraded;
+    let (Some(caller), Some(rules)) = (&trail.caller, trail.rules) else {
+        return None;
+    };
+    if !forwarded || !response.status().is_success() {
+        return None;
+    }
+    let units = meter::units(&rules.meter, response);
+    trail.audit.units = Some(units);
+    Some(meter::Pending {
+        ledger: app.ledger.clone(),
+        caller: caller.clone(),
+        units,
+        bytes_in: trail.bytes_in.clone(),
+        units_metric: app
+            .metrics
+            .metered_counter(limits::policy(&config.limits, caller)),
+    })
+}
+
+/// What ends with the answer's body.
+struct Done {
+    request_id: HeaderValue,
+    metered: Option<meter::Pending>,
+    in_flight: InFlight,
+    started: Instant,
+}
+
+/// Stage 8, for answers and refusals alike: the caller's limit and quota headers, the
+/// request id, the namespace; the body wrapped so its end writes the usage row and
+/// frees the in-flight slot; metrics and the audit line.
+fn answer(
+    app: &App,
+    snapshot: &Snapshot,
+    mut trail: Trail<'_>,
+    done: Done,
+    mut response: Response<ProxyBody>,
+) -> Response<ProxyBody> {
+    let config = &snapshot.config;
+    if let Some(caller) = &trail.caller {
+        let pending = done.metered.as_ref().map_or(0, |m| m.units);
+        let headers = response.headers_mut();
+        meter::quota_headers(&config.limits, &app.ledger, caller, pending, headers);
+    }
     let headers = response.headers_mut();
     for (name, value) in trail.limit_headers.drain() {
         if let Some(name) = name {
             headers.insert(name, value);
         }
     }
-    headers.insert(REQUEST_ID, request_id);
+    headers.insert(REQUEST_ID, done.request_id);
     if let Some(root) = trail
         .namespace
         .as_ref()
@@ -159,18 +294,16 @@ pub async fn handle(
     {
         headers.insert(respond::TENANT_NAMESPACE, root);
     }
-    // One wrapper ends the request's life with its body: the usage row is written,
-    // the in-flight slot and gauge released.
-    let (metered, permit) = (trail.metered.take(), trail.permit.take());
+    let (metered, held) = (done.metered, (trail.permit.take(), done.in_flight));
     response = response.map(|body| {
         body::on_end(body, move |bytes_out| {
             if let Some(metered) = metered {
                 metered.record(bytes_out);
             }
-            drop((permit, in_flight));
+            drop(held);
         })
     });
-    let elapsed = started.elapsed();
+    let elapsed = done.started.elapsed();
     if let Some(route) = trail.route.and_then(|i| snapshot.route_metrics.get(i)) {
         route.count(response.status());
         route.duration.observe(elapsed.as_secs_f64());
@@ -191,82 +324,6 @@ pub async fn handle(
     response
 }
 
-async fn walk(
-    app: &Arc<App>,
-    config: &Config,
-    request: Request<Incoming>,
-    peer: SocketAddr,
-    request_id: &HeaderValue,
-    trail: &mut Trail,
-) -> Result<Response<ProxyBody>, Refusal> {
-    let (parts, body) = request.into_parts();
-    let body = IdleTimeout::new(body, config.upstream.body_timeout).boxed_unsync();
-    let body = body::counted(body, trail.bytes_in.clone());
-
-    // 1. identity
-    let tenant = identify(config, &parts)?;
-    trail.audit.tenant = tenant.as_ref().map(ToString::to_string);
-
-    // 2. route
-    let mut admitted = admit(config, &parts, tenant)?;
-    let matched = admitted.route;
-    trail.audit.route = Some(matched.name.clone());
-    trail.route = Some(matched.index);
-    trail.namespace = admitted.namespace.take();
-    if let Some(tenant) = admitted.caller.tenant() {
-        app.known.note(tenant.as_str());
-    }
-
-    // 3. limits
-    trail.caller = Some(admitted.caller.clone());
-    let admission = app
-        .limiter
-        .admit(
-            config,
-            matched,
-            &admitted.caller,
-            &limits::Env {
-                usage: &app.usage,
-                clock: app.clock.as_ref(),
-                queue_wait: &app.metrics.queue_wait,
-            },
-            &mut trail.limit_headers,
-        )
-        .await?;
-    match admission {
-        Admission::Forward(permit) => trail.permit = permit,
-        Admission::Degrade(answer) => {
-            trail.audit.degraded = true;
-            return Ok(degraded(answer));
-        }
-    }
-
-    // 4. rewrite, then header hygiene
-    let head = parts.method == Method::HEAD;
-    let namespace = trail.namespace.as_ref();
-    let outgoing = rewrite(config, admitted, namespace, parts, body, peer, request_id).await?;
-
-    // 5. forward
-    let sent = Instant::now();
-    let response = app.upstream.send(&config.upstream, outgoing).await;
-    trail.upstream_time = Some(sent.elapsed());
-    let response = response?;
-    trail.audit.upstream_status = Some(response.status().as_u16());
-
-    // 6. respond
-    let response = respond::finish(
-        config,
-        &app.known,
-        matched,
-        trail.namespace.as_ref(),
-        head,
-        response,
-    )
-    .await?;
-    trail.units = Some(meter::units(matched, &response));
-    Ok(response)
-}
-
 /// The route's own answer past a soft cap (SPEC 6.3).
 fn degraded(answer: &DegradeAnswer) -> Response<ProxyBody> {
     let mut response = Response::new(body::full(answer.body.clone()));
@@ -277,16 +334,7 @@ fn degraded(answer: &DegradeAnswer) -> Response<ProxyBody> {
     response
 }
 
-/// Stage 2 on a request's head: the matched route and what it admits.
-fn admit<'c>(
-    config: &'c Config,
-    parts: &Parts,
-    tenant: Option<TenantId>,
-) -> Result<Admitted<'c>, Refusal> {
-    let (method, path, headers) = (&parts.method, parts.uri.path(), &parts.headers);
-    route::admit(config, method, path, headers, tenant)
-}
-
+/// Stage 1 on a request's head.
 fn identify(config: &Config, parts: &Parts) -> Result<Option<TenantId>, Refusal> {
     config
         .identity
@@ -294,55 +342,65 @@ fn identify(config: &Config, parts: &Parts) -> Result<Option<TenantId>, Refusal>
         .map_err(Refusal::InvalidTenant)
 }
 
-/// Stage 4 and the request's final form: rewritten path, query, headers and body,
-/// after hygiene, as the upstream will receive it.
+/// Stage 2 on a request's head: the matched route and what it admits.
+fn admit<'c>(
+    config: &'c Config,
+    parts: &Parts,
+    tenant: Option<TenantId>,
+) -> Result<Admitted<'c>, Refusal> {
+    let (method, path, headers) = (&parts.method, parts.uri.path(), &parts.headers);
+    route::admit(
+        &config.route,
+        &config.namespaces,
+        method,
+        path,
+        headers,
+        tenant,
+    )
+}
+
+/// Stage 4, then the request's final form (stage 5's first half): rewritten path,
+/// query, headers and body, after hygiene, as the upstream will receive it.
+#[allow(clippy::too_many_arguments)]
 async fn rewrite(
     config: &Config,
     admitted: Admitted<'_>,
+    rules: &RouteRules,
     namespace: Option<&Namespace>,
     parts: Parts,
     body: ProxyBody,
     peer: SocketAddr,
     request_id: &HeaderValue,
 ) -> Result<Outgoing, Refusal> {
-    let tenant_headers = admitted
-        .caller
-        .tenant()
-        .and_then(|t| config.tenant(t.as_str()))
-        .map(|t| t.upstream_headers.as_slice())
-        .unwrap_or_default();
-    // The response stage reads tenant answers, so it asks for them uncompressed.
-    let inspects = namespace.is_some() && respond::inspects(config, admitted.route);
-    let query = parts.uri.query();
-    let rewritten =
-        rewrite::request(config, admitted, namespace, query, &parts.headers, body).await?;
-    let uri = upstream_uri(config, &rewritten.path, rewritten.query.as_deref())?;
-
-    let mut headers = config.strip.clean(parts.headers);
-    hygiene::add_forwarding(&mut headers, peer, LISTENER_SCHEME);
-    headers.insert(REQUEST_ID, request_id.clone());
-    // Most specific last, so a per-tenant key wins.
-    let configured = config
-        .upstream
-        .set_headers
-        .iter()
-        .chain(&rewritten.headers)
-        .chain(tenant_headers);
-    for (name, value) in configured {
-        headers.insert(name.clone(), value.clone());
-    }
-    if inspects {
-        headers.insert(ACCEPT_ENCODING, HeaderValue::from_static("identity"));
-    }
-    if let Some(len) = rewritten.content_length {
-        headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
-    }
-    Ok(Outgoing {
-        method: parts.method,
-        uri,
-        headers,
-        body: rewritten.body,
-    })
+    let target = namespace.map(|ns| Target::of(ns, &config.namespaces));
+    let incoming = rewrite::Incoming {
+        path: admitted.path,
+        query: parts.uri.query(),
+        headers: &parts.headers,
+        body,
+    };
+    let rewritten = rewrite::request(&config.rewrite, &rules.rewrite, target, incoming).await?;
+    let units_at = rules.meter.json_pointer();
+    let inspects =
+        namespace.is_some() && respond::inspects(&config.respond, &rules.respond, units_at);
+    forward::prepare(
+        &config.forward,
+        parts.method,
+        parts.headers,
+        forward::outgoing::Rewritten {
+            path: &rewritten.path,
+            query: rewritten.query.as_deref(),
+            headers: &rewritten.headers,
+            content_length: rewritten.content_length,
+        },
+        rewritten.body,
+        forward::outgoing::Origin {
+            peer,
+            request_id,
+            tenant: admitted.caller.tenant(),
+            inspects,
+        },
+    )
 }
 
 /// `tenantgate explain`: stages 1, 2 and 4 on a synthetic request, through the same
@@ -354,40 +412,25 @@ pub async fn dry_run(
     let (parts, body) = request.into_parts();
     let tenant = identify(config, &parts)?;
     let mut admitted = admit(config, &parts, tenant)?;
+    let rules = config
+        .rules(admitted.route)
+        .ok_or_else(|| Refusal::RouteNotAllowed {
+            method: parts.method.to_string(),
+        })?;
     let name = admitted.route.name.clone();
     let namespace = admitted.namespace.take();
     let peer = SocketAddr::from(([127, 0, 0, 1], 0));
     let request_id = hygiene::request_id(&parts.headers);
+    let namespace = namespace.as_ref();
     let outgoing = rewrite(
         config,
         admitted,
-        namespace.as_ref(),
+        rules,
+        namespace,
         parts,
         body,
         peer,
         &request_id,
-    )
-    .await?;
-    Ok((name, outgoing))
-}
-
-/// The canonical path, re-encoded, under the upstream's base path, and the query.
-fn upstream_uri(
-    config: &Config,
-    path: &CanonicalPath,
-    query: Option<&str>,
-) -> Result<Uri, Refusal> {
-    let upstream = &config.upstream;
-    let mut target = upstream.base_path.clone();
-    target.push_str(&path.encode());
-    if let Some(query) = query {
-        target.push('?');
-        target.push_str(query);
-    }
-    Uri::builder()
-        .scheme(upstream.origin.clone())
-        .authority(upstream.authority.clone())
-        .path_and_query(target)
-        .build()
-        .map_err(|_| Refusal::BadPath(route::canonical::BadPath::BadEscape))
+    );
+    Ok((name, outgoing.await?))
 }

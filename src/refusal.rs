@@ -6,7 +6,7 @@ use http::{header, HeaderValue, Response, StatusCode};
 
 use crate::body::{self, ProxyBody};
 use crate::identity::InvalidTenant;
-use crate::route::canonical::BadPath;
+use crate::path::BadPath;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {

@@ -11,8 +11,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::app::{App, Services};
+use crate::clock::{Clock, SystemClock};
 use crate::config::{Overrides, Snapshot};
-use crate::limits::clock::{Clock, SystemClock};
 use crate::store::embedded::Embedded;
 use crate::store::{StoreError, Usage};
 use crate::{admin, listen, pipeline};

@@ -1,10 +1,8 @@
-//! The tenants this process knows: configured ones and every tenant seen on a request.
+//! The tenants this process has seen on requests (configured ones are in the config).
 //! The leak guard treats a bare namespace root as a leak only for a known tenant, since
 //! an arbitrary `u_...` string may be ordinary data.
 
 use dashmap::DashSet;
-
-use crate::config::Config;
 
 #[derive(Debug, Default)]
 pub struct KnownTenants {
@@ -19,8 +17,10 @@ impl KnownTenants {
         }
     }
 
-    pub fn knows(&self, config: &Config, tenant: &str) -> bool {
-        config.tenants.contains_key(tenant) || self.seen.contains(tenant)
+    /// True when `tenant` was seen on a request (configured tenants are the response
+    /// stage's own list).
+    pub fn knows(&self, tenant: &str) -> bool {
+        self.seen.contains(tenant)
     }
 
     /// Every tenant seen since start.

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::{Proxy, RawResponse, Reply, Upstream, PATIENCE};
 use tenantgate::app::Services;
-use tenantgate::limits::clock::ManualClock;
+use tenantgate::clock::ManualClock;
 use tenantgate::store::Usage;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -540,11 +540,11 @@ async fn full_buckets_are_evicted_and_the_gauge_and_counters_say_so() {
     );
     let app = s.proxy.running.as_ref().unwrap().app.clone();
     app.limiter
-        .sweep(tenantgate::limits::clock::Clock::mono(s.clock.as_ref()));
+        .sweep(tenantgate::clock::Clock::mono(s.clock.as_ref()));
     assert_eq!(app.limiter.keys(), 3, "buckets still refilling are kept");
     s.clock.advance(Duration::from_secs(3));
     app.limiter
-        .sweep(tenantgate::limits::clock::Clock::mono(s.clock.as_ref()));
+        .sweep(tenantgate::clock::Clock::mono(s.clock.as_ref()));
     let after = metrics(&s).await;
     assert!(after.contains("tenantgate_limiter_keys 0"), "{after}");
     // A forgotten bucket is a full one: nothing is lost by evicting it.

@@ -4,7 +4,7 @@
 
 use proptest::prelude::*;
 use tenantgate::identity::TenantId;
-use tenantgate::namespace::{decode_tenant, encode_tenant, Classified, Namespaces, Unscoped};
+use tenantgate::namespace::{decode_tenant, encode_tenant, Classified, NamespaceScheme, Unscoped};
 
 /// Pieces that make tenants and ids look like roots, separators and escapes.
 fn tricky_text() -> impl Strategy<Value = String> {
@@ -35,7 +35,7 @@ fn id() -> impl Strategy<Value = String> {
     prop_oneof![tricky_text(), any::<String>(), Just(String::new())]
 }
 
-fn namespaces() -> impl Strategy<Value = Namespaces> {
+fn namespaces() -> impl Strategy<Value = NamespaceScheme> {
     let safe = "[a-zA-Z0-9_.~:@-]{0,4}";
     let separator = prop_oneof![
         Just("__".to_owned()),
@@ -44,7 +44,7 @@ fn namespaces() -> impl Strategy<Value = Namespaces> {
         "[a-z0-9-]{0,2}[A-Z_.~:@][a-zA-Z0-9_.~:@-]{0,2}",
     ];
     (safe, safe, separator).prop_filter_map("accepted by check", |(prefix, suffix, separator)| {
-        Namespaces::new(
+        NamespaceScheme::new(
             &format!("{prefix}{{tenant}}{suffix}"),
             &separator,
             None,

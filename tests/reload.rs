@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::{Proxy, RawResponse, Upstream};
 use tenantgate::app::Services;
-use tenantgate::limits::clock::ManualClock;
+use tenantgate::clock::ManualClock;
 use tenantgate::store::Usage;
 
 /// Each valid change must be in effect within this.

@@ -7,7 +7,7 @@ use proptest::prelude::*;
 use serde_json::{json, Value};
 use tenantgate::config::{self, Overrides};
 use tenantgate::respond::json::{process, Blocked};
-use tenantgate::respond::Scope;
+use tenantgate::respond::Recipient;
 use tenantgate::tenants::KnownTenants;
 
 const CONFIG: &str = r#"
@@ -97,22 +97,22 @@ proptest! {
         let config = &snapshot.config;
         let known = KnownTenants::default();
         known.note("bob");
-        let scope = Scope {
+        let scope = Recipient {
             namespaces: &config.namespaces,
             root: "u_alice",
             tenant: Some("alice"),
             guard: true,
-            config,
+            configured: &config.respond.configured,
             known: &known,
         };
-        let route = config.routes.iter().next().unwrap();
+        let route = &config.rules[0];
         let doc = json!({"data": {"items": items}, "extra": extra});
         let body = if pretty {
             serde_json::to_vec_pretty(&doc).unwrap()
         } else {
             serde_json::to_vec(&doc).unwrap()
         };
-        let got = process(&body, &route.response.rules, &scope);
+        let got = process(&body, &route.respond.rules, &scope);
         match expected(&items, &extra) {
             Some(want) => {
                 let delivered = got.expect("delivered").unwrap_or(body);

@@ -4,8 +4,8 @@
 
 use proptest::prelude::*;
 use serde_json::{Map, Value};
+use tenantgate::json::pointer::Pointer;
 use tenantgate::rewrite::json::{rewrite, JsonRule};
-use tenantgate::rewrite::pointer::Pointer;
 use tenantgate::rewrite::{Mode, Target};
 
 const ROOT: &str = "u_alice";

@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::{Proxy, RawResponse, Reply, Upstream};
 use serde_json::{json, Value};
 use tenantgate::app::Services;
-use tenantgate::limits::clock::ManualClock;
+use tenantgate::clock::ManualClock;
 use tenantgate::store::Usage;
 
 /// 2026-11-22T23:00:00Z.

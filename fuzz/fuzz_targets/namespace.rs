@@ -4,10 +4,10 @@
 
 use libfuzzer_sys::fuzz_target;
 use tenantgate::identity::TenantId;
-use tenantgate::namespace::{Classified, Namespaces, Unscoped};
+use tenantgate::namespace::{Classified, NamespaceScheme, Unscoped};
 
 fuzz_target!(|text: &str| {
-    let ns = Namespaces::new("u_{tenant}", "__", None, Unscoped::Reject, "main").unwrap();
+    let ns = NamespaceScheme::new("u_{tenant}", "__", None, Unscoped::Reject, "main").unwrap();
     match ns.classify(text) {
         Classified::Root { tenant } => {
             if let Ok(t) = TenantId::parse(&tenant, None) {

@@ -4,7 +4,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use tenantgate::rewrite::json::{rewrite, JsonRule};
-use tenantgate::rewrite::pointer::Pointer;
+use tenantgate::json::pointer::Pointer;
 use tenantgate::rewrite::{Mode, Target};
 
 const TARGET: Target = Target { root: "u_alice", tenant: Some("alice"), separator: "__" };

@@ -6,22 +6,11 @@ use std::ops::Range;
 use std::path::Path;
 
 use sha2::{Digest, Sha256};
-use toml_edit::{ImDocument, Item, Table, Value};
+use toml_edit::ImDocument;
 
-use super::{model, validate, Overrides, Snapshot};
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Seg {
-    Key(String),
-    Index(usize),
-}
-
-/// A key path into the file, like `route[2].match`.
-pub type KeyPath = Vec<Seg>;
-
-pub fn key(name: &str) -> Seg {
-    Seg::Key(name.to_owned())
-}
+use super::{compile, model, Overrides, Snapshot};
+use crate::spec::locate::{line_col, locate, Target};
+use crate::spec::{KeyPath, Seg};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
@@ -104,7 +93,7 @@ pub fn load_str(
     })?;
     overrides.apply(&mut file);
 
-    let compiled = validate::compile(&file).map_err(|errors| {
+    let compiled = compile::compile(&file).map_err(|errors| {
         let mut found: Vec<ConfigError> = errors
             .into_iter()
             .flat_map(|(path, msg)| source.error(&path, msg).0)
@@ -160,57 +149,6 @@ impl<'a> Source<'a> {
     }
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Target {
-    Value,
-    /// The key of the last segment, for errors about the key itself.
-    Key,
-}
-
-/// The span of the deepest node of `path` that the file actually contains.
-fn locate(root: &Table, path: &[Seg], target: Target) -> Option<Range<usize>> {
-    enum Node<'n> {
-        Item(&'n Item),
-        Table(&'n Table),
-        Value(&'n Value),
-    }
-    let mut node = Node::Table(root);
-    let mut best = None;
-    for (depth, seg) in path.iter().enumerate() {
-        if target == Target::Key && depth + 1 == path.len() {
-            if let Seg::Key(k) = seg {
-                let key = match node {
-                    Node::Table(t) => t.key(k),
-                    Node::Item(Item::Table(t)) => t.key(k),
-                    Node::Item(Item::Value(Value::InlineTable(t)))
-                    | Node::Value(Value::InlineTable(t)) => t.key(k),
-                    _ => None,
-                };
-                return key.and_then(|k| k.span()).or(best);
-            }
-        }
-        let next = match (&node, seg) {
-            (Node::Table(t), Seg::Key(k)) => t.get(k).map(Node::Item),
-            (Node::Item(Item::Table(t)), Seg::Key(k)) => t.get(k).map(Node::Item),
-            (Node::Item(Item::Value(Value::InlineTable(t))), Seg::Key(k))
-            | (Node::Value(Value::InlineTable(t)), Seg::Key(k)) => t.get(k).map(Node::Value),
-            (Node::Item(Item::ArrayOfTables(a)), Seg::Index(i)) => a.get(*i).map(Node::Table),
-            (Node::Item(Item::Value(Value::Array(a))), Seg::Index(i))
-            | (Node::Value(Value::Array(a)), Seg::Index(i)) => a.get(*i).map(Node::Value),
-            _ => None,
-        };
-        let Some(next) = next else { break };
-        let span = match &next {
-            Node::Item(i) => i.span(),
-            Node::Table(t) => t.span(),
-            Node::Value(v) => v.span(),
-        };
-        best = span.or(best);
-        node = next;
-    }
-    best
-}
-
 fn one_line(message: &str) -> String {
     message
         .trim()
@@ -218,13 +156,6 @@ fn one_line(message: &str) -> String {
         .map(str::trim)
         .collect::<Vec<_>>()
         .join("; ")
-}
-
-fn line_col(raw: &str, offset: usize) -> (usize, usize) {
-    let before = &raw[..offset.min(raw.len())];
-    let line = before.matches('\n').count() + 1;
-    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    (line, col)
 }
 
 fn serde_path(path: &serde_path_to_error::Path) -> KeyPath {
@@ -361,12 +292,5 @@ mod tests {
         assert!(err.contains("MISSING is not set"), "{err}");
         assert!(expand("${unterminated", &env).is_err());
         assert!(expand("${1BAD}", &env).is_err());
-    }
-
-    #[test]
-    fn line_and_column_count_from_one() {
-        let raw = "a = 1\nbb = \"x\"\n";
-        assert_eq!(line_col(raw, 0), (1, 1));
-        assert_eq!(line_col(raw, raw.find("\"x\"").unwrap()), (2, 6));
     }
 }

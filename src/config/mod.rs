@@ -1,25 +1,34 @@
-//! The configuration: the serde model of the file, its loading and validation, and the
-//! compiled, immutable [`Config`] that request handlers read through an `ArcSwap`.
+//! The configuration: the serde model of the file, its loading, and the compiled,
+//! immutable [`Config`] that request handlers read through an `ArcSwap`. Each stage
+//! compiles its own part (`identity/compile.rs`, `route/compile.rs`, ...); this module
+//! parses, interpolates, hands each stage its part, collects every error with
+//! `file:line:col`, and assembles the snapshot.
 
+pub mod admin;
+mod compile;
 pub mod load;
 pub mod model;
-pub mod units;
-mod validate;
 pub mod watch;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::time::{Duration, SystemTime};
+use std::path::PathBuf;
+use std::time::SystemTime;
 
-use http::{HeaderName, HeaderValue};
-
+pub use admin::AdminSettings;
 pub use load::{load_file, load_str, process_env, ConfigError, ConfigErrors};
+pub use watch::ReloadSettings;
 
-use crate::hygiene::StripSet;
+use crate::forward::ForwardSettings;
 use crate::identity::IdentitySettings;
-use crate::namespace::Namespaces;
-use crate::route::table::RouteTable;
-use crate::secret::Secret;
+use crate::limits::{LimitSettings, RouteLimits};
+use crate::listen::ListenSettings;
+use crate::meter::RouteUnits;
+use crate::namespace::NamespaceScheme;
+use crate::respond::{RespondSettings, RouteResponse};
+use crate::rewrite::{RewriteSettings, RouteRewrite};
+use crate::route::table::Route;
+use crate::route::RouteSettings;
+use crate::store::settings::StoreSettings;
 
 /// One loaded config: compiled settings plus what the admin API shows about them.
 #[derive(Debug)]
@@ -32,95 +41,57 @@ pub struct Snapshot {
     pub origin: String,
     /// The file as written, secrets hidden, for `GET /admin/config`.
     pub redacted: serde_json::Value,
-    /// Metric handles per route (by [`Route::index`](crate::route::table::Route)),
-    /// resolved when the snapshot is installed so requests never look them up.
+    /// Metric handles per route (by [`Route::index`]), resolved when the snapshot is
+    /// installed so requests never look them up.
     pub route_metrics: Vec<crate::metrics::RouteMetrics>,
 }
 
-pub type HeaderList = Vec<(HeaderName, HeaderValue)>;
-
+/// Every stage's settings, each compiled by its stage, in the corridor's order.
 #[derive(Debug)]
 pub struct Config {
     pub listen: ListenSettings,
-    pub upstream: UpstreamSettings,
+    /// 1. identity
     pub identity: IdentitySettings,
-    pub routes: RouteTable,
-    pub tenants: HashMap<String, TenantPolicy>,
-    pub privileged_token: Option<Secret>,
-    pub namespaces: Namespaces,
-    /// `[limits] max_body`: the largest request body a rewrite may buffer.
-    pub max_body: usize,
-    /// `[limits] max_response_body`: the largest answer the response stage buffers.
-    pub max_response_body: usize,
-    pub leak_guard: bool,
-    /// Plans and the project's limits (SPEC 6); bucket state lives in `App`, not here.
-    pub limits: crate::limits::plan::LimitSettings,
+    /// The namespace scheme stages 2, 4 and 6 share.
+    pub namespaces: NamespaceScheme,
+    /// 2. route
+    pub route: RouteSettings,
+    /// 3. limits
+    pub limits: LimitSettings,
+    /// 4. rewrite
+    pub rewrite: RewriteSettings,
+    /// 5. forward
+    pub forward: ForwardSettings,
+    /// 6. respond
+    pub respond: RespondSettings,
+    /// What stages 3, 4, 6 and 7 do on each route, by [`Route::index`].
+    pub rules: Vec<RouteRules>,
     pub admin: AdminSettings,
     pub log_level: String,
-    pub reload: ReloadSettings,
-    pub store: StoreSettings,
+    /// `[log] audit_file`; `None`: stdout.
+    pub audit_file: Option<PathBuf>,
     /// `[metrics] per_tenant_top_k`.
     pub per_tenant_top_k: usize,
-    /// `[log] audit_file`; `None`: stdout.
-    pub audit_file: Option<std::path::PathBuf>,
-    /// Client headers removed before forwarding (SPEC 5), fixed per snapshot.
-    pub strip: StripSet,
+    pub reload: ReloadSettings,
+    pub store: StoreSettings,
     /// Things `check` reports that do not stop the config from loading.
     pub warnings: Vec<String>,
 }
 
-#[derive(Debug, Clone)]
-pub struct ListenSettings {
-    pub addr: SocketAddr,
-    pub shutdown_grace: Duration,
-    pub drain_delay: Duration,
-    pub header_read_timeout: Duration,
-    pub max_header_bytes: usize,
-    pub max_connections: usize,
-}
-
-#[derive(Debug, Clone)]
-pub struct UpstreamSettings {
-    /// `scheme://authority` of the backend.
-    pub origin: http::uri::Scheme,
-    pub authority: http::uri::Authority,
-    /// A path prefix from the URL (no trailing slash), prepended to every forwarded path.
-    pub base_path: String,
-    pub connect_timeout: Duration,
-    pub timeout: Duration,
-    pub body_timeout: Duration,
-    pub retries: u32,
-    pub pool_idle_timeout: Duration,
-    pub set_headers: HeaderList,
-}
-
-#[derive(Debug, Default)]
-pub struct TenantPolicy {
-    pub blocked: bool,
-    pub upstream_headers: HeaderList,
-    /// Its plan with its overrides applied; `None`: the default plan.
-    pub plan: Option<crate::limits::plan::Plan>,
-}
-
-/// `[store]`; opened at start (a change needs a restart).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoreSettings {
-    pub path: std::path::PathBuf,
-    pub flush: Duration,
-}
-
-/// `[reload]`, read by the watcher when it starts (a change needs a restart).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ReloadSettings {
-    pub watch: bool,
-    pub debounce: Duration,
-    pub poll: Duration,
-}
-
+/// One route's rules, each compiled by the stage that applies it.
 #[derive(Debug)]
-pub struct AdminSettings {
-    pub addr: SocketAddr,
-    pub token: Option<Secret>,
+pub struct RouteRules {
+    pub limits: RouteLimits,
+    pub rewrite: RouteRewrite,
+    pub respond: RouteResponse,
+    pub meter: RouteUnits,
+}
+
+impl Config {
+    /// The stages' rules for a route of this config's table.
+    pub fn rules(&self, route: &Route) -> Option<&RouteRules> {
+        self.rules.get(route.index)
+    }
 }
 
 /// Command-line values that win over the file (SPEC 1).
@@ -142,11 +113,5 @@ impl Overrides {
         if let Some(url) = &self.upstream {
             file.upstream.url.clone_from(url);
         }
-    }
-}
-
-impl Config {
-    pub fn tenant(&self, id: &str) -> Option<&TenantPolicy> {
-        self.tenants.get(id)
     }
 }

@@ -7,29 +7,77 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::ReloadSettings;
-use crate::app::App;
+use crate::spec::units::Dur;
+
+/// `[reload]`: how the config file is watched (SPEC 10).
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReloadSpec {
+    /// Watch the file's directory for changes (inotify and friends).
+    pub watch: bool,
+    /// Quiet time after the last change before the file is read.
+    pub debounce: Dur,
+    /// Interval of the content-hash poll that backs up the watch; "0s" turns it off.
+    pub poll: Dur,
+}
+
+impl Default for ReloadSpec {
+    fn default() -> Self {
+        Self {
+            watch: true,
+            debounce: Dur(Duration::from_millis(200)),
+            poll: Dur(Duration::from_secs(10)),
+        }
+    }
+}
+
+/// `[reload]`, read by the watcher when it starts (a change needs a restart).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReloadSettings {
+    pub watch: bool,
+    pub debounce: Duration,
+    pub poll: Duration,
+}
+
+impl ReloadSettings {
+    pub fn of(spec: &ReloadSpec) -> Self {
+        Self {
+            watch: spec.watch,
+            debounce: spec.debounce.0,
+            poll: spec.poll.0,
+        }
+    }
+}
+
+/// What the watcher drives: whoever holds the running config.
+pub trait Reload: Send + Sync + 'static {
+    /// The SHA-256 of the file the running config was loaded from.
+    fn serving_sha256(&self) -> String;
+    /// Reads the file again and installs it if the whole file is valid.
+    fn reload(&self);
+}
 
 /// Arms the watch now (so a change made after this returns is seen), then watches
 /// `path` on a task until it is aborted.
-pub fn start(app: Arc<App>, path: PathBuf, settings: ReloadSettings) -> JoinHandle<()> {
+pub fn start(target: Arc<dyn Reload>, path: PathBuf, settings: ReloadSettings) -> JoinHandle<()> {
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
         _ => PathBuf::from("."),
     };
     let (tx, changes) = mpsc::channel::<Signal>(64);
     let watcher = settings.watch.then(|| arm(&dir, tx.clone())).flatten();
-    tokio::spawn(run(app, path, dir, settings, watcher, (tx, changes)))
+    tokio::spawn(run(target, path, dir, settings, watcher, (tx, changes)))
 }
 
 async fn run(
-    app: Arc<App>,
+    target: Arc<dyn Reload>,
     path: PathBuf,
     dir: PathBuf,
     settings: ReloadSettings,
@@ -37,7 +85,7 @@ async fn run(
     (tx, mut changes): (mpsc::Sender<Signal>, mpsc::Receiver<Signal>),
 ) {
     // The hash last read: a file that fails to load is not retried until it changes.
-    let mut last = Some(app.snapshot().sha256.clone());
+    let mut last = Some(target.serving_sha256());
     let mut poll = (!settings.poll.is_zero()).then(|| {
         let mut every = tokio::time::interval(settings.poll);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -63,12 +111,12 @@ async fn run(
         let now = digest(&path).await;
         if now.is_some() && now != last {
             last = now.clone();
-            if now.as_deref() == Some(app.snapshot().sha256.as_str()) {
+            if now == Some(target.serving_sha256()) {
                 continue; // already loaded (SIGHUP or the admin endpoint got there first)
             }
-            let app = app.clone();
-            let outcome = tokio::task::spawn_blocking(move || app.reload()).await;
-            tracing::info!(?outcome, file = %path.display(), "config file changed");
+            tracing::info!(file = %path.display(), "config file changed");
+            let target = target.clone();
+            let _ = tokio::task::spawn_blocking(move || target.reload()).await;
         }
     }
 }

@@ -6,7 +6,7 @@
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
-use super::clock::NANOS_PER_SEC;
+use crate::clock::NANOS_PER_SEC;
 
 /// `rate` tokens per `per`, up to `burst` at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,10 +3,10 @@
 //! then the rate: a GCRA bucket per tenant and one for the project, queueing or
 //! refusing when empty.
 //!
-//! Settings come from the request's config snapshot; state (buckets, counters) lives
+//! Settings ([`LimitSettings`]) come from the request's snapshot; state (buckets) lives
 //! in [`Limiter`] beside it, keyed by tenant, so a reload changes limits, not state.
 
-pub mod clock;
+pub mod compile;
 pub mod gcra;
 pub mod headers;
 pub mod plan;
@@ -18,13 +18,12 @@ use std::time::Duration;
 use dashmap::DashMap;
 use http::HeaderMap;
 
-use crate::config::Config;
+use crate::clock::Clock;
+use crate::identity::Caller;
 use crate::refusal::Refusal;
-use crate::route::table::{DegradeAnswer, Route};
-use crate::route::Caller;
 use crate::store::Usage;
-use clock::Clock;
 use gcra::{ceil_secs, Bucket, Decision, Rate};
+pub use plan::{DegradeAnswer, LimitSettings, RouteLimits};
 use plan::{Plan, Queue};
 
 /// Bucket state for every tenant that has been limited recently, and the project's.
@@ -81,9 +80,9 @@ struct Applied<'c> {
 }
 
 impl<'c> Applied<'c> {
-    fn of(config: &'c Config, caller: &Caller) -> Self {
+    fn of(settings: &'c LimitSettings, caller: &Caller) -> Self {
         match caller {
-            Caller::Tenant(t) => match plan_of(config, t.as_str()) {
+            Caller::Tenant(t) => match plan_of(settings, t.as_str()) {
                 Some(p) => Self {
                     policy: &p.name,
                     rate: p.rate,
@@ -95,7 +94,7 @@ impl<'c> Applied<'c> {
                 None => Self::unlimited("unlimited"),
             },
             Caller::Project => Self {
-                rate: config.limits.project.rate,
+                rate: settings.project.rate,
                 ..Self::unlimited("project")
             },
         }
@@ -114,24 +113,23 @@ impl<'c> Applied<'c> {
 }
 
 /// The plan a tenant runs under: its own, else the default; `None` is unlimited.
-pub fn plan_of<'c>(config: &'c Config, tenant: &str) -> Option<&'c Plan> {
-    config
+pub fn plan_of<'c>(settings: &'c LimitSettings, tenant: &str) -> Option<&'c Plan> {
+    settings
         .tenants
         .get(tenant)
-        .and_then(|t| t.plan.as_ref())
-        .or(config.limits.default_plan.as_ref())
+        .or(settings.default_plan.as_ref())
 }
 
 /// The name of the limits a caller runs under: its plan, "project" or "unlimited".
-pub fn policy<'c>(config: &'c Config, caller: &Caller) -> &'c str {
-    Applied::of(config, caller).policy
+pub fn policy<'c>(settings: &'c LimitSettings, caller: &Caller) -> &'c str {
+    Applied::of(settings, caller).policy
 }
 
 /// The quota the caller's own usage counts against, for `X-Quota-*`.
-pub fn daily_units(config: &Config, caller: &Caller) -> Option<u64> {
+pub fn daily_units(settings: &LimitSettings, caller: &Caller) -> Option<u64> {
     match caller {
-        Caller::Tenant(t) => plan_of(config, t.as_str()).and_then(|p| p.daily_units),
-        Caller::Project => config.limits.project.daily_units,
+        Caller::Tenant(t) => plan_of(settings, t.as_str()).and_then(|p| p.daily_units),
+        Caller::Project => settings.project.daily_units,
     }
 }
 
@@ -155,8 +153,8 @@ impl Limiter {
     /// added to `headers` whatever the outcome.
     pub async fn admit<'c>(
         self: &Arc<Self>,
-        config: &Config,
-        route: &'c Route,
+        settings: &LimitSettings,
+        route: &'c RouteLimits,
         caller: &Caller,
         env: &Env<'_>,
         headers: &mut HeaderMap,
@@ -166,8 +164,8 @@ impl Limiter {
             clock,
             queue_wait,
         } = *env;
-        let limits = Applied::of(config, caller);
-        let project = &config.limits.project;
+        let limits = Applied::of(settings, caller);
+        let project = &settings.project;
         let day = clock.utc_day();
         let used = usage.used(caller, day);
         let everyone = usage.project_used(day);

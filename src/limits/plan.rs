@@ -1,5 +1,6 @@
 //! Limit settings as compiled from the config: immutable, swapped with the snapshot.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::gcra::Rate;
@@ -32,11 +33,31 @@ pub struct Project {
     pub degrade_units: Option<u64>,
 }
 
+/// Stage 3's settings; bucket state lives in [`Limiter`](super::Limiter), not here.
 #[derive(Debug, Clone, Default)]
 pub struct LimitSettings {
     /// Applies to tenants without a plan of their own; `None`: unlimited.
     pub default_plan: Option<Plan>,
     pub project: Project,
+    /// Tenants with a plan of their own (`[tenants.ID] plan` or overrides).
+    pub tenants: BTreeMap<String, Plan>,
+}
+
+/// What stage 3 knows of one route.
+#[derive(Debug, Clone)]
+pub struct RouteLimits {
+    /// Rate-limit tokens per request.
+    pub cost: u64,
+    /// `degradable = true`: the answer given past a soft cap instead of forwarding.
+    pub degrade: Option<DegradeAnswer>,
+}
+
+/// `[route.degrade]`, compiled.
+#[derive(Debug, Clone)]
+pub struct DegradeAnswer {
+    pub status: http::StatusCode,
+    pub content_type: http::HeaderValue,
+    pub body: bytes::Bytes,
 }
 
 /// `fraction × total`, rounded up, so a cap of 0.8 × 10 degrades from the 8th unit on.

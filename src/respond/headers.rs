@@ -4,14 +4,14 @@
 use http::header::{HeaderMap, HeaderValue, CONTENT_LOCATION, LINK, LOCATION};
 use percent_encoding::percent_decode_str;
 
-use super::Scope;
-use crate::route::canonical::encode_segment;
+use super::Recipient;
+use crate::path::encode_segment;
 
 const DELIMITERS: &[char] = &['/', '?', '&', '=', '#', '<', '>', ';', ',', '"', '\'', ' '];
 
 /// Guards and unwraps the URL-bearing headers; `Err` with the number of other
 /// tenants' ids found.
-pub fn process(headers: &mut HeaderMap, scope: &Scope, unwrap: bool) -> Result<(), usize> {
+pub fn process(headers: &mut HeaderMap, scope: &Recipient, unwrap: bool) -> Result<(), usize> {
     for name in [LOCATION, CONTENT_LOCATION, LINK] {
         let values: Vec<HeaderValue> = headers.get_all(&name).iter().cloned().collect();
         if values.is_empty() {
@@ -34,7 +34,7 @@ pub fn process(headers: &mut HeaderMap, scope: &Scope, unwrap: bool) -> Result<(
     Ok(())
 }
 
-fn rewrite_url(text: &str, scope: &Scope, unwrap: bool) -> (String, usize) {
+fn rewrite_url(text: &str, scope: &Recipient, unwrap: bool) -> (String, usize) {
     let mut out = String::with_capacity(text.len());
     let mut leaks = 0;
     let mut rest = text;

@@ -6,8 +6,9 @@
 
 use jiter::{Jiter, Peek};
 
-use super::Scope;
-use crate::rewrite::pointer::{Cursor, Pointer};
+use super::Recipient;
+use crate::json::pointer::{Cursor, Pointer};
+use crate::json::{quote, splice, Edit, MAX_DEPTH};
 
 #[derive(Debug, Clone)]
 pub struct Keep {
@@ -31,8 +32,6 @@ pub enum Blocked {
     NotJson,
 }
 
-const MAX_DEPTH: usize = 128;
-
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Items,
@@ -49,16 +48,10 @@ enum Verdict {
     Unwrap(String),
 }
 
-struct Edit {
-    at: usize,
-    end: usize,
-    text: String,
-}
-
 struct Walker<'a> {
     data: &'a [u8],
     rules: &'a ResponseRules,
-    scope: &'a Scope<'a>,
+    scope: &'a Recipient<'a>,
     edits: Vec<Edit>,
     leaks: Vec<usize>,
 }
@@ -67,7 +60,7 @@ struct Walker<'a> {
 pub fn process(
     body: &[u8],
     rules: &ResponseRules,
-    scope: &Scope,
+    scope: &Recipient,
 ) -> Result<Option<Vec<u8>>, Blocked> {
     let mut walker = Walker {
         data: body,
@@ -91,11 +84,7 @@ pub fn process(
     if walker.edits.is_empty() {
         return Ok(None);
     }
-    Ok(Some(walker.splice_within(0, body.len())))
-}
-
-fn json_string(value: &str) -> String {
-    serde_json::Value::from(value).to_string()
+    Ok(Some(splice(body, &mut walker.edits)))
 }
 
 impl Walker<'_> {
@@ -237,7 +226,7 @@ impl Walker<'_> {
     fn judge(&self, value: &str) -> Verdict {
         let scope = self.scope;
         match scope.own(value) {
-            Some(Some(plain)) if self.rules.unwrap => Verdict::Unwrap(json_string(plain)),
+            Some(Some(plain)) if self.rules.unwrap => Verdict::Unwrap(quote(plain)),
             Some(_) => Verdict::Untouched,
             None if scope.guard && scope.finding(value) => Verdict::Leak,
             None => Verdict::Untouched,
@@ -288,11 +277,8 @@ impl Walker<'_> {
         };
         self.edits.retain(|e| !inside(e.at));
         self.leaks.retain(|&at| !inside(at));
-        self.edits.extend(dropped.into_iter().map(|(at, end)| Edit {
-            at,
-            end,
-            text: String::new(),
-        }));
+        self.edits
+            .extend(dropped.into_iter().map(|(at, end)| Edit::delete(at, end)));
     }
 
     fn unprepend(&mut self, start: usize, end: usize) {
@@ -314,28 +300,6 @@ impl Walker<'_> {
         };
         self.edits
             .retain(|e| e.end <= first_start || e.at >= first_end);
-        self.edits.push(Edit {
-            at: first_start,
-            end: cut_to,
-            text: String::new(),
-        });
-    }
-
-    fn splice_within(&self, from: usize, to: usize) -> Vec<u8> {
-        let mut inner: Vec<&Edit> = self
-            .edits
-            .iter()
-            .filter(|e| e.at >= from && e.end <= to)
-            .collect();
-        inner.sort_by_key(|e| (e.at, e.end));
-        let mut out = Vec::with_capacity(to - from);
-        let mut copied = from;
-        for edit in inner {
-            out.extend_from_slice(&self.data[copied..edit.at]);
-            out.extend_from_slice(edit.text.as_bytes());
-            copied = edit.end;
-        }
-        out.extend_from_slice(&self.data[copied..to]);
-        out
+        self.edits.push(Edit::delete(first_start, cut_to));
     }
 }

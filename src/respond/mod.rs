@@ -4,21 +4,21 @@
 //! pipeline names the caller's namespace in `X-Tenant-Namespace` on every answer,
 //! refusals included.)
 
+pub mod compile;
 pub mod headers;
 pub mod json;
+
+use std::collections::BTreeSet;
 
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
 use http::Response;
 
 use crate::body::{self, BodyStalled, ProxyBody};
-use crate::config::Config;
 use crate::hygiene;
-use crate::meter::{self, ReportedUnits, RouteUnits};
-use crate::namespace::{Classified, Namespaces};
+use crate::json::pointer::Pointer;
+use crate::namespace::{Classified, Namespace, NamespaceScheme};
 use crate::refusal::Refusal;
-use crate::rewrite::Namespace;
-use crate::route::table::Route;
 use crate::tenants::KnownTenants;
 use json::{Blocked, ResponseRules};
 
@@ -32,17 +32,34 @@ pub struct RouteResponse {
     pub passthrough: bool,
 }
 
-/// Whose response this is, for the guard and unwrap.
-pub struct Scope<'a> {
-    pub namespaces: &'a Namespaces,
+/// Stage 6's settings beside the per-route rules.
+#[derive(Debug, Clone)]
+pub struct RespondSettings {
+    /// `[tenant] leak_guard`.
+    pub leak_guard: bool,
+    /// `[limits] max_response_body`: the largest answer the stage buffers.
+    pub max_response_body: usize,
+    /// Tenants the config names: their bare roots are leaks even before they are seen.
+    pub configured: BTreeSet<String>,
+}
+
+/// Units the stage read from a JSON answer, for the meter.
+#[derive(Debug, Clone, Copy)]
+pub struct ReportedUnits(pub u64);
+
+/// Whom a response goes to, for the guard and unwrap.
+pub struct Recipient<'a> {
+    pub namespaces: &'a NamespaceScheme,
     pub root: &'a str,
     pub tenant: Option<&'a str>,
     pub guard: bool,
-    pub config: &'a Config,
+    /// Tenants the config names.
+    pub configured: &'a BTreeSet<String>,
+    /// Tenants seen on requests.
     pub known: &'a KnownTenants,
 }
 
-impl Scope<'_> {
+impl Recipient<'_> {
     /// `Some(Some(plain))` for the caller's own id (`{ns}{sep}x` -> `x`, `{ns}` -> the
     /// tenant id), `Some(None)` for the caller's root when it has no tenant id.
     pub fn own<'v>(&self, value: &'v str) -> Option<Option<&'v str>>
@@ -66,49 +83,69 @@ impl Scope<'_> {
     pub fn finding(&self, value: &str) -> bool {
         match self.namespaces.classify(value) {
             Classified::Namespaced { .. } => true,
-            Classified::Root { tenant } => self.known.knows(self.config, &tenant),
+            Classified::Root { tenant } => {
+                self.configured.contains(&tenant) || self.known.knows(&tenant)
+            }
             Classified::Other => false,
         }
     }
 }
 
-pub fn inspects(config: &Config, route: &Route) -> bool {
-    let r = &route.response;
+/// What the stage is answering, besides the response itself.
+pub struct Answering<'a> {
+    /// The route's name, for the log of a withheld answer.
+    pub route: &'a str,
+    pub rules: &'a RouteResponse,
+    /// Read the units at this pointer from the answer, for the meter.
+    pub units_at: Option<&'a Pointer>,
+    pub namespaces: &'a NamespaceScheme,
+    /// The caller's namespace; `None` on routes other than tenant routes.
+    pub namespace: Option<&'a Namespace>,
+    pub known: &'a KnownTenants,
+    pub head: bool,
+}
+
+/// True when the stage reads a tenant route's answer, which it then asks for
+/// uncompressed.
+pub fn inspects(
+    settings: &RespondSettings,
+    rules: &RouteResponse,
+    units_at: Option<&Pointer>,
+) -> bool {
+    let r = rules;
     !r.passthrough
-        && (config.leak_guard
-            || matches!(route.units, RouteUnits::Json(_))
+        && (settings.leak_guard
+            || units_at.is_some()
             || r.rules.unwrap
             || r.rules.keep.is_some()
             || !r.rules.unprepend.is_empty())
 }
 
 pub async fn finish(
-    config: &Config,
-    known: &KnownTenants,
-    route: &Route,
-    namespace: Option<&Namespace>,
-    head: bool,
+    settings: &RespondSettings,
+    on: Answering<'_>,
     mut response: Response<ProxyBody>,
 ) -> Result<Response<ProxyBody>, Refusal> {
     hygiene::clean_response(response.headers_mut());
-    let Some(namespace) = namespace else {
+    let Some(namespace) = on.namespace else {
         return Ok(response);
     };
-    let scope = Scope {
-        namespaces: &config.namespaces,
+    let scope = Recipient {
+        namespaces: on.namespaces,
         root: &namespace.root,
         tenant: namespace.tenant.as_deref(),
-        guard: config.leak_guard,
-        config,
-        known,
+        guard: settings.leak_guard,
+        configured: &settings.configured,
+        known: on.known,
     };
-    let rules = &route.response.rules;
-    if !inspects(config, route) {
+    let route = on.route;
+    let rules = &on.rules.rules;
+    if !inspects(settings, on.rules, on.units_at) {
         return Ok(response);
     }
     headers::process(response.headers_mut(), &scope, rules.unwrap)
         .map_err(|leaks| violation(route, &scope, leaks))?;
-    if head || matches!(response.status().as_u16(), 204 | 304) {
+    if on.head || matches!(response.status().as_u16(), 204 | 304) {
         return Ok(response);
     }
     let headers = response.headers();
@@ -118,19 +155,20 @@ pub async fn finish(
     {
         return Err(opaque(route, "content-encoded"));
     }
+    let max = settings.max_response_body;
     let declared = headers
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > config.max_response_body as u64) {
+    if declared.is_some_and(|len| len > max as u64) {
         return Err(Refusal::ResponseTooLarge);
     }
     let is_json = headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(crate::rewrite::is_json_type);
+        .is_some_and(crate::json::is_media_type);
     let (parts, body) = response.into_parts();
-    let bytes = collect_at_most(body, config.max_response_body).await?;
+    let bytes = collect_at_most(body, max).await?;
     if bytes.is_empty() {
         return Ok(Response::from_parts(parts, body::empty()));
     }
@@ -143,8 +181,8 @@ pub async fn finish(
     })?;
     let mut response = Response::from_parts(parts, body::empty());
     let bytes = processed.map_or(bytes, Bytes::from);
-    if let RouteUnits::Json(pointer) = &route.units {
-        let units = meter::read_units(&bytes, pointer);
+    if let Some(pointer) = on.units_at {
+        let units = crate::json::number_at(&bytes, pointer).unwrap_or(0);
         response.extensions_mut().insert(ReportedUnits(units));
     }
     response
@@ -154,9 +192,9 @@ pub async fn finish(
     Ok(response)
 }
 
-fn violation(route: &Route, scope: &Scope, leaks: usize) -> Refusal {
+fn violation(route: &str, scope: &Recipient, leaks: usize) -> Refusal {
     tracing::error!(
-        route = %route.name,
+        route,
         tenant = scope.tenant.unwrap_or(scope.root),
         leaks,
         "isolation violation: the upstream answered with another tenant's ids; the response was withheld"
@@ -164,9 +202,9 @@ fn violation(route: &Route, scope: &Scope, leaks: usize) -> Refusal {
     Refusal::IsolationViolation
 }
 
-fn opaque(route: &Route, what: &'static str) -> Refusal {
+fn opaque(route: &str, what: &'static str) -> Refusal {
     tracing::error!(
-        route = %route.name,
+        route,
         what,
         "the upstream's answer on a tenant route cannot be inspected; set passthrough = true only for streams that carry no ids"
     );

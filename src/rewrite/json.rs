@@ -9,11 +9,10 @@ use std::collections::HashSet;
 
 use jiter::{Jiter, JiterError, Peek};
 
-use super::pointer::{Cursor, Pointer, Step};
 use super::{Mode, Target};
+use crate::json::pointer::{Cursor, Pointer, Step};
+use crate::json::{quote, splice, Edit, MAX_DEPTH};
 use crate::refusal::Refusal;
-
-pub const MAX_DEPTH: usize = 128;
 
 #[derive(Debug, Clone)]
 pub struct JsonRule {
@@ -36,12 +35,6 @@ enum Shape {
         end: usize,
     },
     Scalar,
-}
-
-struct Edit {
-    at: usize,
-    end: usize,
-    text: String,
 }
 
 struct Walker<'a> {
@@ -71,7 +64,7 @@ pub fn rewrite(
     if walker.edits.is_empty() {
         return Ok(None);
     }
-    Ok(Some(walker.splice()))
+    Ok(Some(splice(body, &mut walker.edits)))
 }
 
 fn duplicate(key: &str) -> Refusal {
@@ -82,10 +75,6 @@ fn duplicate(key: &str) -> Refusal {
 
 fn invalid(error: &JiterError) -> Refusal {
     Refusal::BadRequest(format!("the body is not valid JSON (byte {})", error.index))
-}
-
-fn json_string(value: &str) -> String {
-    serde_json::Value::from(value).to_string()
 }
 
 impl Walker<'_> {
@@ -208,8 +197,7 @@ impl Walker<'_> {
         for s in states {
             let rule = &self.rules[s.tag];
             let by_index = matches!(rule.pointer.steps.get(s.step), Some(Step::Key(k)) if k.parse::<usize>().is_ok());
-            if s.step < rule.pointer.steps.len() && self.injects(s.tag) && !(is_array && by_index)
-            {
+            if s.step < rule.pointer.steps.len() && self.injects(s.tag) && !(is_array && by_index) {
                 return Err(Refusal::BadRequest(format!(
                     "{} needs an object along its path; the body has another type there",
                     rule.pointer.text
@@ -243,8 +231,8 @@ impl Walker<'_> {
                         rule.pointer.text
                     )))
                 }
-                Mode::Prepend => format!("[{}]", json_string(self.target.root)),
-                _ => json_string(self.target.root),
+                Mode::Prepend => format!("[{}]", quote(self.target.root)),
+                _ => quote(self.target.root),
             };
             let path: Vec<String> = rule.pointer.steps[s.step..]
                 .iter()
@@ -295,18 +283,18 @@ impl Walker<'_> {
                 Edit {
                     at: start,
                     end: *end,
-                    text: json_string(target.root),
+                    text: quote(target.root),
                 }
             }
             (Mode::Set, Shape::Str { end, .. }) => Edit {
                 at: start,
                 end: *end,
-                text: json_string(target.root),
+                text: quote(target.root),
             },
             (Mode::Prefix | Mode::PrefixRequired, Shape::Str { end }) => Edit {
                 at: start,
                 end: *end,
-                text: json_string(&target.prefixed(&self.text(start, *end)?)),
+                text: quote(&target.prefixed(&self.text(start, *end)?)),
             },
             (
                 Mode::Prefix | Mode::PrefixRequired,
@@ -316,13 +304,13 @@ impl Walker<'_> {
                 },
             ) => {
                 for &(at, end) in items {
-                    let text = json_string(&target.prefixed(&self.text(at, end)?));
+                    let text = quote(&target.prefixed(&self.text(at, end)?));
                     self.push(Edit { at, end, text });
                 }
                 return Ok(());
             }
             (Mode::Prepend, Shape::Array { empty, .. }) => {
-                let mut text = json_string(target.root);
+                let mut text = quote(target.root);
                 if !empty {
                     text.push(',');
                 }
@@ -344,7 +332,6 @@ impl Walker<'_> {
         Ok(())
     }
 
-    /// Records an edit unless an earlier rule already rewrote the same span.
     /// The decoded string whose JSON text spans `start..end`.
     fn text(&self, start: usize, end: usize) -> Result<String, Refusal> {
         Jiter::new(&self.data[start..end])
@@ -353,6 +340,7 @@ impl Walker<'_> {
             .map_err(|e| invalid(&e))
     }
 
+    /// Records an edit unless an earlier rule already rewrote the same span.
     fn push(&mut self, edit: Edit) {
         let taken = self
             .edits
@@ -361,20 +349,6 @@ impl Walker<'_> {
         if !taken {
             self.edits.push(edit);
         }
-    }
-
-    fn splice(mut self) -> Vec<u8> {
-        self.edits.sort_by_key(|e| (e.at, e.end));
-        let extra: usize = self.edits.iter().map(|e| e.text.len()).sum();
-        let mut out = Vec::with_capacity(self.data.len() + extra);
-        let mut copied = 0;
-        for edit in &self.edits {
-            out.extend_from_slice(&self.data[copied..edit.at]);
-            out.extend_from_slice(edit.text.as_bytes());
-            copied = edit.end;
-        }
-        out.extend_from_slice(&self.data[copied..]);
-        out
     }
 }
 
@@ -391,7 +365,7 @@ fn render_members(members: &[(Vec<String>, String)]) -> String {
         if !out.is_empty() {
             out.push(',');
         }
-        out.push_str(&json_string(head));
+        out.push_str(&quote(head));
         out.push(':');
         if path.len() == 1 {
             out.push_str(leaf);

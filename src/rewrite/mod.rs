@@ -3,8 +3,8 @@
 //! prefixed; everything else passes untouched, and bodies of routes without JSON rules
 //! stream through without being buffered.
 
+pub mod compile;
 pub mod json;
-pub mod pointer;
 pub mod query;
 pub mod template;
 
@@ -13,10 +13,9 @@ use http::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::body::{self, ProxyBody};
-use crate::config::Config;
+use crate::namespace::{Namespace, NamespaceScheme};
+use crate::path::CanonicalPath;
 use crate::refusal::Refusal;
-use crate::route::canonical::CanonicalPath;
-use crate::route::Admitted;
 use json::JsonRule;
 use template::ValueTemplate;
 
@@ -94,12 +93,11 @@ pub struct RouteRewrite {
     pub set_headers: Vec<(HeaderName, ValueTemplate)>,
 }
 
-/// Whose namespace a request is rewritten into.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Namespace {
-    pub root: String,
-    /// The tenant id as sent; `None` for the main namespace of unscoped calls.
-    pub tenant: Option<String>,
+/// Stage 4's settings beside the per-route rules.
+#[derive(Debug, Clone)]
+pub struct RewriteSettings {
+    /// `[limits] max_body`: the largest request body a rewrite may buffer.
+    pub max_body: usize,
 }
 
 /// A borrowed view of the namespace for the rewriters.
@@ -110,7 +108,15 @@ pub struct Target<'a> {
     pub separator: &'a str,
 }
 
-impl Target<'_> {
+impl<'a> Target<'a> {
+    pub fn of(namespace: &'a Namespace, scheme: &'a NamespaceScheme) -> Self {
+        Self {
+            root: &namespace.root,
+            tenant: namespace.tenant.as_deref(),
+            separator: scheme.separator(),
+        }
+    }
+
     /// A bound value may name the caller by tenant id or by namespace root.
     pub fn is_self(&self, value: &str) -> bool {
         value == self.root || self.tenant == Some(value)
@@ -136,21 +142,28 @@ pub struct Rewritten {
     pub content_length: Option<usize>,
 }
 
+/// The request as stage 4 receives it.
+pub struct Incoming<'a> {
+    pub path: CanonicalPath,
+    pub query: Option<&'a str>,
+    pub headers: &'a HeaderMap,
+    pub body: ProxyBody,
+}
+
+/// Rewrites a request into `target`'s namespace; without a target (routes other than
+/// tenant routes) only fixed `set_headers` apply.
 pub async fn request(
-    config: &Config,
-    admitted: Admitted<'_>,
-    namespace: Option<&Namespace>,
-    query: Option<&str>,
-    headers: &HeaderMap,
-    body: ProxyBody,
+    settings: &RewriteSettings,
+    rules: &RouteRewrite,
+    target: Option<Target<'_>>,
+    incoming: Incoming<'_>,
 ) -> Result<Rewritten, Refusal> {
-    let rules = &admitted.route.rewrite;
-    let mut path = admitted.path;
-    let target = namespace.map(|ns| Target {
-        root: &ns.root,
-        tenant: ns.tenant.as_deref(),
-        separator: config.namespaces.separator(),
-    });
+    let Incoming {
+        mut path,
+        query,
+        headers,
+        body,
+    } = incoming;
 
     let mut out_headers = Vec::with_capacity(rules.set_headers.len() + rules.header.len());
     for (name, template) in &rules.set_headers {
@@ -206,7 +219,7 @@ pub async fn request(
             content_length: None,
         });
     }
-    let bytes = read_json_body(config, headers, body).await?;
+    let bytes = read_json_body(settings.max_body, headers, body).await?;
     let (body, content_length) = if bytes.is_empty() {
         if rules
             .json
@@ -266,11 +279,10 @@ fn rewrite_value(
 /// Buffers a body that JSON rules must read: JSON media type, no content coding, at
 /// most `[limits] max_body`, checked before a byte past the limit is read.
 async fn read_json_body(
-    config: &Config,
+    max: usize,
     headers: &HeaderMap,
     body: ProxyBody,
 ) -> Result<Bytes, Refusal> {
-    let max = config.max_body;
     let declared = headers
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -288,7 +300,7 @@ async fn read_json_body(
     let is_json = headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(is_json_type);
+        .is_some_and(crate::json::is_media_type);
     if !is_json && declared != Some(0) {
         let body_present = declared.is_some() || !http_body::Body::is_end_stream(&body);
         if body_present {
@@ -311,15 +323,4 @@ async fn read_json_body(
         ));
     }
     Ok(bytes)
-}
-
-pub fn is_json_type(value: &str) -> bool {
-    let essence = value
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    essence == "application/json"
-        || (essence.starts_with("application/") && essence.ends_with("+json"))
 }

@@ -1,39 +1,42 @@
 //! Stage 2: which rule applies. The path is made canonical, the first route that matches
 //! method and path is chosen, and the route's scope admits the caller or refuses.
 
-pub mod canonical;
+pub mod compile;
 pub mod table;
 pub mod template;
 
+use std::collections::BTreeSet;
+
 use http::HeaderMap;
 
-use crate::config::model::Scope;
-use crate::config::Config;
-use crate::identity::TenantId;
-use crate::namespace::Unscoped;
+use crate::hygiene::PRIVILEGED_TOKEN_HEADER;
+use crate::identity::{Caller, TenantId};
+use crate::namespace::{Namespace, NamespaceScheme, Unscoped};
+use crate::path::CanonicalPath;
 use crate::refusal::Refusal;
-use crate::rewrite::Namespace;
-use canonical::CanonicalPath;
-use table::Route;
+use crate::secret::Secret;
+use table::{Route, RouteTable};
 use template::Captures;
 
-pub const PRIVILEGED_TOKEN_HEADER: &str = "x-tenantgate-token";
-
-/// Whose limits and usage a request counts against.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Caller {
-    Tenant(TenantId),
-    /// Unscoped shared calls and privileged calls: the project's bucket.
-    Project,
+/// A route's scope (SPEC 4): who it admits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    Tenant,
+    Shared,
+    Privileged,
+    Deny,
 }
 
-impl Caller {
-    pub fn tenant(&self) -> Option<&TenantId> {
-        match self {
-            Self::Tenant(t) => Some(t),
-            Self::Project => None,
-        }
-    }
+/// Stage 2's settings: the table, and what admission checks besides it.
+#[derive(Debug)]
+pub struct RouteSettings {
+    pub table: RouteTable,
+    pub privileged_token: Option<Secret>,
+    /// Tenants with `blocked = true`.
+    pub blocked: BTreeSet<String>,
+    /// The identity header's name, for the refusal that asks for it.
+    pub tenant_header: String,
 }
 
 /// A request the route stage let through, with everything later stages need.
@@ -48,7 +51,8 @@ pub struct Admitted<'c> {
 }
 
 pub fn admit<'c>(
-    config: &'c Config,
+    settings: &'c RouteSettings,
+    namespaces: &NamespaceScheme,
     method: &http::Method,
     raw_path: &str,
     headers: &HeaderMap,
@@ -56,15 +60,15 @@ pub fn admit<'c>(
 ) -> Result<Admitted<'c>, Refusal> {
     let path = CanonicalPath::parse(raw_path).map_err(Refusal::BadPath)?;
     let (route, captures) =
-        config
-            .routes
+        settings
+            .table
             .select(method, &path)
             .ok_or_else(|| Refusal::RouteNotAllowed {
                 method: method.to_string(),
             })?;
     // A tenant whose encoded form is too long is invalid on every route.
     let root = match &tenant {
-        Some(t) => Some(config.namespaces.root(t).map_err(Refusal::InvalidTenant)?),
+        Some(t) => Some(namespaces.root(t).map_err(Refusal::InvalidTenant)?),
         None => None,
     };
     let (caller, namespace) = match (route.scope, tenant, root) {
@@ -73,20 +77,20 @@ pub fn admit<'c>(
                 route: route.name.clone(),
             })
         }
-        (Scope::Tenant, None, _) if config.namespaces.unscoped == Unscoped::Main => {
+        (Scope::Tenant, None, _) if namespaces.unscoped == Unscoped::Main => {
             let main = Namespace {
-                root: config.namespaces.main.clone(),
+                root: namespaces.main.clone(),
                 tenant: None,
             };
             (Caller::Project, Some(main))
         }
         (Scope::Tenant, None, _) => {
             return Err(Refusal::TenantRequired {
-                header: config.identity.header.to_string(),
+                header: settings.tenant_header.clone(),
             })
         }
         (Scope::Privileged, _, _) => {
-            require_privileged_token(config, headers)?;
+            require_privileged_token(settings, headers)?;
             (Caller::Project, None)
         }
         (Scope::Tenant, Some(tenant), Some(root)) => {
@@ -100,7 +104,7 @@ pub fn admit<'c>(
         (Scope::Shared, None, _) => (Caller::Project, None),
     };
     if let Some(tenant) = caller.tenant() {
-        if config.tenant(tenant.as_str()).is_some_and(|t| t.blocked) {
+        if settings.blocked.contains(tenant.as_str()) {
             return Err(Refusal::TenantBlocked);
         }
     }
@@ -113,8 +117,8 @@ pub fn admit<'c>(
     })
 }
 
-fn require_privileged_token(config: &Config, headers: &HeaderMap) -> Result<(), Refusal> {
-    let secret = config
+fn require_privileged_token(settings: &RouteSettings, headers: &HeaderMap) -> Result<(), Refusal> {
+    let secret = settings
         .privileged_token
         .as_ref()
         .ok_or(Refusal::PrivilegedRequired)?;

@@ -3,11 +3,9 @@
 
 use http::Method;
 
-use super::canonical::CanonicalPath;
 use super::template::{Captures, Template};
-use crate::config::model::Scope;
-use crate::respond::RouteResponse;
-use crate::rewrite::RouteRewrite;
+use super::Scope;
+use crate::path::CanonicalPath;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Methods {
@@ -59,31 +57,14 @@ impl Methods {
 pub struct Route {
     /// Label in logs and metrics; the match string unless the config names it.
     pub name: String,
-    /// Its position in the table: the key of its per-route metric handles.
+    /// Its position in the table: the key of every stage's rules for it and of its
+    /// metric handles.
     pub index: usize,
     /// The match string as the config wrote it.
     pub match_text: String,
     pub methods: Methods,
     pub template: Template,
     pub scope: Scope,
-    /// Rewrite rules and `set_headers` templates (stage 4).
-    pub rewrite: RouteRewrite,
-    /// Response rules (stage 6).
-    pub response: RouteResponse,
-    /// Rate-limit tokens per request (stage 3).
-    pub cost: u64,
-    /// Metered units per 2xx (stage 7).
-    pub units: crate::meter::RouteUnits,
-    /// `degradable = true`: the answer given past a soft cap instead of forwarding.
-    pub degrade: Option<DegradeAnswer>,
-}
-
-/// `[route.degrade]`, compiled.
-#[derive(Debug, Clone)]
-pub struct DegradeAnswer {
-    pub status: http::StatusCode,
-    pub content_type: http::HeaderValue,
-    pub body: bytes::Bytes,
 }
 
 impl Route {

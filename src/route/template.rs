@@ -1,7 +1,7 @@
 //! Path templates (SPEC 4): literal segments, `{name}` for one segment, and a final
 //! `{*rest}` for zero or more segments.
 
-use super::canonical::CanonicalPath;
+use crate::path::CanonicalPath;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Segment {

@@ -5,6 +5,7 @@
 
 pub mod embedded;
 pub mod memory;
+pub mod settings;
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
@@ -12,7 +13,7 @@ use std::sync::{Mutex, PoisonError};
 use dashmap::DashMap;
 use serde::Serialize;
 
-use crate::route::Caller;
+use crate::identity::Caller;
 
 /// One row of usage: a tenant's (or the project's) day.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]

@@ -105,7 +105,10 @@ impl<T: Copy + PartialEq> Cursor<T> {
             let steps = &pointer(c.tag).steps;
             let mut at = c.step;
             while steps.get(at) == Some(&Step::AnyDepth) {
-                push(Cursor { tag: c.tag, step: at });
+                push(Cursor {
+                    tag: c.tag,
+                    step: at,
+                });
                 at += 1;
             }
             if steps.get(at).is_some_and(|s| s.takes(key, index)) {

@@ -6,6 +6,10 @@ use regex::Regex;
 
 use crate::hygiene;
 
+pub mod compile;
+
+pub use compile::{IdentityMode, IdentitySpec};
+
 pub const MAX_TENANT_BYTES: usize = 256;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -71,6 +75,23 @@ impl TenantId {
 impl std::fmt::Display for TenantId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+/// Whose limits and usage a request counts against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    Tenant(TenantId),
+    /// Unscoped shared calls and privileged calls: the project's bucket.
+    Project,
+}
+
+impl Caller {
+    pub fn tenant(&self) -> Option<&TenantId> {
+        match self {
+            Self::Tenant(t) => Some(t),
+            Self::Project => None,
+        }
     }
 }
 

@@ -1,5 +1,9 @@
-//! Stage 5: the pooled upstream client. One client serves every tenant; nothing
-//! tenant-specific lives on a connection.
+//! Stage 5: the request's final form and the pooled upstream client. Client headers
+//! are cleaned, forwarding headers and the configured credentials added; one client
+//! serves every tenant, and nothing tenant-specific lives on a connection.
+
+pub mod compile;
+pub mod outgoing;
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -7,7 +11,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, Method, Request, Response, Uri, Version};
+use http::{Method, Request, Response, Version};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -16,9 +20,10 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::body::{IdleTimeout, ProxyBody};
-use crate::config::UpstreamSettings;
 use crate::refusal::Refusal;
 use crate::BoxError;
+pub use compile::{ForwardSettings, UpstreamSettings};
+pub use outgoing::{prepare, Outgoing};
 
 /// The settings that shape the connection pool itself; changing them needs a restart.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,15 +45,6 @@ impl PoolSettings {
 pub struct Upstream {
     client: Client<HttpConnector, Reclaimable>,
     pool: PoolSettings,
-}
-
-/// What tenantgate sends upstream: everything but the body, which travels separately
-/// so that a request refused by a connect failure can be sent again.
-pub struct Outgoing {
-    pub method: Method,
-    pub uri: Uri,
-    pub headers: HeaderMap,
-    pub body: ProxyBody,
 }
 
 impl Upstream {

@@ -1,46 +1,135 @@
-//! `[limits]`, plans, per-tenant overrides, and the routes' `cost`, `units` and
-//! `degrade` (SPEC 6), compiled into [`LimitSettings`] and per-tenant [`Plan`]s.
+//! `[limits]` plans and the project, per-tenant plans and overrides, and the routes'
+//! `cost` and `degrade` (SPEC 6), compiled into [`LimitSettings`] and [`RouteLimits`].
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderName, HeaderValue, StatusCode};
+use http::{HeaderValue, StatusCode};
+use serde::Deserialize;
 
-use super::super::load::{key, KeyPath, Seg};
-use super::super::model::{self, Overflow, PlanFields};
-use super::Errors;
-use crate::limits::gcra::Rate;
-use crate::limits::plan::{fraction_of, LimitSettings, Plan, Project, Queue};
-use crate::meter::RouteUnits;
-use crate::rewrite::pointer::Pointer;
-use crate::route::table::DegradeAnswer;
+use super::gcra::Rate;
+use super::plan::{fraction_of, DegradeAnswer, LimitSettings, Plan, Project, Queue, RouteLimits};
+use crate::spec::units::Dur;
+use crate::spec::{key, Errors, KeyPath, Seg};
+
+/// `[limits.plans.NAME]`, and the same fields as per-tenant overrides (SPEC 6).
+#[derive(Debug, Default, Clone, Deserialize)]
+pub struct PlanSpec {
+    pub rate: Option<u64>,
+    pub per: Option<Dur>,
+    pub burst: Option<u64>,
+    pub max_concurrent: Option<u32>,
+    pub daily_units: Option<u64>,
+    pub soft_cap: Option<f64>,
+    pub overflow: Option<Overflow>,
+    pub max_wait: Option<Dur>,
+    pub max_queue: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Overflow {
+    Reject,
+    Queue,
+}
+
+/// `[limits.project]`: the project bucket and the whole upstream's daily budget.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectSpec {
+    pub rate: Option<u64>,
+    pub per: Option<Dur>,
+    pub burst: Option<u64>,
+    pub daily_units: Option<u64>,
+    pub degrade_at: Option<f64>,
+}
+
+/// `[route.degrade]`: the answer a degradable route gives past a soft cap.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DegradeSpec {
+    #[serde(default = "default_degrade_status")]
+    pub status: u16,
+    pub body: String,
+    pub content_type: Option<String>,
+}
+
+fn default_degrade_status() -> u16 {
+    200
+}
+
+/// A `[tenants.ID]` table's limit keys.
+pub struct TenantLimits<'a> {
+    pub id: &'a str,
+    pub plan: Option<&'a str>,
+    pub overrides: &'a PlanSpec,
+}
+
+/// A `[[route]]`'s limit keys.
+pub struct RouteLimitsSpec<'a> {
+    pub cost: Option<u64>,
+    pub degradable: bool,
+    pub degrade: Option<&'a DegradeSpec>,
+}
+
+/// Everything stage 3 compiles from.
+pub struct LimitsSpec<'a> {
+    pub default_plan: Option<&'a str>,
+    pub plans: &'a BTreeMap<String, PlanSpec>,
+    pub project: &'a ProjectSpec,
+    pub tenants: Vec<TenantLimits<'a>>,
+    pub routes: Vec<RouteLimitsSpec<'a>>,
+}
+
+/// Stage 3's settings and its rules for each route, in route order.
+pub struct Compiled {
+    pub settings: LimitSettings,
+    pub routes: Vec<RouteLimits>,
+}
+
+pub fn compile(spec: &LimitsSpec<'_>, errors: &mut Errors) -> Compiled {
+    let mut settings = settings(spec, errors);
+    for tenant in &spec.tenants {
+        if let Some(plan) = tenant_plan(spec, tenant, errors) {
+            settings.tenants.insert(tenant.id.to_owned(), plan);
+        }
+    }
+    let routes: Vec<RouteLimits> = spec
+        .routes
+        .iter()
+        .enumerate()
+        .map(|(i, route)| route_limits(route, i, errors))
+        .collect();
+    let named: Vec<Plan> = spec
+        .plans
+        .iter()
+        .filter_map(|(name, fields)| plan_quietly(name, fields))
+        .collect();
+    let plans = named.iter().chain(settings.tenants.values());
+    check_costs(&routes, plans, &settings.project, errors);
+    Compiled { settings, routes }
+}
 
 const DEFAULT_PER: Duration = Duration::from_secs(1);
 const DEFAULT_MAX_WAIT: Duration = Duration::from_secs(2);
 const DEFAULT_MAX_QUEUE: u32 = 32;
 
-pub fn settings(file: &model::File, errors: &mut Errors) -> LimitSettings {
-    let limits = &file.limits;
-    for (name, fields) in &limits.plans {
-        plan(
-            name,
-            fields,
-            &PlanFields::default(),
-            plan_path(name),
-            errors,
-        );
+fn settings(spec: &LimitsSpec<'_>, errors: &mut Errors) -> LimitSettings {
+    for (name, fields) in spec.plans {
+        plan(name, fields, &PlanSpec::default(), plan_path(name), errors);
     }
-    let default_plan = limits.default_plan.as_ref().and_then(|name| {
-        let Some(fields) = limits.plans.get(name) else {
+    let default_plan = spec.default_plan.and_then(|name| {
+        let Some(fields) = spec.plans.get(name) else {
             errors.add(
                 vec![key("limits"), key("default_plan")],
                 format!("default_plan {name:?} is not a [limits.plans] entry"),
             );
             return None;
         };
-        plan_quietly(name, fields, &mut Errors::default())
+        plan_quietly(name, fields)
     });
-    let p = &limits.project;
+    let p = spec.project;
     let at = |k: &str| vec![key("limits"), key("project"), key(k)];
     let rate = p.rate.and_then(|rate| {
         let per = p.per.map_or(DEFAULT_PER, |d| d.0);
@@ -68,26 +157,21 @@ pub fn settings(file: &model::File, errors: &mut Errors) -> LimitSettings {
             daily_units: p.daily_units,
             degrade_units,
         },
+        tenants: BTreeMap::new(),
     }
 }
 
 /// The plan a `[tenants.ID]` table resolves to: its `plan` (or the default plan) with
 /// its own fields on top; `None` when neither names any limit.
-pub fn tenant_plan(
-    file: &model::File,
-    id: &str,
-    settings: &model::TenantSettings,
+fn tenant_plan(
+    spec: &LimitsSpec<'_>,
+    tenant: &TenantLimits<'_>,
     errors: &mut Errors,
 ) -> Option<Plan> {
-    let at = vec![key("tenants"), key(id)];
-    for name in settings.unknown.keys() {
-        let mut path = at.clone();
-        path.push(key(name));
-        errors.add(path, format!("unknown key {name:?} in [tenants.{id}]"));
-    }
-    let name = settings.plan.as_ref().or(file.limits.default_plan.as_ref());
+    let at = vec![key("tenants"), key(tenant.id)];
+    let name = tenant.plan.or(spec.default_plan);
     let base = match name {
-        Some(name) => match file.limits.plans.get(name) {
+        Some(name) => match spec.plans.get(name) {
             Some(base) => base.clone(),
             None => {
                 let mut path = at.clone();
@@ -96,33 +180,28 @@ pub fn tenant_plan(
                 return None;
             }
         },
-        None => PlanFields::default(),
+        None => PlanSpec::default(),
     };
-    let over = &settings.overrides;
+    let over = tenant.overrides;
     if name.is_none() && is_empty(over) {
         return None;
     }
-    let label = name.map_or_else(|| id.to_owned(), Clone::clone);
-    plan(&label, &base, over, at, errors)
+    let label = name.unwrap_or(tenant.id);
+    plan(label, &base, over, at, errors)
 }
 
 /// A named plan, compiled without reporting (its errors are reported once, by
 /// [`settings`]).
-pub fn plan_quietly(name: &str, fields: &PlanFields, errors: &mut Errors) -> Option<Plan> {
-    plan(
-        name,
-        fields,
-        &PlanFields::default(),
-        plan_path(name),
-        errors,
-    )
+fn plan_quietly(name: &str, fields: &PlanSpec) -> Option<Plan> {
+    let quiet = &mut Errors::default();
+    plan(name, fields, &PlanSpec::default(), plan_path(name), quiet)
 }
 
 fn plan_path(name: &str) -> KeyPath {
     vec![key("limits"), key("plans"), key(name)]
 }
 
-fn is_empty(f: &PlanFields) -> bool {
+fn is_empty(f: &PlanSpec) -> bool {
     f.rate.is_none()
         && f.per.is_none()
         && f.burst.is_none()
@@ -137,8 +216,8 @@ fn is_empty(f: &PlanFields) -> bool {
 /// `base` with every field `over` sets replacing it.
 fn plan(
     name: &str,
-    base: &PlanFields,
-    over: &PlanFields,
+    base: &PlanSpec,
+    over: &PlanSpec,
     at: KeyPath,
     errors: &mut Errors,
 ) -> Option<Plan> {
@@ -210,42 +289,14 @@ fn fraction(f: f64, at: KeyPath, errors: &mut Errors) -> Option<f64> {
     }
 }
 
-/// A route's `cost`, `units` and `degrade`.
-pub fn route_limits(
-    route: &model::Route,
-    i: usize,
-    errors: &mut Errors,
-) -> (u64, RouteUnits, Option<DegradeAnswer>) {
+/// A route's `cost` and `degrade`.
+fn route_limits(route: &RouteLimitsSpec<'_>, i: usize, errors: &mut Errors) -> RouteLimits {
     let path = |k: &str| vec![key("route"), Seg::Index(i), key(k)];
     let cost = route.cost.unwrap_or(1);
     if cost == 0 {
         errors.add(path("cost"), "cost must be at least 1");
     }
-    let units = match &route.units {
-        None => RouteUnits::default(),
-        Some(model::Units::Fixed(n)) => RouteUnits::Fixed(*n),
-        Some(model::Units::Header { header }) => match HeaderName::try_from(header.as_str()) {
-            Ok(name) => RouteUnits::Header(name),
-            Err(_) => {
-                errors.add(path("units"), format!("{header:?} is not a header name"));
-                RouteUnits::default()
-            }
-        },
-        Some(model::Units::Json { json }) => {
-            let pointer = Pointer::parse(json).ok().filter(|p| !p.has_wildcard());
-            if pointer.is_none() {
-                errors.add(path("units"), "units.json must be a JSON pointer without wildcards, like \"/usage/total_tokens\"");
-            }
-            if route.scope != model::Scope::Tenant || route.response.passthrough {
-                errors.add(
-                    path("units"),
-                    "units.json reads the answer's body, which only tenant routes without passthrough buffer",
-                );
-            }
-            pointer.map_or_else(RouteUnits::default, RouteUnits::Json)
-        }
-    };
-    let degrade = match (&route.degrade, route.degradable) {
+    let degrade = match (route.degrade, route.degradable) {
         (None, false) => None,
         (None, true) => {
             errors.add(
@@ -263,10 +314,10 @@ pub fn route_limits(
         }
         (Some(d), true) => degrade_answer(d, path("degrade"), errors),
     };
-    (cost, units, degrade)
+    RouteLimits { cost, degrade }
 }
 
-fn degrade_answer(d: &model::Degrade, at: KeyPath, errors: &mut Errors) -> Option<DegradeAnswer> {
+fn degrade_answer(d: &DegradeSpec, at: KeyPath, errors: &mut Errors) -> Option<DegradeAnswer> {
     let status = StatusCode::from_u16(d.status)
         .ok()
         .filter(|s| !s.is_informational());
@@ -289,8 +340,8 @@ fn degrade_answer(d: &model::Degrade, at: KeyPath, errors: &mut Errors) -> Optio
 
 /// Routes whose `cost` no bucket could ever pay are refused rather than left to 429
 /// forever.
-pub fn check_costs<'p>(
-    file: &model::File,
+fn check_costs<'p>(
+    routes: &[RouteLimits],
     plans: impl Iterator<Item = &'p Plan>,
     project: &Project,
     errors: &mut Errors,
@@ -303,8 +354,8 @@ pub fn check_costs<'p>(
                 .map(|r| ("[limits.project]".to_owned(), r.burst())),
         )
         .collect();
-    for (i, route) in file.routes.iter().enumerate() {
-        let cost = route.cost.unwrap_or(1);
+    for (i, route) in routes.iter().enumerate() {
+        let cost = route.cost;
         if let Some((who, burst)) = bursts.iter().find(|(_, burst)| cost > *burst) {
             errors.add(
                 vec![key("route"), Seg::Index(i), key("cost")],

@@ -1,0 +1,105 @@
+//! The upstream request as it leaves: the rewritten path under the upstream's base
+//! path, the client's headers after hygiene, forwarding headers, then the configured
+//! headers, most specific last so a per-tenant key wins.
+
+use std::net::SocketAddr;
+
+use http::header::{ACCEPT_ENCODING, CONTENT_LENGTH};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
+
+use super::ForwardSettings;
+use crate::body::ProxyBody;
+use crate::hygiene::{self, REQUEST_ID};
+use crate::identity::TenantId;
+use crate::path::{BadPath, CanonicalPath};
+use crate::refusal::Refusal;
+
+/// The scheme clients use to reach the proxy listener.
+const LISTENER_SCHEME: &str = "http";
+
+/// What tenantgate sends upstream: everything but the body, which travels separately
+/// so that a request refused by a connect failure can be sent again.
+pub struct Outgoing {
+    pub method: Method,
+    pub uri: Uri,
+    pub headers: HeaderMap,
+    pub body: ProxyBody,
+}
+
+/// Where the request came from and what the stages before decided about it.
+pub struct Origin<'a> {
+    pub peer: SocketAddr,
+    pub request_id: &'a HeaderValue,
+    pub tenant: Option<&'a TenantId>,
+    /// The response stage reads the answer, so it is asked for uncompressed.
+    pub inspects: bool,
+}
+
+/// The rewritten request (stage 4's output) in its final form.
+pub struct Rewritten<'a> {
+    pub path: &'a CanonicalPath,
+    pub query: Option<&'a str>,
+    pub headers: &'a [(HeaderName, HeaderValue)],
+    pub content_length: Option<usize>,
+}
+
+pub fn prepare(
+    settings: &ForwardSettings,
+    method: Method,
+    client_headers: HeaderMap,
+    rewritten: Rewritten<'_>,
+    body: ProxyBody,
+    origin: Origin<'_>,
+) -> Result<Outgoing, Refusal> {
+    let uri = upstream_uri(settings, rewritten.path, rewritten.query)?;
+    let mut headers = settings.strip.clean(client_headers);
+    hygiene::add_forwarding(&mut headers, origin.peer, LISTENER_SCHEME);
+    headers.insert(REQUEST_ID, origin.request_id.clone());
+    let tenant_headers = origin
+        .tenant
+        .and_then(|t| settings.tenant_headers.get(t.as_str()))
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let configured = settings
+        .upstream
+        .set_headers
+        .iter()
+        .chain(rewritten.headers)
+        .chain(tenant_headers);
+    for (name, value) in configured {
+        headers.insert(name.clone(), value.clone());
+    }
+    if origin.inspects {
+        headers.insert(ACCEPT_ENCODING, HeaderValue::from_static("identity"));
+    }
+    if let Some(len) = rewritten.content_length {
+        headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
+    }
+    Ok(Outgoing {
+        method,
+        uri,
+        headers,
+        body,
+    })
+}
+
+/// The canonical path, re-encoded, under the upstream's base path, and the query.
+fn upstream_uri(
+    settings: &ForwardSettings,
+    path: &CanonicalPath,
+    query: Option<&str>,
+) -> Result<Uri, Refusal> {
+    let upstream = &settings.upstream;
+    let mut target = upstream.base_path.clone();
+    target.push_str(&path.encode());
+    if let Some(query) = query {
+        target.push('?');
+        target.push_str(query);
+    }
+    Uri::builder()
+        .scheme(upstream.origin.clone())
+        .authority(upstream.authority.clone())
+        .path_and_query(target)
+        .build()
+        .map_err(|_| Refusal::BadPath(BadPath::BadEscape))
+}
