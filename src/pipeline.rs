@@ -9,14 +9,14 @@
 //!  2. route     canonical path, first matching rule,                                     |
 //!               the rule's scope admits the caller      route/, path.rs     -- refusal --+
 //!  3. limits    degradation, quota, in-flight, rate     limits/             -- refusal --+
-//!               (past a soft cap the route's degrade answer goes to 8) ---- degraded ----+
+//!               (past a soft cap the route's degrade answer goes to 8) ------- degraded -+
 //!  4. rewrite   ids into the caller's namespace         rewrite/            -- refusal --+
 //!  5. forward   final form, pooled upstream call        forward/, hygiene   -- refusal --+
 //!  6. respond   keep, leak guard, unwrap                respond/            -- refusal --+
 //!  7. meter     a 2xx's units, recorded at body end     meter/, store/                   |
 //!     |                                                                                  |
-//!  8. answer    limit and quota headers, X-Request-Id, X-Tenant-Namespace,   <-----------+
-//!               metrics, the audit line
+//!  8. answer    limit and quota headers, X-Request-Id,  answer.rs  <--------------------+
+//!               X-Tenant-Namespace, metrics, the audit line
 //! ```
 //!
 //! Any stage may refuse with a [`Refusal`]: the walk ends there, before the upstream is
@@ -24,68 +24,30 @@
 //! refusal's JSON error of SPEC 7 takes stage 8 like any answer.
 
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use http::header::CONTENT_TYPE;
 use http::request::Parts;
-use http::{HeaderMap, HeaderValue, Method, Request, Response};
+use http::{HeaderValue, Method, Request, Response};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
+use crate::answer::{self, Done, InFlight, Trail};
 use crate::app::App;
 use crate::audit::AuditRecord;
 use crate::body::{self, IdleTimeout, ProxyBody};
-use crate::config::{Config, RouteRules, Snapshot};
+use crate::config::{Config, RouteRules};
 use crate::forward::{self, Outgoing};
-use crate::hygiene::{self, REQUEST_ID};
-use crate::identity::{Caller, TenantId};
-use crate::limits::{self, Admission, DegradeAnswer, Permit};
+use crate::hygiene;
+use crate::identity::TenantId;
+use crate::limits::{self, Admission, DegradeAnswer};
 use crate::meter;
 use crate::namespace::Namespace;
 use crate::refusal::Refusal;
 use crate::respond;
 use crate::rewrite::{self, Target};
 use crate::route::{self, Admitted};
-
-/// What one request gathers on its walk for its answer and its audit line.
-struct Trail<'c> {
-    audit: AuditRecord,
-    /// Rate-limit headers of the bucket charged (stage 3).
-    limit_headers: HeaderMap,
-    /// The caller's in-flight slot, held until the answer's body ends.
-    permit: Option<Permit>,
-    /// Whom the request is metered to (stage 7), once a route admitted it.
-    caller: Option<Caller>,
-    /// The matched route's rules, once stage 2 matched one.
-    rules: Option<&'c RouteRules>,
-    /// The matched route's position, for its metric handles.
-    route: Option<usize>,
-    /// The namespace the route stage resolved: rewrite and respond work in it, and
-    /// every answer names it in `X-Tenant-Namespace`.
-    namespace: Option<Namespace>,
-    /// Request body bytes read from the client.
-    bytes_in: Arc<AtomicU64>,
-    /// How long the upstream took to its response head.
-    upstream_time: Option<Duration>,
-}
-
-/// Counts a request in `tenantgate_inflight_requests` until its answer's body ends.
-struct InFlight(prometheus::IntGauge);
-
-impl InFlight {
-    fn new(gauge: &prometheus::IntGauge) -> Self {
-        gauge.inc();
-        Self(gauge.clone())
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.dec();
-    }
-}
 
 pub async fn handle(
     app: Arc<App>,
@@ -97,19 +59,11 @@ pub async fn handle(
     let snapshot = app.snapshot();
     let config = &snapshot.config;
     let request_id = hygiene::request_id(request.headers());
-    let mut trail = Trail {
-        audit: AuditRecord::new(request_id.clone(), request.method().clone()),
-        limit_headers: HeaderMap::new(),
-        permit: None,
-        caller: None,
-        rules: None,
-        route: None,
-        namespace: None,
-        bytes_in: Arc::default(),
-        upstream_time: None,
-    };
+    let audit = AuditRecord::new(request_id.clone(), request.method().clone());
+    let mut trail = Trail::new(audit);
     let walked = walk(&app, config, request, peer, &request_id, &mut trail).await;
-    let response = walked.unwrap_or_else(|refusal| refused(&app, config, &mut trail, refusal));
+    let response =
+        walked.unwrap_or_else(|refusal| answer::refused(&app, config, &mut trail, refusal));
     // 7. meter
     let metered = meter(&app, config, &mut trail, &response);
     // 8. answer
@@ -119,7 +73,7 @@ pub async fn handle(
         in_flight,
         started,
     };
-    answer(&app, &snapshot, trail, done, response)
+    answer::answer(&app, &snapshot, trail, done, response)
 }
 
 /// Stages 1 to 6. Stage 7 reads what the answer is worth after them.
@@ -209,25 +163,6 @@ async fn walk<'c>(
     respond::finish(&config.respond, answering, response).await
 }
 
-/// A refusal becomes the answer, counted by its code.
-fn refused(
-    app: &App,
-    config: &Config,
-    trail: &mut Trail<'_>,
-    refusal: Refusal,
-) -> Response<ProxyBody> {
-    app.metrics.rejected(refusal.code());
-    match (&refusal, &trail.caller) {
-        (Refusal::IsolationViolation, _) => app.metrics.isolation_violations.inc(),
-        (Refusal::RateLimited { .. } | Refusal::TooManyInFlight, Some(caller)) => app
-            .metrics
-            .rate_limited(limits::policy(&config.limits, caller)),
-        _ => {}
-    }
-    trail.audit.reason = Some(refusal.code());
-    refusal.to_response()
-}
-
 /// Stage 7: what a forwarded 2xx answer is worth, to be recorded when its body ends.
 /// Refusals and degraded answers are worth nothing.
 fn meter(
@@ -254,74 +189,6 @@ fn meter(
             .metrics
             .metered_counter(limits::policy(&config.limits, caller)),
     })
-}
-
-/// What ends with the answer's body.
-struct Done {
-    request_id: HeaderValue,
-    metered: Option<meter::Pending>,
-    in_flight: InFlight,
-    started: Instant,
-}
-
-/// Stage 8, for answers and refusals alike: the caller's limit and quota headers, the
-/// request id, the namespace; the body wrapped so its end writes the usage row and
-/// frees the in-flight slot; metrics and the audit line.
-fn answer(
-    app: &App,
-    snapshot: &Snapshot,
-    mut trail: Trail<'_>,
-    done: Done,
-    mut response: Response<ProxyBody>,
-) -> Response<ProxyBody> {
-    let config = &snapshot.config;
-    if let Some(caller) = &trail.caller {
-        let pending = done.metered.as_ref().map_or(0, |m| m.units);
-        let headers = response.headers_mut();
-        meter::quota_headers(&config.limits, &app.ledger, caller, pending, headers);
-    }
-    let headers = response.headers_mut();
-    for (name, value) in trail.limit_headers.drain() {
-        if let Some(name) = name {
-            headers.insert(name, value);
-        }
-    }
-    headers.insert(REQUEST_ID, done.request_id);
-    if let Some(root) = trail
-        .namespace
-        .as_ref()
-        .and_then(|ns| HeaderValue::from_str(&ns.root).ok())
-    {
-        headers.insert(respond::TENANT_NAMESPACE, root);
-    }
-    let (metered, held) = (done.metered, (trail.permit.take(), done.in_flight));
-    response = response.map(|body| {
-        body::on_end(body, move |bytes_out| {
-            if let Some(metered) = metered {
-                metered.record(bytes_out);
-            }
-            drop(held);
-        })
-    });
-    let elapsed = done.started.elapsed();
-    if let Some(route) = trail.route.and_then(|i| snapshot.route_metrics.get(i)) {
-        route.count(response.status());
-        route.duration.observe(elapsed.as_secs_f64());
-        if trail.audit.degraded {
-            route.degraded.inc();
-        }
-    }
-    let upstream = trail.upstream_time.unwrap_or_default();
-    if let Some(upstream) = trail.upstream_time {
-        app.metrics
-            .upstream_duration
-            .observe(upstream.as_secs_f64());
-    }
-    app.metrics
-        .overhead
-        .observe(elapsed.saturating_sub(upstream).as_secs_f64());
-    trail.audit.emit(response.status(), elapsed);
-    response
 }
 
 /// The route's own answer past a soft cap (SPEC 6.3).

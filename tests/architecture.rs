@@ -10,8 +10,7 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[&[&str]] = &[
     // shared leaves
     &[
-        "body", "secret", "clock", "spec", "json", "path", "hygiene", "metrics", "audit",
-        "tenants",
+        "body", "secret", "clock", "spec", "json", "path", "hygiene", "metrics", "audit", "tenants",
     ],
     // 1. identity: tenant ids and the caller
     &["identity"],
@@ -37,6 +36,8 @@ const LAYERS: &[&[&str]] = &[
     &["config"],
     // the running process: snapshot, limiter state, upstream client
     &["app"],
+    // 8. answer: headers, metrics and the audit line for every request
+    &["answer"],
     // the corridor itself, and the admin listener
     &["pipeline", "admin"],
     &["server"],
@@ -111,7 +112,9 @@ fn code_only(source: &str) -> String {
             }
             (b'\'', _) if bytes.get(i + 2) == Some(&b'\'') || bytes.get(i + 1) == Some(&b'\\') => {
                 // A char literal such as '"' or '\'' (lifetimes have no closing quote).
-                let end = source[i + 2..].find('\'').map_or(bytes.len(), |at| i + 2 + at + 1);
+                let end = source[i + 2..]
+                    .find('\'')
+                    .map_or(bytes.len(), |at| i + 2 + at + 1);
                 i = end;
                 out.push_str("' '");
             }
@@ -198,7 +201,11 @@ fn edges() -> BTreeMap<String, BTreeSet<String>> {
     for file in files {
         let relative = file.strip_prefix(src()).expect("under src");
         let first = relative.components().next().expect("a component");
-        let module = first.as_os_str().to_string_lossy().trim_end_matches(".rs").to_owned();
+        let module = first
+            .as_os_str()
+            .to_string_lossy()
+            .trim_end_matches(".rs")
+            .to_owned();
         if !modules.contains(&module) {
             continue; // the binary's own files (main.rs, check.rs, explain.rs) and lib.rs
         }

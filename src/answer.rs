@@ -1,0 +1,160 @@
+//! Stage 8: the answer, for forwarded, degraded and refused requests alike. The
+//! caller's limit and quota headers, the request id and the namespace are added; the
+//! body is wrapped so that its end writes the usage row and frees the in-flight slot;
+//! the route's metrics and the audit line are written.
+
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::{HeaderMap, HeaderValue, Response};
+
+use crate::app::App;
+use crate::audit::AuditRecord;
+use crate::body::{self, ProxyBody};
+use crate::config::{Config, RouteRules, Snapshot};
+use crate::hygiene::REQUEST_ID;
+use crate::identity::Caller;
+use crate::limits::{self, Permit};
+use crate::meter;
+use crate::namespace::Namespace;
+use crate::refusal::Refusal;
+use crate::respond;
+
+/// What one request gathers on its walk for its answer and its audit line.
+pub struct Trail<'c> {
+    pub audit: AuditRecord,
+    /// Rate-limit headers of the bucket charged (stage 3).
+    pub limit_headers: HeaderMap,
+    /// The caller's in-flight slot, held until the answer's body ends.
+    pub permit: Option<Permit>,
+    /// Whom the request is metered to (stage 7), once a route admitted it.
+    pub caller: Option<Caller>,
+    /// The matched route's rules, once stage 2 matched one.
+    pub rules: Option<&'c RouteRules>,
+    /// The matched route's position, for its metric handles.
+    pub route: Option<usize>,
+    /// The namespace the route stage resolved: rewrite and respond work in it, and
+    /// every answer names it in `X-Tenant-Namespace`.
+    pub namespace: Option<Namespace>,
+    /// Request body bytes read from the client.
+    pub bytes_in: Arc<AtomicU64>,
+    /// How long the upstream took to its response head.
+    pub upstream_time: Option<Duration>,
+}
+
+impl Trail<'_> {
+    pub fn new(audit: AuditRecord) -> Self {
+        Self {
+            audit,
+            limit_headers: HeaderMap::new(),
+            permit: None,
+            caller: None,
+            rules: None,
+            route: None,
+            namespace: None,
+            bytes_in: Arc::default(),
+            upstream_time: None,
+        }
+    }
+}
+
+/// Counts a request in `tenantgate_inflight_requests` until its answer's body ends.
+pub struct InFlight(prometheus::IntGauge);
+
+impl InFlight {
+    pub fn new(gauge: &prometheus::IntGauge) -> Self {
+        gauge.inc();
+        Self(gauge.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// A refusal becomes the answer, counted by its code.
+pub fn refused(
+    app: &App,
+    config: &Config,
+    trail: &mut Trail<'_>,
+    refusal: Refusal,
+) -> Response<ProxyBody> {
+    app.metrics.rejected(refusal.code());
+    match (&refusal, &trail.caller) {
+        (Refusal::IsolationViolation, _) => app.metrics.isolation_violations.inc(),
+        (Refusal::RateLimited { .. } | Refusal::TooManyInFlight, Some(caller)) => app
+            .metrics
+            .rate_limited(limits::policy(&config.limits, caller)),
+        _ => {}
+    }
+    trail.audit.reason = Some(refusal.code());
+    refusal.to_response()
+}
+
+/// What ends with the answer's body.
+pub struct Done {
+    pub request_id: HeaderValue,
+    pub metered: Option<meter::Pending>,
+    pub in_flight: InFlight,
+    pub started: Instant,
+}
+
+pub fn answer(
+    app: &App,
+    snapshot: &Snapshot,
+    mut trail: Trail<'_>,
+    done: Done,
+    mut response: Response<ProxyBody>,
+) -> Response<ProxyBody> {
+    let config = &snapshot.config;
+    if let Some(caller) = &trail.caller {
+        let pending = done.metered.as_ref().map_or(0, |m| m.units);
+        let headers = response.headers_mut();
+        meter::quota_headers(&config.limits, &app.ledger, caller, pending, headers);
+    }
+    let headers = response.headers_mut();
+    for (name, value) in trail.limit_headers.drain() {
+        if let Some(name) = name {
+            headers.insert(name, value);
+        }
+    }
+    headers.insert(REQUEST_ID, done.request_id);
+    if let Some(root) = trail
+        .namespace
+        .as_ref()
+        .and_then(|ns| HeaderValue::from_str(&ns.root).ok())
+    {
+        headers.insert(respond::TENANT_NAMESPACE, root);
+    }
+    let (metered, held) = (done.metered, (trail.permit.take(), done.in_flight));
+    response = response.map(|body| {
+        body::on_end(body, move |bytes_out| {
+            if let Some(metered) = metered {
+                metered.record(bytes_out);
+            }
+            drop(held);
+        })
+    });
+    let elapsed = done.started.elapsed();
+    if let Some(route) = trail.route.and_then(|i| snapshot.route_metrics.get(i)) {
+        route.count(response.status());
+        route.duration.observe(elapsed.as_secs_f64());
+        if trail.audit.degraded {
+            route.degraded.inc();
+        }
+    }
+    let upstream = trail.upstream_time.unwrap_or_default();
+    if let Some(upstream) = trail.upstream_time {
+        app.metrics
+            .upstream_duration
+            .observe(upstream.as_secs_f64());
+    }
+    app.metrics
+        .overhead
+        .observe(elapsed.saturating_sub(upstream).as_secs_f64());
+    trail.audit.emit(response.status(), elapsed);
+    response
+}
