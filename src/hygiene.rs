@@ -101,9 +101,18 @@ pub fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
 }
 
 /// Every request header name tenantgate removes, folded (lower case, `-` for `_`).
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct StripSet {
     folded: HashSet<String>,
+}
+
+/// Sorted, so the compiled config prints the same every time.
+impl std::fmt::Debug for StripSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut names: Vec<&String> = self.folded.iter().collect();
+        names.sort();
+        f.debug_set().entries(names).finish()
+    }
 }
 
 impl StripSet {
