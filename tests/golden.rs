@@ -15,7 +15,9 @@ fn compiled_configs_match_their_snapshots() {
     let mut seen = 0;
     insta::glob!("..", "{config,examples,presets}/**/*.toml", |path| {
         let raw = std::fs::read_to_string(path).expect("readable config");
-        let name = path.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        let name = path
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
         let snapshot = config::load_str(&raw, &name, &Overrides::default(), &stand_in)
             .unwrap_or_else(|e| panic!("{} does not compile:\n{e}", path.display()));
         insta::assert_debug_snapshot!(snapshot.config);

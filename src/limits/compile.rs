@@ -83,6 +83,7 @@ pub struct LimitsSpec<'a> {
 }
 
 /// Stage 3's settings and its rules for each route, in route order.
+#[derive(Debug)]
 pub struct Compiled {
     pub settings: LimitSettings,
     pub routes: Vec<RouteLimits>,
@@ -364,3 +365,6 @@ fn check_costs<'p>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,90 @@
+use super::*;
+
+fn spec() -> NamespaceScheme {
+    NamespaceScheme::new("u_{tenant}", "__", None, Unscoped::Reject, "main").unwrap()
+}
+
+#[test]
+fn encodes_as_the_spec_fixes_it() {
+    assert_eq!(encode_tenant("alice"), "alice");
+    assert_eq!(encode_tenant("Alice"), "-41lice");
+    assert_eq!(encode_tenant("a_b"), "a-5fb");
+    assert_eq!(encode_tenant("a-b"), "a-2db");
+    assert_eq!(encode_tenant("é"), "-c3-a9");
+    assert_eq!(decode_tenant("-41lice").as_deref(), Some("Alice"));
+    assert_eq!(decode_tenant("-61"), None, "non-canonical");
+    assert_eq!(decode_tenant("-4"), None);
+    assert_eq!(
+        decode_tenant("-4F"),
+        None,
+        "upper-case hex is not canonical"
+    );
+    assert_eq!(decode_tenant("-ff"), None, "not UTF-8");
+}
+
+#[test]
+fn classifies_by_the_root() {
+    let ns = spec();
+    let alice = TenantId::parse("alice", None).unwrap();
+    let root = ns.root(&alice).unwrap();
+    assert_eq!(root, "u_alice");
+    assert_eq!(
+        ns.classify("u_alice"),
+        Classified::Root {
+            tenant: "alice".into()
+        }
+    );
+    assert_eq!(
+        ns.classify("u_alice__s1__x"),
+        Classified::Namespaced {
+            tenant: "alice".into(),
+            id: "s1__x"
+        }
+    );
+    let tricky = TenantId::parse("u_bob__x", None).unwrap();
+    let tricky_root = ns.root(&tricky).unwrap();
+    assert_eq!(tricky_root, "u_u-5fbob-5f-5fx");
+    assert_eq!(
+        ns.classify(&ns.namespaced(&tricky_root, "y")),
+        Classified::Namespaced {
+            tenant: "u_bob__x".into(),
+            id: "y"
+        }
+    );
+    for other in [
+        "U_bob__x",
+        "u-bob",
+        "xu_bob__x",
+        "see u_bob__x",
+        "u_",
+        "u___x",
+        "main",
+        "u_-61__x",
+    ] {
+        assert_eq!(ns.classify(other), Classified::Other, "{other}");
+    }
+}
+
+#[test]
+fn refuses_unsafe_settings() {
+    assert!(NamespaceScheme::new("u_{tenant}", "-", None, Unscoped::Reject, "main").is_err());
+    assert!(NamespaceScheme::new("u_{tenant}", ".", None, Unscoped::Reject, "main").is_err());
+    assert!(NamespaceScheme::new("u_", "__", None, Unscoped::Reject, "main").is_err());
+    assert!(NamespaceScheme::new("u_{tenant}", "__", None, Unscoped::Reject, "u_main").is_err());
+    assert!(NamespaceScheme::new("{tenant}", "__", None, Unscoped::Reject, "main").is_err());
+    assert!(NamespaceScheme::new("{tenant}", "__", None, Unscoped::Reject, "Main").is_ok());
+}
+
+#[test]
+fn max_encoded_limits_the_encoded_form() {
+    let ns = NamespaceScheme::new("u_{tenant}", "__", Some(6), Unscoped::Reject, "main").unwrap();
+    assert!(ns.root(&TenantId::parse("abcdef", None).unwrap()).is_ok());
+    assert_eq!(
+        ns.root(&TenantId::parse("Abc", None).unwrap()),
+        Ok("u_-41bc".to_owned())
+    );
+    assert_eq!(
+        ns.root(&TenantId::parse("ABc", None).unwrap()),
+        Err(InvalidTenant::EncodedTooLong)
+    );
+}

@@ -1,0 +1,141 @@
+use super::*;
+
+const ALICE: Target = Target {
+    root: "u_alice",
+    tenant: Some("alice"),
+    separator: "__",
+};
+
+fn rules(list: &[(&str, Mode)]) -> Vec<JsonRule> {
+    list.iter()
+        .map(|(p, m)| JsonRule {
+            pointer: Pointer::parse(p).unwrap(),
+            mode: *m,
+        })
+        .collect()
+}
+
+fn run(body: &str, list: &[(&str, Mode)]) -> Result<String, Refusal> {
+    let out = rewrite(body.as_bytes(), &rules(list), &ALICE)?;
+    Ok(out.map_or_else(|| body.to_owned(), |b| String::from_utf8(b).unwrap()))
+}
+
+#[test]
+fn untouched_text_is_kept_byte_for_byte() {
+    let body = "{ \"user_id\" : \"alice\",\n \"v\": [3.141592653589793238, 1E+2, -0.0],\"t\":\"caf\\u00e9\" }";
+    let out = run(body, &[("/user_id", Mode::Bind)]).unwrap();
+    assert_eq!(out, body.replace("\"alice\"", "\"u_alice\""));
+}
+
+#[test]
+fn injection_creates_missing_parents_once() {
+    let out = run(
+        r#"{"a":1}"#,
+        &[
+            ("/meta/user_id", Mode::Bind),
+            ("/meta/agent", Mode::Set),
+            ("/ids", Mode::Prepend),
+        ],
+    )
+    .unwrap();
+    assert_eq!(
+        out,
+        r#"{"a":1,"meta":{"user_id":"u_alice","agent":"u_alice"},"ids":["u_alice"]}"#
+    );
+    assert_eq!(
+        run("{}", &[("/user_id", Mode::Bind)]).unwrap(),
+        r#"{"user_id":"u_alice"}"#
+    );
+    assert_eq!(
+        run(r#"{"meta":{}}"#, &[("/meta/user_id", Mode::Set)]).unwrap(),
+        r#"{"meta":{"user_id":"u_alice"}}"#
+    );
+}
+
+#[test]
+fn wildcards_rewrite_only_what_exists() {
+    let body = r#"{"messages":[{"session_id":"s1"},{"role":"x"},{"session_id":"s2"}]}"#;
+    let out = run(body, &[("/messages/*/session_id", Mode::Prefix)]).unwrap();
+    assert_eq!(
+        out,
+        r#"{"messages":[{"session_id":"u_alice__s1"},{"role":"x"},{"session_id":"u_alice__s2"}]}"#
+    );
+    let out = run(
+        r#"{"a":{"b":[{"id":"x"}]},"id":"y"}"#,
+        &[("/**/id", Mode::Prefix)],
+    )
+    .unwrap();
+    assert_eq!(
+        out,
+        r#"{"a":{"b":[{"id":"u_alice__x"}]},"id":"u_alice__y"}"#
+    );
+    assert_eq!(
+        run(r#"{"m":[{"s":"1"}]}"#, &[("/m/0/s", Mode::Prefix)]).unwrap(),
+        r#"{"m":[{"s":"u_alice__1"}]}"#
+    );
+}
+
+#[test]
+fn modes_check_values_and_types() {
+    assert_eq!(
+        run(r#"{"user_id":"u_alice"}"#, &[("/user_id", Mode::Bind)]).unwrap(),
+        r#"{"user_id":"u_alice"}"#
+    );
+    assert_eq!(
+        run(r#"{"user_id":"bob"}"#, &[("/user_id", Mode::Bind)]),
+        Err(Refusal::TenantMismatch)
+    );
+    assert_eq!(
+        run(r#"{"user_id":"bob"}"#, &[("/user_id", Mode::Set)]).unwrap(),
+        r#"{"user_id":"u_alice"}"#
+    );
+    for wrong in [r#"{"$ne":"x"}"#, "1", "null", "true", r#"["alice"]"#] {
+        let body = format!(r#"{{"user_id":{wrong}}}"#);
+        assert!(
+            matches!(
+                run(&body, &[("/user_id", Mode::Bind)]),
+                Err(Refusal::BadRequest(_))
+            ),
+            "{body}"
+        );
+    }
+    assert_eq!(
+        run(r#"{"ids":["a","b"]}"#, &[("/ids", Mode::Prefix)]).unwrap(),
+        r#"{"ids":["u_alice__a","u_alice__b"]}"#
+    );
+    assert!(run(r#"{"ids":["a",1]}"#, &[("/ids", Mode::Prefix)]).is_err());
+    assert_eq!(
+        run(r#"{"ns":["x"]}"#, &[("/ns", Mode::Prepend)]).unwrap(),
+        r#"{"ns":["u_alice","x"]}"#
+    );
+    assert_eq!(
+        run(r#"{"ns":[]}"#, &[("/ns", Mode::Prepend)]).unwrap(),
+        r#"{"ns":["u_alice"]}"#
+    );
+    assert!(run(r#"{}"#, &[("/s", Mode::PrefixRequired)]).is_err());
+    assert_eq!(run(r#"{}"#, &[("/s", Mode::Prefix)]).unwrap(), "{}");
+    assert!(run(r#"{"meta":"x"}"#, &[("/meta/user_id", Mode::Bind)]).is_err());
+}
+
+#[test]
+fn deny_at_any_depth_and_duplicate_keys_are_refused() {
+    let deny = [("/**/OR", Mode::Deny)];
+    assert!(run(r#"{"where":{"a":[{"OR":[]}]}}"#, &deny).is_err());
+    assert!(run(r#"{"OR":1}"#, &deny).is_err());
+    assert_eq!(run(r#"{"or":1}"#, &deny).unwrap(), r#"{"or":1}"#);
+    for dup in [
+        r#"{"a":1,"a":2}"#,
+        r#"{"x":{"a":1,"a":2}}"#,
+        r#"{"user_id":"alice","user\u005fid":"bob"}"#,
+    ] {
+        assert!(
+            matches!(run(dup, &[]), Err(Refusal::BadRequest(_))),
+            "{dup}"
+        );
+    }
+    let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+    assert!(run(&deep, &[]).is_err());
+    for bad in ["{", r#"{"a":01}"#, "[1] x", r#""\ud800""#] {
+        assert!(run(bad, &[]).is_err(), "{bad}");
+    }
+}
