@@ -88,3 +88,42 @@ fn max_encoded_limits_the_encoded_form() {
         Err(InvalidTenant::EncodedTooLong)
     );
 }
+
+#[test]
+fn compile_reports_each_refusal_at_its_key() {
+    #[derive(serde::Deserialize)]
+    struct Tables {
+        tenant: Tenant,
+    }
+    #[derive(serde::Deserialize)]
+    struct Tenant {
+        namespace: String,
+        separator: String,
+        main_namespace: String,
+    }
+    let compiled = |toml: &str| {
+        crate::spec::compile_str(toml, |t: &Tables, errors| {
+            let t = &t.tenant;
+            let spec = SchemeSpec {
+                namespace: &t.namespace,
+                separator: &t.separator,
+                max_encoded: None,
+                unscoped: Unscoped::Reject,
+                main_namespace: &t.main_namespace,
+            };
+            compile(&spec, errors)
+        })
+    };
+    let ok =
+        "[tenant]\nnamespace = \"u_{tenant}\"\nseparator = \"__\"\nmain_namespace = \"main\"\n";
+    assert_eq!(compiled(ok).unwrap().pattern(), "u_{tenant}");
+    let bad = |ns: &str, sep: &str, main: &str| {
+        let toml = format!(
+            "[tenant]\nnamespace = {ns:?}\nseparator = {sep:?}\nmain_namespace = {main:?}\n"
+        );
+        compiled(&toml).unwrap_err()
+    };
+    assert!(bad("u_", "__", "main")[0].starts_with("2:13: namespace must contain {tenant}"));
+    assert!(bad("u_{tenant}", "-", "main")[0].starts_with("3:13: separator \"-\""));
+    assert!(bad("u_{tenant}", "__", "u_main")[0].starts_with("4:18: main_namespace \"u_main\""));
+}
