@@ -230,7 +230,9 @@ impl Reload for App {
         self.snapshot().sha256.clone()
     }
 
-    fn reload(&self) {
-        App::reload(self);
+    type Outcome = ReloadOutcome;
+
+    fn reload(&self) -> ReloadOutcome {
+        App::reload(self)
     }
 }

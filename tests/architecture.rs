@@ -53,8 +53,14 @@ fn src() -> PathBuf {
 fn lib_modules() -> BTreeSet<String> {
     let lib = std::fs::read_to_string(src().join("lib.rs")).expect("lib.rs");
     lib.lines()
-        .filter_map(|l| l.trim().strip_prefix("pub mod "))
-        .filter_map(|l| l.strip_suffix(';'))
+        .filter_map(|l| {
+            let l = l.trim();
+            let rest = l
+                .strip_prefix("pub ")
+                .or(l.strip_prefix("pub(crate) "))
+                .unwrap_or(l);
+            rest.strip_prefix("mod ")?.strip_suffix(';')
+        })
         .map(str::to_owned)
         .collect()
 }
@@ -70,8 +76,28 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// The source without comments and string literals, so neither can fake an import.
+fn is_ident(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_'
+}
+
+/// The source without comments and string literals, so neither can fake an import,
+/// and with white space around `::` removed, so `crate :: x` reads as `crate::x`.
 fn code_only(source: &str) -> String {
+    let mut out = strip(source);
+    while let Some(at) = out
+        .find(" ::")
+        .or(out.find(":: "))
+        .or(out.find("\n::"))
+        .or(out.find("::\n"))
+    {
+        let end = at + 3;
+        let joined = out[at..end].replace([' ', '\n'], "");
+        out.replace_range(at..end, &joined);
+    }
+    out
+}
+
+fn strip(source: &str) -> String {
     let bytes = source.as_bytes();
     let mut out = String::with_capacity(source.len());
     let mut i = 0;
@@ -97,7 +123,9 @@ fn code_only(source: &str) -> String {
                 i += 1;
                 out.push_str("\"\"");
             }
-            (b'r', Some(b'#')) if i == 0 || !bytes[i - 1].is_ascii_alphanumeric() => {
+            (b'r', Some(b'#' | b'"'))
+                if i == 0 || !is_ident(bytes[i - 1]) || bytes[i - 1] == b'b' =>
+            {
                 let hashes = bytes[i + 1..].iter().take_while(|&&b| b == b'#').count();
                 let open = i + 1 + hashes;
                 if bytes.get(open) != Some(&b'"') {
@@ -128,9 +156,15 @@ fn code_only(source: &str) -> String {
 }
 
 /// The top-level modules a file's code names with `crate::` (in paths and in
-/// `use crate::{a, b::c}` groups).
-fn imports(source: &str) -> BTreeSet<String> {
-    let code = code_only(source);
+/// `use crate::{a, b::c}` groups). In a module's own top file (`src/x.rs`,
+/// `src/x/mod.rs`) `super::` is the crate root too. An alias of the crate root
+/// (`crate::{self as c}`, `extern crate self as c`) would hide imports, so it is
+/// reported as the module `"<alias of crate>"`, which no layer holds.
+fn imports(source: &str, top_file: bool) -> BTreeSet<String> {
+    let mut code = code_only(source);
+    if top_file {
+        code = code.replace("super::", "crate::");
+    }
     let ident = |text: &str| -> String {
         text.trim_start()
             .chars()
@@ -139,7 +173,8 @@ fn imports(source: &str) -> BTreeSet<String> {
     };
     let mut found = BTreeSet::new();
     for (at, _) in code.match_indices("crate::") {
-        let boundary = at == 0 || !code.as_bytes()[at - 1].is_ascii_alphanumeric();
+        let boundary =
+            at == 0 || !is_ident(code.as_bytes()[at - 1]) && code.as_bytes()[at - 1] != b'$';
         if !boundary {
             continue;
         }
@@ -169,7 +204,11 @@ fn imports(source: &str) -> BTreeSet<String> {
             }
         }
     }
+    if code.contains("extern crate self") || found.contains("self") {
+        found.insert("<alias of crate>".to_owned());
+    }
     found.remove("");
+    found.remove("self");
     found
 }
 
@@ -210,9 +249,12 @@ fn edges() -> BTreeMap<String, BTreeSet<String>> {
             continue; // the binary's own files (main.rs, check.rs, explain.rs) and lib.rs
         }
         let source = std::fs::read_to_string(&file).expect("readable source");
+        let top_file = relative.components().count() == 1
+            || relative.ends_with("mod.rs") && relative.components().count() == 2;
         let targets = edges.entry(module.clone()).or_default();
-        for target in imports(&source) {
-            if target != module && modules.contains(&target) {
+        for target in imports(&source, top_file) {
+            let alias = target.starts_with('<');
+            if target != module && (modules.contains(&target) || alias) {
                 targets.insert(target);
             }
         }
@@ -244,10 +286,20 @@ fn the_scan_sees_groups_and_ignores_comments_and_strings() {
         const S: &str = "crate::server::Running";
         const R: &str = r#"crate::dev::x"#;
         const C: char = '"';
-        fn f() { crate::metrics::render(); }
+        const B: &[u8] = br#"crate::admin"#;
+        const Q: &str = r"\";
+        fn f() { crate::metrics::render(); crate :: route::admit(); }
+        use super::store::Usage;
     "##;
-    let found: Vec<String> = imports(source).into_iter().collect();
-    assert_eq!(found, ["body", "json", "limits", "metrics", "refusal"]);
+    let found: Vec<String> = imports(source, true).into_iter().collect();
+    assert_eq!(
+        found,
+        ["body", "json", "limits", "metrics", "refusal", "route", "store"]
+    );
+    let nested: Vec<String> = imports("use super::x; use crate::{self as c};", false)
+        .into_iter()
+        .collect();
+    assert_eq!(nested, ["<alias of crate>"]);
 }
 
 #[test]

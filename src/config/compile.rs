@@ -83,6 +83,7 @@ pub fn compile(file: &File) -> Result<Config, Vec<(KeyPath, String)>> {
                 .routes
                 .iter()
                 .map(|r| RouteLimitsSpec {
+                    matched: Route::parse_match(&r.matcher).is_ok(),
                     cost: r.cost,
                     degradable: r.degradable,
                     degrade: r.degrade.as_ref(),

@@ -60,13 +60,15 @@ impl ReloadSettings {
 pub trait Reload: Send + Sync + 'static {
     /// The SHA-256 of the file the running config was loaded from.
     fn serving_sha256(&self) -> String;
+    /// What a reload did, for the log.
+    type Outcome: std::fmt::Debug + Send + 'static;
     /// Reads the file again and installs it if the whole file is valid.
-    fn reload(&self);
+    fn reload(&self) -> Self::Outcome;
 }
 
 /// Arms the watch now (so a change made after this returns is seen), then watches
 /// `path` on a task until it is aborted.
-pub fn start(target: Arc<dyn Reload>, path: PathBuf, settings: ReloadSettings) -> JoinHandle<()> {
+pub fn start<R: Reload>(target: Arc<R>, path: PathBuf, settings: ReloadSettings) -> JoinHandle<()> {
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
         _ => PathBuf::from("."),
@@ -76,8 +78,8 @@ pub fn start(target: Arc<dyn Reload>, path: PathBuf, settings: ReloadSettings) -
     tokio::spawn(run(target, path, dir, settings, watcher, (tx, changes)))
 }
 
-async fn run(
-    target: Arc<dyn Reload>,
+async fn run<R: Reload>(
+    target: Arc<R>,
     path: PathBuf,
     dir: PathBuf,
     settings: ReloadSettings,
@@ -114,9 +116,9 @@ async fn run(
             if now == Some(target.serving_sha256()) {
                 continue; // already loaded (SIGHUP or the admin endpoint got there first)
             }
-            tracing::info!(file = %path.display(), "config file changed");
             let target = target.clone();
-            let _ = tokio::task::spawn_blocking(move || target.reload()).await;
+            let outcome = tokio::task::spawn_blocking(move || target.reload()).await;
+            tracing::info!(?outcome, file = %path.display(), "config file changed");
         }
     }
 }

@@ -68,6 +68,9 @@ pub struct TenantLimits<'a> {
 
 /// A `[[route]]`'s limit keys.
 pub struct RouteLimitsSpec<'a> {
+    /// False when the route's `match` did not parse: stage 2 reported the route, so
+    /// its other keys are not judged (one error per broken route), only its cost.
+    pub matched: bool,
     pub cost: Option<u64>,
     pub degradable: bool,
     pub degrade: Option<&'a DegradeSpec>,
@@ -294,6 +297,12 @@ fn fraction(f: f64, at: KeyPath, errors: &mut Errors) -> Option<f64> {
 fn route_limits(route: &RouteLimitsSpec<'_>, i: usize, errors: &mut Errors) -> RouteLimits {
     let path = |k: &str| vec![key("route"), Seg::Index(i), key(k)];
     let cost = route.cost.unwrap_or(1);
+    if !route.matched {
+        return RouteLimits {
+            cost,
+            degrade: None,
+        };
+    }
     if cost == 0 {
         errors.add(path("cost"), "cost must be at least 1");
     }

@@ -4,7 +4,7 @@ use http::HeaderName;
 use serde::Deserialize;
 
 use super::RouteUnits;
-use crate::json::pointer::Pointer;
+use crate::json::number::NumberPath;
 use crate::route::Scope;
 use crate::spec::{at, Errors, KeyPath};
 
@@ -38,7 +38,7 @@ pub fn compile_route(
             }
         },
         Some(UnitsSpec::Json { json }) => {
-            let pointer = Pointer::parse(json).ok().filter(|p| !p.has_wildcard());
+            let pointer = NumberPath::parse(json);
             if pointer.is_none() {
                 errors.add(path(), "units.json must be a JSON pointer without wildcards, like \"/usage/total_tokens\"");
             }

@@ -14,7 +14,7 @@ use http::{HeaderMap, HeaderName, Response};
 use crate::body::ProxyBody;
 use crate::clock::{Clock, NANOS_PER_SEC};
 use crate::identity::Caller;
-use crate::json::pointer::Pointer;
+use crate::json::number::NumberPath;
 use crate::limits::{self, headers, LimitSettings};
 use crate::respond::ReportedUnits;
 use crate::store::{Counters, Usage};
@@ -27,7 +27,7 @@ pub enum RouteUnits {
     Header(HeaderName),
     /// Read from this JSON pointer (no wildcards) in the upstream's answer by the
     /// response stage, which buffers it anyway; absent: 0.
-    Json(Pointer),
+    Json(NumberPath),
 }
 
 impl Default for RouteUnits {
@@ -38,7 +38,7 @@ impl Default for RouteUnits {
 
 impl RouteUnits {
     /// The pointer the response stage reads the units from, if it must.
-    pub fn json_pointer(&self) -> Option<&Pointer> {
+    pub fn json_pointer(&self) -> Option<&NumberPath> {
         match self {
             Self::Json(pointer) => Some(pointer),
             _ => None,

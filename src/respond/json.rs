@@ -158,6 +158,8 @@ impl Walker<'_> {
                 Ok(owner)
             }
             Peek::Array => {
+                // Everything recorded inside this array comes after these marks.
+                let marks = (self.edits.len(), self.leaks.len());
                 let mut items: Vec<(usize, usize, Option<String>)> = Vec::new();
                 let mut next = j.known_array().map_err(|_| Blocked::NotJson)?;
                 let mut owner = None;
@@ -181,9 +183,9 @@ impl Walker<'_> {
                 }
                 let end = j.current_index();
                 if is_items {
-                    self.keep_owned(end, &items);
+                    self.keep_owned(end, &items, marks);
                 } else if is_unprepend {
-                    self.unprepend(start, end);
+                    self.unprepend(start, end, marks.0);
                 }
                 Ok(owner)
             }
@@ -248,7 +250,12 @@ impl Walker<'_> {
     /// Drops the items whose owner is outside the caller's namespace, with every edit
     /// and finding inside them. Each dropped item becomes one deletion that also takes
     /// its comma, so the kept items' bytes (and edits) stay where they are.
-    fn keep_owned(&mut self, end: usize, items: &[(usize, usize, Option<String>)]) {
+    fn keep_owned(
+        &mut self,
+        end: usize,
+        items: &[(usize, usize, Option<String>)],
+        (edits_from, leaks_from): (usize, usize),
+    ) {
         let kept = |owner: &Option<String>| owner.as_deref().is_some_and(|o| self.scope.within(o));
         let first_kept = items.iter().position(|(_, _, owner)| kept(owner));
         let mut dropped: Vec<(usize, usize)> = Vec::new();
@@ -275,13 +282,13 @@ impl Walker<'_> {
             let i = dropped.partition_point(|&(from, _)| from <= at);
             i > 0 && at < dropped[i - 1].1
         };
-        self.edits.retain(|e| !inside(e.at));
-        self.leaks.retain(|&at| !inside(at));
+        retain_from(&mut self.edits, edits_from, |e| !inside(e.at));
+        retain_from(&mut self.leaks, leaks_from, |&at| !inside(at));
         self.edits
             .extend(dropped.into_iter().map(|(at, end)| Edit::delete(at, end)));
     }
 
-    fn unprepend(&mut self, start: usize, end: usize) {
+    fn unprepend(&mut self, start: usize, end: usize, edits_from: usize) {
         let mut j = Jiter::new(&self.data[start..end]);
         let Ok(Some(Peek::String)) = j.next_array() else {
             return;
@@ -298,8 +305,18 @@ impl Walker<'_> {
             Ok(Some(_)) => start + j.current_index(),
             _ => first_end,
         };
-        self.edits
-            .retain(|e| e.end <= first_start || e.at >= first_end);
+        retain_from(&mut self.edits, edits_from, |e| {
+            e.end <= first_start || e.at >= first_end
+        });
         self.edits.push(Edit::delete(first_start, cut_to));
     }
+}
+
+/// `list.retain(keep)` on `list[from..]` only: what an array holds was recorded after
+/// it was entered, so dropping it never rescans the document before it (the pass stays
+/// linear in the body, not in the body times the number of arrays).
+fn retain_from<T>(list: &mut Vec<T>, from: usize, keep: impl FnMut(&T) -> bool) {
+    let mut tail = list.split_off(from.min(list.len()));
+    tail.retain(keep);
+    list.append(&mut tail);
 }

@@ -16,7 +16,7 @@ use http::Response;
 
 use crate::body::{self, BodyStalled, ProxyBody};
 use crate::hygiene;
-use crate::json::pointer::Pointer;
+use crate::json::number::NumberPath;
 use crate::namespace::{Classified, Namespace, NamespaceScheme};
 use crate::refusal::Refusal;
 use crate::tenants::KnownTenants;
@@ -97,7 +97,7 @@ pub struct Answering<'a> {
     pub route: &'a str,
     pub rules: &'a RouteResponse,
     /// Read the units at this pointer from the answer, for the meter.
-    pub units_at: Option<&'a Pointer>,
+    pub units_at: Option<&'a NumberPath>,
     pub namespaces: &'a NamespaceScheme,
     /// The caller's namespace; `None` on routes other than tenant routes.
     pub namespace: Option<&'a Namespace>,
@@ -110,7 +110,7 @@ pub struct Answering<'a> {
 pub fn inspects(
     settings: &RespondSettings,
     rules: &RouteResponse,
-    units_at: Option<&Pointer>,
+    units_at: Option<&NumberPath>,
 ) -> bool {
     let r = rules;
     !r.passthrough
@@ -175,14 +175,15 @@ pub async fn finish(
     if !is_json {
         return Err(opaque(route, "not JSON"));
     }
-    let processed = json::process(&bytes, rules, &scope).map_err(|blocked| match blocked {
+    let processed = body::heavy(bytes.len(), || json::process(&bytes, rules, &scope));
+    let processed = processed.map_err(|blocked| match blocked {
         Blocked::Leak(leaks) => violation(route, &scope, leaks),
         Blocked::NotJson => opaque(route, "invalid JSON"),
     })?;
     let mut response = Response::from_parts(parts, body::empty());
     let bytes = processed.map_or(bytes, Bytes::from);
-    if let Some(pointer) = on.units_at {
-        let units = crate::json::number_at(&bytes, pointer).unwrap_or(0);
+    if let Some(path) = on.units_at {
+        let units = path.read(&bytes);
         response.extensions_mut().insert(ReportedUnits(units));
     }
     response

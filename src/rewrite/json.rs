@@ -42,6 +42,8 @@ struct Walker<'a> {
     rules: &'a [JsonRule],
     target: &'a Target<'a>,
     edits: Vec<Edit>,
+    /// The spans already rewritten, so a second rule on the same value costs O(1).
+    rewritten: HashSet<(usize, usize)>,
 }
 
 /// Applies `rules` to `body`: `Ok(None)` when nothing changed.
@@ -55,6 +57,7 @@ pub fn rewrite(
         rules,
         target,
         edits: Vec::new(),
+        rewritten: HashSet::new(),
     };
     let mut jiter = Jiter::new(body);
     let peek = jiter.peek().map_err(|e| invalid(&e))?;
@@ -342,13 +345,11 @@ impl Walker<'_> {
 
     /// Records an edit unless an earlier rule already rewrote the same span.
     fn push(&mut self, edit: Edit) {
-        let taken = self
-            .edits
-            .iter()
-            .any(|e| e.at == edit.at && e.end == edit.end && e.end > e.at);
-        if !taken {
-            self.edits.push(edit);
+        let replaces = edit.end > edit.at;
+        if replaces && !self.rewritten.insert((edit.at, edit.end)) {
+            return;
         }
+        self.edits.push(edit);
     }
 }
 

@@ -232,7 +232,8 @@ pub async fn request(
         }
         (body::empty(), None)
     } else {
-        match json::rewrite(&bytes, &rules.json, &target)? {
+        let rewritten = body::heavy(bytes.len(), || json::rewrite(&bytes, &rules.json, &target));
+        match rewritten? {
             Some(rewritten) => {
                 let len = rewritten.len();
                 (body::full(rewritten), Some(len))

@@ -55,6 +55,7 @@ fn compiled(toml: &str) -> Result<Compiled, Vec<String>> {
                 .route
                 .iter()
                 .map(|r| RouteLimitsSpec {
+                    matched: true,
                     cost: r.cost,
                     degradable: r.degradable,
                     degrade: r.degrade.as_ref(),
