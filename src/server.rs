@@ -17,8 +17,6 @@ use crate::store::embedded::Embedded;
 use crate::store::{StoreError, Usage};
 use crate::{admin, listen, pipeline};
 
-/// Few admin clients (probes, Prometheus, an operator) ever connect at once.
-const ADMIN_MAX_CONNECTIONS: usize = 64;
 const ADMIN_GRACE: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
@@ -149,7 +147,7 @@ pub async fn start_with(
     let proxy = tokio::spawn(listen::serve(
         proxy_listener,
         listen::http_builder(&listen),
-        listen.max_connections,
+        listen.bounds(),
         proxy_stopped,
         move |request, peer| pipeline::handle(proxy_app.clone(), request, peer),
     ));
@@ -157,7 +155,7 @@ pub async fn start_with(
     let admin = tokio::spawn(listen::serve(
         admin_listener,
         listen::http_builder(&listen),
-        ADMIN_MAX_CONNECTIONS,
+        listen.bounds(),
         admin_stopped,
         move |request, _peer| admin::handle(admin_app.clone(), request),
     ));

@@ -1,5 +1,8 @@
 //! Accepting connections: HTTP/1.1 and prior-knowledge h2c on one port, bounded in
-//! connections, header size, header read time and HTTP/2 streams, and drain-aware.
+//! connections, header size, header read time (from the first byte on: see `sniff`)
+//! and HTTP/2 streams, with HTTP/2 keep-alive pings, and drain-aware.
+
+mod sniff;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -112,6 +115,10 @@ pub fn compile(spec: &ListenSpec, base: &KeyPath, errors: &mut Errors) -> Listen
 const H2_MAX_CONCURRENT_STREAMS: u32 = 256;
 const H2_MAX_PENDING_ACCEPT_RESETS: usize = 20;
 const H2_MAX_LOCAL_ERROR_RESETS: usize = 256;
+/// An HTTP/2 connection is pinged after this long without a frame, and closed when the
+/// ping is not answered within the timeout: a dead peer never holds a slot for long.
+const H2_KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(20);
+const H2_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 
 pub fn http_builder(settings: &ListenSettings) -> auto::Builder<TokioExecutor> {
     let header_bytes = settings.max_header_bytes;
@@ -128,8 +135,27 @@ pub fn http_builder(settings: &ListenSettings) -> auto::Builder<TokioExecutor> {
         .max_concurrent_streams(H2_MAX_CONCURRENT_STREAMS)
         .max_pending_accept_reset_streams(H2_MAX_PENDING_ACCEPT_RESETS)
         .max_local_error_reset_streams(H2_MAX_LOCAL_ERROR_RESETS)
+        .keep_alive_interval(H2_KEEP_ALIVE_INTERVAL)
+        .keep_alive_timeout(H2_KEEP_ALIVE_TIMEOUT)
         .max_header_list_size(u32::try_from(header_bytes).unwrap_or(u32::MAX));
     builder
+}
+
+/// What bounds a listener's connections.
+#[derive(Debug, Clone, Copy)]
+pub struct Bounds {
+    pub max_connections: usize,
+    /// Also the deadline for a new connection's first bytes.
+    pub header_read_timeout: Duration,
+}
+
+impl ListenSettings {
+    pub fn bounds(&self) -> Bounds {
+        Bounds {
+            max_connections: self.max_connections,
+            header_read_timeout: self.header_read_timeout,
+        }
+    }
 }
 
 /// Accepts until `stop` turns true, then stops accepting and hands back the tracker of
@@ -137,7 +163,7 @@ pub fn http_builder(settings: &ListenSettings) -> auto::Builder<TokioExecutor> {
 pub async fn serve<H, F>(
     listener: TcpListener,
     builder: auto::Builder<TokioExecutor>,
-    max_connections: usize,
+    bounds: Bounds,
     mut stop: watch::Receiver<bool>,
     handler: H,
 ) -> GracefulShutdown
@@ -146,7 +172,8 @@ where
     F: Future<Output = Response<ProxyBody>> + Send + 'static,
 {
     let graceful = GracefulShutdown::new();
-    let slots = Arc::new(Semaphore::new(max_connections));
+    let slots = Arc::new(Semaphore::new(bounds.max_connections));
+    let builders = Arc::new((builder.clone().http1_only(), builder.http2_only()));
     loop {
         // Waiting for a free slot before accepting leaves excess connections in the
         // kernel backlog instead of accepting work we would have to drop.
@@ -172,16 +199,32 @@ where
         };
         let _ = stream.set_nodelay(true);
         let handler = handler.clone();
-        let service = service_fn(move |request| {
-            let response = handler(request, peer);
-            async move { Ok::<_, Infallible>(response.await) }
-        });
-        let connection = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .into_owned();
-        let connection = graceful.watch(connection);
+        let (builders, watcher) = (builders.clone(), graceful.watcher());
+        let first_bytes = bounds.header_read_timeout;
         tokio::spawn(async move {
-            if let Err(error) = connection.await {
+            // Until the protocol is known hyper has no timer of its own running.
+            let (protocol, io) = match tokio::time::timeout(first_bytes, sniff::sniff(stream)).await
+            {
+                Ok(Ok(sniffed)) => sniffed,
+                Ok(Err(error)) => {
+                    tracing::debug!(%error, %peer, "connection closed before a request");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "no request within header_read_timeout; closing");
+                    return;
+                }
+            };
+            let service = service_fn(move |request| {
+                let response = handler(request, peer);
+                async move { Ok::<_, Infallible>(response.await) }
+            });
+            let builder = match protocol {
+                sniff::Protocol::Http1 => &builders.0,
+                sniff::Protocol::Http2 => &builders.1,
+            };
+            let connection = builder.serve_connection(TokioIo::new(io), service);
+            if let Err(error) = watcher.watch(connection).await {
                 tracing::debug!(%error, %peer, "connection ended with an error");
             }
             drop(permit);

@@ -1,0 +1,134 @@
+//! Hostile clients: connections that send nothing or a request head a byte at a time,
+//! and bodies built to cost CPU, against the real listeners.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Proxy, Upstream, PATIENCE};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const HEADER_READ_TIMEOUT: Duration = Duration::from_millis(1500);
+
+fn config() -> String {
+    format!(
+        r#"
+[listen]
+header_read_timeout = "{}ms"
+
+[upstream]
+url = "${{UPSTREAM}}"
+
+[[route]]
+match = "GET /v1/{{*rest}}"
+scope = "shared"
+"#,
+        HEADER_READ_TIMEOUT.as_millis()
+    )
+}
+
+/// Reads until the server closes the connection; how long that took.
+async fn closed_after(mut stream: TcpStream, opened: Instant) -> Duration {
+    let mut sink = Vec::new();
+    let read = tokio::time::timeout(PATIENCE, stream.read_to_end(&mut sink)).await;
+    assert!(read.is_ok(), "the server never closed the connection");
+    opened.elapsed()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_and_slow_connections_are_cut_while_probes_and_requests_are_served() {
+    let upstream = Upstream::ok().await;
+    let proxy = Proxy::start(&config(), &upstream).await;
+    // 150 connections to each listener (more than the admin listener used to allow):
+    // silent ones, half an HTTP/2 preface, and an HTTP/1.1 head that never ends.
+    let opened = Instant::now();
+    let mut held = Vec::new();
+    for i in 0..300 {
+        let addr = if i % 2 == 0 { proxy.addr } else { proxy.admin };
+        let mut stream = TcpStream::connect(addr).await.expect("connect");
+        match i % 6 {
+            0 | 1 => {}
+            2 | 3 => stream.write_all(b"PRI * HTTP/2").await.expect("write"),
+            _ => stream
+                .write_all(b"GET /v1/x HTTP/1.1\r\nhost: a\r\nx-slow: ")
+                .await
+                .expect("write"),
+        }
+        held.push(stream);
+    }
+
+    let asked = Instant::now();
+    let probe = proxy.admin_get("/healthz", &[]).await;
+    assert_eq!(probe.status, 200);
+    let proxied = proxy.send("GET", "/v1/x", &[], b"").await;
+    assert_eq!(proxied.status, 200);
+    let took = asked.elapsed();
+    assert!(
+        took < HEADER_READ_TIMEOUT / 3,
+        "the probe and the request waited {took:?} behind idle connections"
+    );
+
+    for stream in held {
+        let after = closed_after(stream, opened).await;
+        assert!(
+            after >= HEADER_READ_TIMEOUT - Duration::from_millis(100),
+            "closed after {after:?}, before header_read_timeout"
+        );
+        assert!(
+            after < HEADER_READ_TIMEOUT * 3,
+            "still open {after:?} after it was opened"
+        );
+    }
+    assert_eq!(proxy.admin_get("/healthz", &[]).await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_keep_alive_connection_is_closed_at_header_read_timeout() {
+    let upstream = Upstream::ok().await;
+    let proxy = Proxy::start(&config(), &upstream).await;
+    let mut stream = TcpStream::connect(proxy.addr).await.expect("connect");
+    stream
+        .write_all(b"GET /v1/x HTTP/1.1\r\nhost: a\r\n\r\n")
+        .await
+        .expect("write");
+    // Read exactly one response (head, then Content-Length bytes), leaving the
+    // connection open and idle.
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let complete = |got: &[u8]| {
+        let text = String::from_utf8_lossy(got);
+        let Some(head_end) = text.find("\r\n\r\n") else {
+            return false;
+        };
+        let length = text[..head_end]
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-length:")
+                    .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+            })
+            .unwrap_or(0);
+        got.len() >= head_end + 4 + length
+    };
+    while !complete(&got) {
+        let n = tokio::time::timeout(PATIENCE, stream.read(&mut chunk))
+            .await
+            .expect("an answer")
+            .expect("readable");
+        assert!(n > 0, "closed before the answer was complete");
+        got.extend_from_slice(&chunk[..n]);
+    }
+    assert!(
+        got.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+    let idle_since = Instant::now();
+    let after = closed_after(stream, idle_since).await;
+    assert!(
+        after >= HEADER_READ_TIMEOUT - Duration::from_millis(100)
+            && after < HEADER_READ_TIMEOUT * 3,
+        "an idle keep-alive connection closed after {after:?}"
+    );
+}
