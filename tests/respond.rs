@@ -157,6 +157,39 @@ async fn guard_withholds_another_tenants_id_in_location() {
 }
 
 #[tokio::test]
+async fn guard_withholds_another_tenants_id_in_any_header() {
+    for (name, value) in [
+        ("x-thread-id", "u_bob__t1"),
+        ("set-cookie", "session=u_bob__s1; Path=/; HttpOnly"),
+        ("x-memory-ids", "u_alice__m1, u%5Fbob__m2"),
+    ] {
+        let response = as_alice(
+            br#"{"ok":true}"#.to_vec(),
+            vec![("content-type", "application/json"), (name, value)],
+        )
+        .await;
+        response.assert_refusal(502, "isolation_violation");
+        assert_eq!(response.header(name), None, "{name} was withheld");
+    }
+}
+
+#[tokio::test]
+async fn unwrap_covers_any_header() {
+    let response = as_alice(
+        br#"{"ok":true}"#.to_vec(),
+        vec![
+            ("content-type", "application/json"),
+            ("x-thread-id", "u_alice__t1"),
+            ("set-cookie", "session=u_alice__s1; Path=/"),
+        ],
+    )
+    .await;
+    assert_eq!(response.status, 200);
+    assert_eq!(response.header("x-thread-id"), Some("t1"));
+    assert_eq!(response.header("set-cookie"), Some("session=s1; Path=/"));
+}
+
+#[tokio::test]
 async fn a_gzip_answer_is_withheld_because_it_cannot_be_inspected() {
     let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     gzip.write_all(br#"{"id":"u_bob__s1"}"#).unwrap();

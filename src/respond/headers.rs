@@ -1,7 +1,8 @@
-//! `Location`, `Content-Location` and `Link` carry ids inside URLs, so they are checked token by token
-//! (split at URL delimiters, percent-decoded) rather than as whole strings.
+//! Response headers carry ids inside URLs (`Location`, `Link`), cookies and custom
+//! fields (`X-Thread-Id: u_bob__t1`), so every value is checked token by token (split
+//! at URL and cookie delimiters, percent-decoded) rather than as a whole string.
 
-use http::header::{HeaderMap, HeaderValue, CONTENT_LOCATION, LINK, LOCATION};
+use http::header::{HeaderMap, HeaderName, HeaderValue};
 use percent_encoding::percent_decode_str;
 
 use super::Recipient;
@@ -9,25 +10,33 @@ use crate::path::encode_segment;
 
 const DELIMITERS: &[char] = &['/', '?', '&', '=', '#', '<', '>', ';', ',', '"', '\'', ' '];
 
-/// Guards and unwraps the URL-bearing headers; `Err` with the number of other
-/// tenants' ids found.
+/// Guards and unwraps every response header value (`Set-Cookie`, `X-Thread-Id` and
+/// the URL-bearing ones alike); `Err` with the number of other tenants' ids found.
 pub fn process(headers: &mut HeaderMap, scope: &Recipient, unwrap: bool) -> Result<(), usize> {
-    for name in [LOCATION, CONTENT_LOCATION, LINK] {
-        let values: Vec<HeaderValue> = headers.get_all(&name).iter().cloned().collect();
-        if values.is_empty() {
-            continue;
-        }
-        let mut rewritten = Vec::with_capacity(values.len());
-        for value in values {
-            let text = String::from_utf8_lossy(value.as_bytes()).into_owned();
+    let mut rewritten: Vec<(HeaderName, Vec<HeaderValue>)> = Vec::new();
+    for name in headers.keys() {
+        let mut values = Vec::new();
+        let mut changed = false;
+        for value in headers.get_all(name) {
+            let text = String::from_utf8_lossy(value.as_bytes());
             let (out, leaks) = rewrite_url(&text, scope, unwrap);
             if leaks > 0 {
                 return Err(leaks);
             }
-            rewritten.push(HeaderValue::from_str(&out).unwrap_or(value));
+            if out == text {
+                values.push(value.clone());
+            } else {
+                changed = true;
+                values.push(HeaderValue::from_str(&out).unwrap_or_else(|_| value.clone()));
+            }
         }
+        if changed {
+            rewritten.push((name.clone(), values));
+        }
+    }
+    for (name, values) in rewritten {
         headers.remove(&name);
-        for value in rewritten {
+        for value in values {
             headers.append(name.clone(), value);
         }
     }
