@@ -12,7 +12,7 @@ use super::admin::AdminSpec;
 use super::watch::ReloadSpec;
 use crate::forward::compile::UpstreamSpec;
 use crate::identity::IdentitySpec;
-use crate::limits::compile::{DegradeSpec, PlanSpec, ProjectSpec};
+use crate::limits::compile::{DegradeSpec, PlanSpec, PlanTable, ProjectSpec};
 use crate::listen::ListenSpec;
 use crate::meter::compile::UnitsSpec;
 use crate::namespace::Unscoped;
@@ -96,7 +96,7 @@ pub struct Limits {
     pub max_body: Size,
     pub max_response_body: Size,
     pub default_plan: Option<String>,
-    pub plans: BTreeMap<String, PlanSpec>,
+    pub plans: BTreeMap<String, PlanTable>,
     pub project: ProjectSpec,
 }
 

@@ -27,6 +27,21 @@ pub struct PlanSpec {
     pub max_queue: Option<u32>,
 }
 
+/// `[limits.plans.NAME]` as the file writes it. [`PlanSpec`] is also flattened into
+/// `[tenants.ID]`, so it cannot refuse unknown keys itself; they are collected here
+/// and refused by [`compile`].
+#[derive(Debug, Default, Clone, Deserialize)]
+pub struct PlanTable {
+    #[serde(flatten)]
+    pub fields: PlanSpec,
+    #[serde(flatten)]
+    pub unknown: BTreeMap<String, toml::Value>,
+}
+
+/// The policy name of a tenant whose own keys override no named plan: never the
+/// tenant id, which would become a metric label.
+pub const OVERRIDE_POLICY: &str = "override";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Overflow {
@@ -79,7 +94,7 @@ pub struct RouteLimitsSpec<'a> {
 /// Everything stage 3 compiles from.
 pub struct LimitsSpec<'a> {
     pub default_plan: Option<&'a str>,
-    pub plans: &'a BTreeMap<String, PlanSpec>,
+    pub plans: &'a BTreeMap<String, PlanTable>,
     pub project: &'a ProjectSpec,
     pub tenants: Vec<TenantLimits<'a>>,
     pub routes: Vec<RouteLimitsSpec<'a>>,
@@ -108,7 +123,7 @@ pub fn compile(spec: &LimitsSpec<'_>, errors: &mut Errors) -> Compiled {
     let named: Vec<Plan> = spec
         .plans
         .iter()
-        .filter_map(|(name, fields)| plan_quietly(name, fields))
+        .filter_map(|(name, table)| plan_quietly(name, &table.fields))
         .collect();
     let plans = named.iter().chain(settings.tenants.values());
     check_costs(&routes, plans, &settings.project, errors);
@@ -120,11 +135,25 @@ const DEFAULT_MAX_WAIT: Duration = Duration::from_secs(2);
 const DEFAULT_MAX_QUEUE: u32 = 32;
 
 fn settings(spec: &LimitsSpec<'_>, errors: &mut Errors) -> LimitSettings {
-    for (name, fields) in spec.plans {
-        plan(name, fields, &PlanSpec::default(), plan_path(name), errors);
+    for (name, table) in spec.plans {
+        for key_name in table.unknown.keys() {
+            let mut path = plan_path(name);
+            path.push(key(key_name));
+            errors.add(
+                path,
+                format!("unknown key {key_name:?} in [limits.plans.{name}]"),
+            );
+        }
+        plan(
+            name,
+            &table.fields,
+            &PlanSpec::default(),
+            plan_path(name),
+            errors,
+        );
     }
     let default_plan = spec.default_plan.and_then(|name| {
-        let Some(fields) = spec.plans.get(name) else {
+        let Some(fields) = spec.plans.get(name).map(|t| &t.fields) else {
             errors.add(
                 vec![key("limits"), key("default_plan")],
                 format!("default_plan {name:?} is not a [limits.plans] entry"),
@@ -176,7 +205,7 @@ fn tenant_plan(
     let name = tenant.plan.or(spec.default_plan);
     let base = match name {
         Some(name) => match spec.plans.get(name) {
-            Some(base) => base.clone(),
+            Some(base) => base.fields.clone(),
             None => {
                 let mut path = at.clone();
                 path.push(key("plan"));
@@ -190,7 +219,7 @@ fn tenant_plan(
     if name.is_none() && is_empty(over) {
         return None;
     }
-    let label = name.unwrap_or(tenant.id);
+    let label = name.unwrap_or(OVERRIDE_POLICY);
     plan(label, &base, over, at, errors)
 }
 

@@ -16,7 +16,7 @@ struct Tables {
 struct Limits {
     default_plan: Option<String>,
     #[serde(default)]
-    plans: BTreeMap<String, PlanSpec>,
+    plans: BTreeMap<String, PlanTable>,
     #[serde(default)]
     project: ProjectSpec,
 }
@@ -87,6 +87,8 @@ degrade_at = 0.9
 plan = "pro"
 max_concurrent = 4
 [tenants.bob]
+[tenants.carol]
+rate = 5
 [[route]]
 cost = 5
 degradable = true
@@ -133,6 +135,7 @@ soft_cap = 1.5
 overflow = "queue"
 [limits.plans.q]
 overflow = "queue"
+daily_unit = 10
 [limits.project]
 degrade_at = 0.5
 [tenants.alice]
@@ -153,16 +156,23 @@ degrade = { status = 101, body = "x" }
         errors,
         [
             "5:12: must be a fraction in (0, 1]",
+            "9:14: unknown key \"daily_unit\" in [limits.plans.q]",
             "8:12: overflow = \"queue\" needs a rate",
             "2:16: default_plan \"gold\" is not a [limits.plans] entry",
-            "10:14: degrade_at needs [limits.project] daily_units",
-            "12:8: plan \"nope\" is not a [limits.plans] entry",
-            "14:8: cost must be at least 1",
-            "16:14: degradable = true needs a [route.degrade] answer (status, body)",
-            "18:11: [route.degrade] is used only with degradable = true",
-            "21:11: degrade needs a final HTTP status and a valid content_type",
+            "11:14: degrade_at needs [limits.project] daily_units",
+            "13:8: plan \"nope\" is not a [limits.plans] entry",
+            "15:8: cost must be at least 1",
+            "17:14: degradable = true needs a [route.degrade] answer (status, body)",
+            "19:11: [route.degrade] is used only with degradable = true",
+            "22:11: degrade needs a final HTTP status and a valid content_type",
         ]
     );
+}
+
+#[test]
+fn a_tenant_overriding_no_plan_is_never_named_by_its_id() {
+    let c = compiled("[tenants.alice]\nrate = 5\n").unwrap();
+    assert_eq!(c.settings.tenants["alice"].name, OVERRIDE_POLICY);
 }
 
 #[test]
