@@ -15,7 +15,7 @@ use crate::forward::{PoolSettings, Upstream};
 use crate::limits::Limiter;
 use crate::meter::Ledger;
 use crate::store::Usage;
-use crate::tenants::KnownTenants;
+use crate::tenants::{KnownTenants, Offboarding};
 
 /// The process's time and usage store; tests replace the clock.
 #[derive(Debug, Clone)]
@@ -40,6 +40,8 @@ pub struct App {
     pub upstream: Upstream,
     /// Tenants seen on requests: the leak guard's notion of a known root.
     pub known: KnownTenants,
+    /// Tenants being offboarded right now: refused as blocked.
+    pub offboarding: Offboarding,
     pub metrics: crate::metrics::Metrics,
     /// Bucket state per tenant (stage 3); the limits themselves are in the snapshot.
     pub limiter: Arc<Limiter>,
@@ -90,6 +92,7 @@ impl App {
             draining: AtomicBool::new(false),
             upstream,
             known: KnownTenants::default(),
+            offboarding: Offboarding::default(),
             metrics,
             limiter: Arc::default(),
             clock: services.clock,

@@ -106,6 +106,9 @@ async fn walk<'c>(
     trail.rules = Some(rules);
     trail.namespace = admitted.namespace.take();
     if let Some(tenant) = admitted.caller.tenant() {
+        if app.offboarding.contains(tenant.as_str()) {
+            return Err(Refusal::TenantBlocked);
+        }
         app.known.note(tenant.as_str());
     }
 

@@ -41,3 +41,45 @@ impl KnownTenants {
         self.seen.is_empty()
     }
 }
+
+/// Tenants being offboarded: refused as blocked while their state is erased, so no
+/// request of theirs writes usage or takes a slot half-way through (SPEC 4.4).
+#[derive(Debug, Default)]
+pub struct Offboarding {
+    /// How many offboardings run: the common case (none) costs one atomic load.
+    running: std::sync::atomic::AtomicUsize,
+    ids: DashSet<String>,
+}
+
+impl Offboarding {
+    /// Blocks `tenant` until the returned guard is dropped.
+    pub fn begin<'a>(&'a self, tenant: &str) -> OffboardingGuard<'a> {
+        self.ids.insert(tenant.to_owned());
+        self.running
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        OffboardingGuard {
+            of: self,
+            tenant: tenant.to_owned(),
+        }
+    }
+
+    pub fn contains(&self, tenant: &str) -> bool {
+        self.running.load(std::sync::atomic::Ordering::Acquire) > 0 && self.ids.contains(tenant)
+    }
+}
+
+/// Ends one offboarding when dropped, whatever its outcome.
+#[derive(Debug)]
+pub struct OffboardingGuard<'a> {
+    of: &'a Offboarding,
+    tenant: String,
+}
+
+impl Drop for OffboardingGuard<'_> {
+    fn drop(&mut self) {
+        self.of.ids.remove(&self.tenant);
+        self.of
+            .running
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}

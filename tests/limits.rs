@@ -551,3 +551,101 @@ async fn full_buckets_are_evicted_and_the_gauge_and_counters_say_so() {
     let fresh = s.get("/cheap", Some("a")).await;
     assert_eq!(header(&fresh, "x-ratelimit-remaining"), "2");
 }
+
+/// Opens a request whose answer streams `first;` and then waits for the gate.
+async fn hold_open(proxy: &Proxy, tenant: &str) -> TcpStream {
+    let mut slow = TcpStream::connect(proxy.addr).await.unwrap();
+    let header = format!("X-Tenant-Id: {tenant}");
+    slow.write_all(&common::request_bytes("GET", "/stream", &[&header], b""))
+        .await
+        .unwrap();
+    let mut received = Vec::new();
+    tokio::time::timeout(PATIENCE, async {
+        let mut buf = [0u8; 1024];
+        while !String::from_utf8_lossy(&received).contains("first;") {
+            let n = slow.read(&mut buf).await.unwrap();
+            assert!(n > 0, "{}", String::from_utf8_lossy(&received));
+            received.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await
+    .unwrap();
+    slow
+}
+
+async fn finish(upstream: &Upstream, mut slow: TcpStream) {
+    upstream.gate.notify_one();
+    let mut rest = Vec::new();
+    tokio::time::timeout(PATIENCE, slow.read_to_end(&mut rest))
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+/// Waits until alice's one in-flight slot is free again (released at body end).
+async fn slot_free(proxy: &Proxy) -> RawResponse {
+    for _ in 0..100 {
+        let quick = proxy
+            .send("GET", "/quick", &["X-Tenant-Id: alice"], b"")
+            .await;
+        if quick.status == 200 {
+            return quick;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("alice's in-flight slot was never released");
+}
+
+#[tokio::test]
+async fn offboarding_under_load_keeps_in_flight_counts_exact_and_the_tenant_returns() {
+    let upstream = Upstream::start(|seen| match seen.target.as_str() {
+        "/stream" => Reply::Gated(b"first;", b"rest"),
+        _ => Reply::Ok,
+    })
+    .await;
+    let config = format!(
+        "{CONCURRENT}\n[[route]]\nmatch = \"GET /quick\"\nscope = \"tenant\"\n[admin]\ntoken = \"admin-token\"\n"
+    );
+    let proxy = Proxy::start(&config, &upstream).await;
+    let token = "Authorization: Bearer admin-token";
+    let quick = || proxy.send("GET", "/quick", &["X-Tenant-Id: alice"], b"");
+
+    let first = hold_open(&proxy, "alice").await;
+    let offboarded = proxy
+        .send_admin("DELETE", "/admin/tenants/alice", &[token])
+        .await;
+    assert_eq!(offboarded.status, 200, "{:?}", offboarded.json());
+    // The request from before still holds its slot: max_concurrent = 1 still holds.
+    quick().await.assert_refusal(429, "rate_limited");
+    finish(&upstream, first).await;
+
+    // Back and served, and its slots are counted exactly: the old request's slot was
+    // released once, against the bucket it came from.
+    slot_free(&proxy).await;
+    let second = hold_open(&proxy, "alice").await;
+    quick().await.assert_refusal(429, "rate_limited");
+    finish(&upstream, second).await;
+    slot_free(&proxy).await;
+}
+
+#[tokio::test]
+async fn an_offboarding_tenant_is_refused_as_blocked() {
+    let upstream = Upstream::ok().await;
+    let proxy = Proxy::start(CONCURRENT, &upstream).await;
+    let app = &proxy.running.as_ref().unwrap().app;
+    let blocked = app.offboarding.begin("alice");
+    proxy
+        .send("GET", "/stream", &["X-Tenant-Id: alice"], b"")
+        .await
+        .assert_refusal(403, "tenant_blocked");
+    let bob = proxy
+        .send("GET", "/stream", &["X-Tenant-Id: bob"], b"")
+        .await;
+    assert_eq!(bob.status, 200);
+    drop(blocked);
+    let alice = proxy
+        .send("GET", "/stream", &["X-Tenant-Id: alice"], b"")
+        .await;
+    assert_eq!(alice.status, 200);
+    assert_eq!(upstream.requests().len(), 2);
+}

@@ -69,9 +69,11 @@ fn kind(how: Likeness) -> &'static str {
     }
 }
 
-/// Erases a tenant's usage, limiter state and place among known tenants. Idempotent:
-/// a second call erases nothing and says 0.
+/// Erases a tenant's usage, limiter state and place among known tenants, refusing
+/// its requests as blocked meanwhile. Idempotent: a second call erases nothing and
+/// says 0. Requests already in flight finish and release their slots.
 pub fn offboard(app: &App, id: &str) -> Result<Response<ProxyBody>, Refusal> {
+    let _blocked = app.offboarding.begin(id);
     let usage_rows = app.usage.erase(id).map_err(|e| {
         tracing::error!(error = %e, tenant = id, "offboarding failed");
         Refusal::UpstreamUnavailable

@@ -141,6 +141,18 @@ impl Bucket {
     }
 
     /// True when the bucket holds nothing worth keeping: full again and idle.
+    /// True when no request holds an in-flight slot or a queue place in it.
+    pub fn is_unused(&self) -> bool {
+        self.in_flight.load(Ordering::Acquire) == 0 && self.queued.load(Ordering::Acquire) == 0
+    }
+
+    /// Back to a fresh bucket's tokens; the in-flight and queue counts stay, since the
+    /// requests they count still hold them.
+    pub fn refill(&self) {
+        self.tat.store(0, Ordering::Release);
+        self.interval.store(0, Ordering::Release);
+    }
+
     pub fn is_idle(&self, now: u64) -> bool {
         self.tat.load(Ordering::Acquire) <= now
             && self.in_flight.load(Ordering::Acquire) == 0

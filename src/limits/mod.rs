@@ -139,9 +139,24 @@ impl Limiter {
         self.buckets.len()
     }
 
-    /// Drops a tenant's bucket (offboarding); true when it had one.
+    /// Forgets a tenant's rate state (offboarding); true when it had a bucket. A bucket
+    /// that requests still hold slots in stays, refilled, so each slot is released
+    /// against the bucket it was taken from and the counts stay exact.
     pub fn forget(&self, tenant: &str) -> bool {
-        self.buckets.remove(tenant).is_some()
+        if self
+            .buckets
+            .remove_if(tenant, |_, b| b.is_unused())
+            .is_some()
+        {
+            return true;
+        }
+        match self.buckets.get(tenant) {
+            Some(bucket) => {
+                bucket.refill();
+                true
+            }
+            None => false,
+        }
     }
 
     /// Forgets buckets that are full again and idle: their state equals a fresh one.
