@@ -156,6 +156,7 @@ async fn check(
             }
         }
         Refuse(status, code) => {
+            assert_eq!(response.status, status, "{case}: {response:?}");
             response.assert_refusal(status, code);
             assert_eq!(
                 upstream.requests().len(),
@@ -829,6 +830,156 @@ async fn parser_differentials_are_refused() {
 }
 
 #[tokio::test]
+async fn other_parsers_readings_of_a_rewritten_name_are_refused() {
+    let upstream = Upstream::ok().await;
+    let proxy = Proxy::start(CONFIG, &upstream).await;
+    let (p, u) = (&proxy, &upstream);
+    // Query names another parser reads as the rewritten `v`: qs-style brackets, another
+    // letter case, a control character, PHP's `.`-for-`_` (here `v` has none, so a
+    // second route below), and a `;` separator.
+    for target in [
+        "/query/bind?v[]=bob",
+        "/query/bind?v=alice&v[]=bob",
+        "/query/bind?v%5B0%5D=bob",
+        "/query/prefix?V=s1",
+        "/query/prefix?v%00=s1",
+        "/query/prefix?%20v=s1",
+        "/query/bind?v=alice;v=bob",
+        "/query/prefix!?x=1;v=s1",
+    ] {
+        check(p, u, "GET", target, None, "", Refuse(400, "bad_request")).await;
+    }
+    // JSON keys equal to a rewritten one under Unicode case folding (Go's
+    // encoding/json matches them, and the last one wins), beside it or alone.
+    for body in [
+        r#"{"v":"alice","V":"bob"}"#,
+        r#"{"V":"bob"}"#,
+        r#"{"V":"bob"}"#,
+    ] {
+        check(
+            p,
+            u,
+            "POST",
+            "/json/bind",
+            None,
+            body,
+            Refuse(400, "bad_request"),
+        )
+        .await;
+        check(
+            p,
+            u,
+            "POST",
+            "/json/prefix",
+            None,
+            body,
+            Refuse(400, "bad_request"),
+        )
+        .await;
+    }
+    // `prefix!` given an empty list: "no ids" means everyone to many backends.
+    check(
+        p,
+        u,
+        "POST",
+        "/json/prefix!",
+        None,
+        r#"{"v":[]}"#,
+        Refuse(400, "bad_request"),
+    )
+    .await;
+    // Keys that only look alike to a human pass: nothing folds them together.
+    check(
+        p,
+        u,
+        "POST",
+        "/json/prefix",
+        None,
+        r#"{"v":"s1","w":"x","vv":"y"}"#,
+        Forward(
+            "/json/prefix",
+            None,
+            r#"{"v":"u_alice__s1","w":"x","vv":"y"}"#,
+        ),
+    )
+    .await;
+    check(
+        p,
+        u,
+        "GET",
+        "/query/prefix?v=s1&vv=x&w=V",
+        None,
+        "",
+        Forward("/query/prefix?v=u_alice__s1&vv=x&w=V", None, ""),
+    )
+    .await;
+    assert_eq!(
+        upstream.requests().len(),
+        2,
+        "only the two look-alike-free requests went upstream"
+    );
+}
+
+#[tokio::test]
+async fn a_json_key_folded_like_the_kelvin_sign_is_refused() {
+    const KELVIN: &str = r#"
+[upstream]
+url = "${UPSTREAM}"
+[[route]]
+match = "POST /k"
+scope = "tenant"
+rewrite.json = { "/kind" = "prefix", "/user.id" = "bind" }
+rewrite.query = { "user_id" = "bind" }
+"#;
+    let upstream = Upstream::ok().await;
+    let proxy = Proxy::start(KELVIN, &upstream).await;
+    let (p, u) = (&proxy, &upstream);
+    // U+212A KELVIN SIGN folds to "k"; U+017F LONG S folds to "s".
+    check(
+        p,
+        u,
+        "POST",
+        "/k",
+        None,
+        "{\"\u{212a}ind\":\"x\",\"user.id\":\"alice\"}",
+        Refuse(400, "bad_request"),
+    )
+    .await;
+    check(
+        p,
+        u,
+        "POST",
+        "/k",
+        None,
+        r#"{"kind":"x","u\u017fer.id":"bob"}"#,
+        Refuse(400, "bad_request"),
+    )
+    .await;
+    // PHP reads `user.id` and `user id` as `user_id`.
+    check(
+        p,
+        u,
+        "POST",
+        "/k?user.id=bob",
+        None,
+        r#"{"user.id":"alice"}"#,
+        Refuse(400, "bad_request"),
+    )
+    .await;
+    check(
+        p,
+        u,
+        "POST",
+        "/k?user+id=bob",
+        None,
+        r#"{"user.id":"alice"}"#,
+        Refuse(400, "bad_request"),
+    )
+    .await;
+    assert!(upstream.requests().is_empty());
+}
+
+#[tokio::test]
 async fn media_type_coding_and_size_are_checked_before_reading() {
     let upstream = Upstream::ok().await;
     let proxy = Proxy::start(CONFIG, &upstream).await;
@@ -856,6 +1007,28 @@ async fn media_type_coding_and_size_are_checked_before_reading() {
     )
     .await
     .assert_refusal(415, "unsupported_media_type");
+    // A coding in a second field, or beside identity in one, is a coding all the same.
+    for codings in [
+        vec!["Content-Encoding: identity", "Content-Encoding: gzip"],
+        vec!["Content-Encoding: identity, gzip"],
+        vec!["Content-Encoding: IDENTITY", "Content-Encoding: br"],
+    ] {
+        let mut headers = vec!["Content-Type: application/json"];
+        headers.extend(codings);
+        send(headers, br#"{"v":"x"}"#.to_vec())
+            .await
+            .assert_refusal(415, "unsupported_media_type");
+    }
+    let plain = send(
+        vec![
+            "Content-Type: application/json",
+            "Content-Encoding: identity",
+        ],
+        br#"{"v":"x"}"#.to_vec(),
+    )
+    .await;
+    assert_eq!(plain.status, 200, "identity alone is no coding");
+    assert_eq!(upstream.requests().len(), 1);
     let big = format!(r#"{{"v":"x","pad":"{}"}}"#, "a".repeat(2000));
     send(
         vec!["Content-Type: application/json"],
@@ -879,7 +1052,7 @@ async fn media_type_coding_and_size_are_checked_before_reading() {
     )
     .await;
     assert_eq!(ok.status, 200);
-    assert_eq!(upstream.only_request().body, br#"{"v":"u_alice"}"#);
+    assert_eq!(upstream.requests()[1].body, br#"{"v":"u_alice"}"#);
 }
 
 #[tokio::test]

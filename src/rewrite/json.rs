@@ -70,6 +70,42 @@ pub fn rewrite(
     Ok(Some(splice(body, &mut walker.edits)))
 }
 
+/// The keys rewriting rules name at this object: a key's case-folded look-alike would
+/// reach the same field in some backends without the rule seeing it.
+fn targeted_keys<'r>(rules: &'r [JsonRule], states: &[State]) -> Vec<&'r str> {
+    let mut names = Vec::new();
+    for s in states {
+        // A deny rule rewrites nothing: `or` beside a denied `OR` is another field.
+        if rules[s.tag].mode == Mode::Deny {
+            continue;
+        }
+        let steps = &rules[s.tag].pointer.steps;
+        let mut at = s.step;
+        while steps.get(at) == Some(&Step::AnyDepth) {
+            at += 1;
+        }
+        if let Some(Step::Key(name)) = steps.get(at) {
+            names.push(name.as_str());
+        }
+    }
+    names
+}
+
+/// Equal under Unicode case folding (`K` and the Kelvin sign, `s` and `ſ`), as Go's
+/// `strings.EqualFold` compares JSON keys with struct fields.
+fn same_folded(a: &str, b: &str) -> bool {
+    if a.is_ascii() && b.is_ascii() {
+        return a.eq_ignore_ascii_case(b);
+    }
+    let fold = |s: &str| -> String {
+        s.chars()
+            .flat_map(char::to_uppercase)
+            .flat_map(char::to_lowercase)
+            .collect()
+    };
+    fold(a) == fold(b)
+}
+
 fn duplicate(key: &str) -> Refusal {
     Refusal::BadRequest(format!(
         "the body repeats the key {key:?} in one object; send each key once"
@@ -137,9 +173,15 @@ impl Walker<'_> {
             .known_object()
             .map_err(|e| invalid(&e))?
             .map(str::to_owned);
+        let targeted = targeted_keys(self.rules, states);
         while let Some(k) = key {
             if keys.contains(&k) {
                 return Err(duplicate(&k));
+            }
+            if let Some(name) = targeted.iter().find(|n| ***n != k && same_folded(n, &k)) {
+                return Err(Refusal::BadRequest(format!(
+                    "the body carries {k:?}, which a backend matching keys case-insensitively (Go's encoding/json) reads as {name:?}; send {name:?} exactly as spelled"
+                )));
             }
             let child = self.advance(states, Some(&k), None);
             keys.insert(k);
@@ -299,6 +341,18 @@ impl Walker<'_> {
                 end: *end,
                 text: quote(&target.prefixed(&self.text(start, *end)?)),
             },
+            (
+                Mode::PrefixRequired,
+                Shape::Array {
+                    strings: Some(items),
+                    ..
+                },
+            ) if items.is_empty() => {
+                return Err(Refusal::BadRequest(format!(
+                    "{} is an empty list; without ids the call would reach every user's data",
+                    pointer.text
+                )))
+            }
             (
                 Mode::Prefix | Mode::PrefixRequired,
                 Shape::Array {

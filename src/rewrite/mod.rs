@@ -291,12 +291,18 @@ async fn read_json_body(
     if declared.is_some_and(|len| len > max as u64) {
         return Err(Refusal::BodyTooLarge);
     }
-    if let Some(coding) = headers.get(CONTENT_ENCODING) {
-        if !coding.as_bytes().eq_ignore_ascii_case(b"identity") {
-            return Err(Refusal::UnsupportedMediaType(
-                "send the body without Content-Encoding; it must be rewritten",
-            ));
-        }
+    // Every coding in every Content-Encoding field: a second field naming gzip is as
+    // much a coding as the first.
+    let coded = headers
+        .get_all(CONTENT_ENCODING)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii)
+        .any(|coding| !coding.is_empty() && !coding.eq_ignore_ascii_case(b"identity"));
+    if coded {
+        return Err(Refusal::UnsupportedMediaType(
+            "send the body without Content-Encoding; it must be rewritten",
+        ));
     }
     let is_json = headers
         .get(CONTENT_TYPE)

@@ -28,11 +28,55 @@ fn decode(text: &str) -> Option<String> {
         .map(|c| c.into_owned())
 }
 
+/// How loosely some backend may read a parameter name: PHP drops leading spaces and
+/// turns `.` and ` ` into `_`, qs-style parsers read `a[]` and `a[x]` as `a`, others
+/// match case-insensitively or drop control characters.
+fn loosely(name: &str) -> String {
+    let name = name.split('[').next().unwrap_or_default().trim_start();
+    name.chars()
+        .map(|c| if c == '.' || c == ' ' { '_' } else { c })
+        .filter(|c| !c.is_control() && !c.is_whitespace())
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+/// Refuses a query another common parser could read differently from this one, for
+/// the parameters the route rewrites: a look-alike of a rewritten name, or a `;`,
+/// which some frameworks take as a separator.
+fn refuse_differentials(query: &str, rules: &[(String, Mode)]) -> Result<(), Refusal> {
+    if query.contains(';') {
+        return Err(Refusal::BadRequest(
+            "the query contains `;`, which some backends read as a separator; send it as %3B"
+                .to_owned(),
+        ));
+    }
+    let rewritten: Vec<(&str, String)> = rules
+        .iter()
+        .map(|(n, _)| (n.as_str(), loosely(n)))
+        .collect();
+    for raw in query.split('&').filter(|p| !p.is_empty()) {
+        let raw_name = raw.split_once('=').map_or(raw, |(n, _)| n);
+        let name = percent_decode_str(&raw_name.replace('+', " "))
+            .decode_utf8_lossy()
+            .into_owned();
+        let seen = loosely(&name);
+        if let Some((rule, _)) = rewritten.iter().find(|(r, l)| *r != name && *l == seen) {
+            return Err(Refusal::BadRequest(format!(
+                "the query parameter {name:?} could be read as {rule} by the backend; send {rule} exactly as spelled, once"
+            )));
+        }
+    }
+    Ok(())
+}
+
 pub fn rewrite(
     query: Option<&str>,
     rules: &[(String, Mode)],
     target: &Target,
 ) -> Result<Option<String>, Refusal> {
+    if !rules.is_empty() {
+        refuse_differentials(query.unwrap_or_default(), rules)?;
+    }
     let mut params: Vec<Param> = query
         .unwrap_or("")
         .split('&')
