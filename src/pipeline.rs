@@ -96,11 +96,7 @@ async fn walk<'c>(
 
     // 2. route
     let mut admitted = admit(config, &parts, tenant)?;
-    let rules = config
-        .rules(admitted.route)
-        .ok_or_else(|| Refusal::RouteNotAllowed {
-            method: parts.method.to_string(),
-        })?;
+    let rules = config.rules(admitted.route).ok_or(Refusal::Internal)?;
     trail.audit.route = Some(admitted.route.name.clone());
     trail.route = Some(admitted.route.index);
     trail.rules = Some(rules);
@@ -282,11 +278,7 @@ pub async fn dry_run(
     let (parts, body) = request.into_parts();
     let tenant = identify(config, &parts)?;
     let mut admitted = admit(config, &parts, tenant)?;
-    let rules = config
-        .rules(admitted.route)
-        .ok_or_else(|| Refusal::RouteNotAllowed {
-            method: parts.method.to_string(),
-        })?;
+    let rules = config.rules(admitted.route).ok_or(Refusal::Internal)?;
     let name = admitted.route.name.clone();
     let namespace = admitted.namespace.take();
     let peer = SocketAddr::from(([127, 0, 0, 1], 0));

@@ -54,6 +54,12 @@ pub enum Refusal {
     TooManyInFlight,
     #[error("the daily quota is used up; it resets at midnight UTC, in {retry_after} s")]
     QuotaExceeded { retry_after: u64 },
+    #[error("the usage store could not be read or written; retry shortly")]
+    StoreUnavailable,
+    #[error(
+        "tenantgate failed to handle this request; it is logged, and it is not the caller's fault"
+    )]
+    Internal,
 }
 
 impl Refusal {
@@ -76,6 +82,8 @@ impl Refusal {
                 StatusCode::BAD_GATEWAY
             }
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Self::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             Self::RateLimited { .. } | Self::TooManyInFlight | Self::QuotaExceeded { .. } => {
                 StatusCode::TOO_MANY_REQUESTS
             }
@@ -103,6 +111,8 @@ impl Refusal {
             Self::ResponseTooLarge => "response_too_large",
             Self::RateLimited { .. } | Self::TooManyInFlight => "rate_limited",
             Self::QuotaExceeded { .. } => "quota_exceeded",
+            Self::StoreUnavailable => "store_unavailable",
+            Self::Internal => "internal_error",
         }
     }
 
@@ -129,7 +139,7 @@ impl Refusal {
             Self::RateLimited { retry_after } | Self::QuotaExceeded { retry_after } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
             }
-            Self::TooManyInFlight => {
+            Self::TooManyInFlight | Self::StoreUnavailable => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             _ => {}

@@ -411,3 +411,46 @@ async fn refusals_on_tenant_routes_name_the_namespace_too() {
     response.assert_refusal(502, "isolation_violation");
     assert_eq!(response.header("x-tenant-namespace"), Some("u_alice"));
 }
+
+#[tokio::test]
+async fn an_upstream_error_page_is_the_backend_failing_not_a_leak() {
+    for (status, content_type) in [(503, "text/html"), (500, "text/plain"), (502, "")] {
+        let headers = if content_type.is_empty() {
+            vec![]
+        } else {
+            vec![("content-type", content_type)]
+        };
+        let upstream = Upstream::start(move |_| {
+            Reply::Raw(
+                status,
+                headers.clone(),
+                b"<h1>u_bob__s1 is down</h1>".to_vec(),
+            )
+        })
+        .await;
+        let proxy = Proxy::start(CONFIG, &upstream).await;
+        let response = proxy
+            .send("GET", "/answer", &["X-Tenant-Id: alice"], b"")
+            .await;
+        response.assert_refusal(502, "upstream_unavailable");
+        assert!(
+            !String::from_utf8_lossy(&response.body).contains("down"),
+            "the page is withheld"
+        );
+    }
+    // A JSON error from the backend is inspected and delivered like any answer.
+    let upstream = Upstream::start(|_| {
+        Reply::Raw(
+            500,
+            vec![("content-type", "application/json")],
+            br#"{"error":"u_alice__s1 failed"}"#.to_vec(),
+        )
+    })
+    .await;
+    let proxy = Proxy::start(CONFIG, &upstream).await;
+    let response = proxy
+        .send("GET", "/answer", &["X-Tenant-Id: alice"], b"")
+        .await;
+    assert_eq!(response.status, 500);
+    assert_eq!(response.body, br#"{"error":"s1 failed"}"#);
+}

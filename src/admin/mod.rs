@@ -100,7 +100,7 @@ async fn blocking(
     match tokio::task::spawn_blocking(query).await {
         Ok(Ok(response)) => response,
         Ok(Err(refusal)) => refusal.to_response(),
-        Err(_) => Refusal::UpstreamUnavailable.to_response(),
+        Err(_) => Refusal::Internal.to_response(),
     }
 }
 

@@ -21,7 +21,7 @@ pub fn list(app: &App) -> Result<Response<ProxyBody>, Refusal> {
     let from = today.saturating_sub(HISTORY_DAYS - 1);
     let mut rows: Vec<(String, Counters)> = app.usage.tenants(from, today).map_err(|e| {
         tracing::error!(error = %e, "tenant listing failed");
-        Refusal::UpstreamUnavailable
+        Refusal::StoreUnavailable
     })?;
     // Tenants seen on requests that never had a metered answer count too.
     let mut seen = app.known.all();
@@ -76,7 +76,7 @@ pub fn offboard(app: &App, id: &str) -> Result<Response<ProxyBody>, Refusal> {
     let _blocked = app.offboarding.begin(id);
     let usage_rows = app.usage.erase(id).map_err(|e| {
         tracing::error!(error = %e, tenant = id, "offboarding failed");
-        Refusal::UpstreamUnavailable
+        Refusal::StoreUnavailable
     })?;
     let limiter = u64::from(app.limiter.forget(id));
     let known = u64::from(app.known.forget(id));

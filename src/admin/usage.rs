@@ -96,7 +96,7 @@ pub fn timestamp(unix_secs: u64) -> String {
 
 fn unavailable(e: crate::store::StoreError) -> Refusal {
     tracing::error!(error = %e, "usage query failed");
-    Refusal::UpstreamUnavailable
+    Refusal::StoreUnavailable
 }
 
 /// Query parameters, each at most once.

@@ -149,6 +149,23 @@ pub async fn finish(
         return Ok(response);
     }
     let headers = response.headers();
+    let opaque_body = headers
+        .get(CONTENT_ENCODING)
+        .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"))
+        || !headers
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(crate::json::is_media_type);
+    if response.status().is_server_error() && opaque_body {
+        // A backend's own error page is no answer to inspect: it is withheld as the
+        // backend failing, not as a leak.
+        tracing::warn!(
+            route,
+            status = response.status().as_u16(),
+            "the upstream failed with a body that is not JSON; answering upstream_unavailable"
+        );
+        return Err(Refusal::UpstreamUnavailable);
+    }
     if headers
         .get(CONTENT_ENCODING)
         .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"))
