@@ -27,11 +27,12 @@ pub use plan::{DegradeAnswer, LimitSettings, RouteLimits};
 use plan::{Plan, Queue};
 
 /// Bucket state for every tenant that has been limited recently, and the project's.
-/// Tenant ids are attacker-chosen, so the hash is keyed per process (foldhash's
-/// `RandomState`), and fast: it runs on every request.
+/// Tenant ids are attacker-chosen, so the hash is SipHash with a key random per
+/// process (std's `RandomState`), which is built to resist HashDoS; foldhash, faster,
+/// does not claim that.
 #[derive(Debug, Default)]
 pub struct Limiter {
-    buckets: DashMap<Box<str>, Bucket, foldhash::fast::RandomState>,
+    buckets: DashMap<Box<str>, Bucket, std::hash::RandomState>,
 }
 
 /// The project bucket's key: no tenant id is empty.

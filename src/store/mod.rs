@@ -109,7 +109,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[derive(Debug)]
 pub struct Usage {
     backend: Box<dyn Backend>,
-    today: DashMap<Box<str>, Dated, foldhash::fast::RandomState>,
+    today: DashMap<Box<str>, Dated, std::hash::RandomState>,
     project_today: Mutex<Dated>,
     pending: Mutex<Batch>,
     /// Serializes flushes so rows are written in order.
