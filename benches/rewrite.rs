@@ -1,5 +1,6 @@
-//! The request rewriter's cost: a memory-add body with an embedding, and an object of
-//! 20,000 keys (a body an attacker controls). `cargo bench --bench rewrite`.
+//! The request rewriter's cost: a memory-add body with an embedding, an object of
+//! 20,000 keys (a body an attacker controls), and 8 MiB bodies (the default
+//! `max_body`) of rewritten items and of keys. `cargo bench --bench rewrite`.
 
 use std::hint::black_box;
 
@@ -34,11 +35,29 @@ fn bench(c: &mut Criterion) {
     );
     let keys: Vec<String> = (0..20_000).map(|i| format!(r#""k{i}":"v{i}""#)).collect();
     let wide = format!("{{{}}}", keys.join(","));
+    let prefix = vec![JsonRule {
+        pointer: Pointer::parse("/ids").expect("pointer"),
+        mode: Mode::Prefix,
+    }];
+    let ids: Vec<String> = (0..(8 << 20) / 11)
+        .map(|i| format!("\"i{i:07}\""))
+        .collect();
+    let items = format!("{{\"ids\":[{}]}}", ids.join(","));
+    let members: Vec<String> = (0..(8 << 20) / 17)
+        .map(|i| format!("\"k{i:07}\":\"v{i}\""))
+        .collect();
+    let keys = format!("{{{},\"user_id\":\"alice\"}}", members.join(","));
     let mut group = c.benchmark_group("rewrite");
-    for (name, body) in [("memory_add_1536", add), ("object_20k_keys", wide)] {
+    group.sample_size(10);
+    for (name, body, rules) in [
+        ("memory_add_1536", add, &rules),
+        ("object_20k_keys", wide, &rules),
+        ("items_8mib", items, &prefix),
+        ("keys_8mib", keys, &rules),
+    ] {
         group.throughput(Throughput::Bytes(body.len() as u64));
         group.bench_function(name, |b| {
-            b.iter(|| rewrite(black_box(body.as_bytes()), &rules, &TARGET).expect("rewritten"))
+            b.iter(|| rewrite(black_box(body.as_bytes()), rules, &TARGET).expect("rewritten"))
         });
     }
     group.finish();
