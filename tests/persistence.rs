@@ -109,3 +109,28 @@ async fn a_crash_loses_at_most_one_flush_interval() {
     assert_eq!(today["events"], 6, "the shared call counts for the project");
     assert_eq!(second.stop("-TERM").await, Some(0));
 }
+
+#[tokio::test]
+async fn the_shutdown_flush_alone_writes_the_last_rows() {
+    let upstream = Upstream::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tenantgate.toml");
+    // A long flush and no query between the workload and SIGTERM (a query flushes):
+    // only the flush on the way out can have written these rows.
+    std::fs::write(&path, config(&upstream, dir.path(), "1h")).unwrap();
+    let first = Binary::run(&path).await;
+    workload(&first).await;
+    assert_eq!(first.stop("-TERM").await, Some(0));
+
+    let second = Binary::run(&path).await;
+    let (by_user, today) = usage(&second).await;
+    let counts: Vec<(&str, u64)> = by_user
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["user_id"].as_str().unwrap(), r["events"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(counts, [("alice", 3), ("bob", 2)]);
+    assert_eq!(today["events"], 6);
+    assert_eq!(second.stop("-TERM").await, Some(0));
+}
