@@ -74,6 +74,7 @@ impl App {
     ) -> Arc<Self> {
         first.generation = 1;
         let metrics = crate::metrics::Metrics::new();
+        metrics.export_at_zero(crate::refusal::Refusal::CODES);
         first.route_metrics = first
             .config
             .route
@@ -221,7 +222,16 @@ fn keep_restart_only(running: &config::Config, next: &mut config::Config) -> Vec
     next.reload = running.reload;
     next.store = running.store.clone();
     next.audit_file = running.audit_file.clone();
+    if running.log_level != next.log_level {
+        changed.push("log.level");
+    }
+    next.log_level.clone_from(&running.log_level);
+    // The drain timings are read when the drain starts, so they apply on reload; the
+    // address and connection bounds shape the running listeners.
+    let (drain_delay, shutdown_grace) = (next.listen.drain_delay, next.listen.shutdown_grace);
     next.listen = running.listen.clone();
+    next.listen.drain_delay = drain_delay;
+    next.listen.shutdown_grace = shutdown_grace;
     next.admin.addr = running.admin.addr;
     next.forward.upstream.connect_timeout = running.forward.upstream.connect_timeout;
     next.forward.upstream.pool_idle_timeout = running.forward.upstream.pool_idle_timeout;

@@ -215,6 +215,17 @@ impl Metrics {
         handle
     }
 
+    /// Exports the counters of these label values at zero, so an alert on them can be
+    /// written before the first event.
+    pub fn export_at_zero(&self, rejection_codes: &[&'static str]) {
+        for code in rejection_codes {
+            self.resolve("rejections", &self.rejections, code);
+        }
+        for result in ["success", "error"] {
+            self.config_reloads.with_label_values(&[result]);
+        }
+    }
+
     pub fn rejected(&self, code: &'static str) {
         self.resolve("rejections", &self.rejections, code).inc();
     }

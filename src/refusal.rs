@@ -90,6 +90,30 @@ impl Refusal {
         }
     }
 
+    /// Every code [`code`](Self::code) can return.
+    pub const CODES: &'static [&'static str] = &[
+        "tenant_required",
+        "invalid_tenant",
+        "bad_path",
+        "bad_request",
+        "tenant_mismatch",
+        "body_too_large",
+        "unsupported_media_type",
+        "route_not_allowed",
+        "privileged_required",
+        "tenant_blocked",
+        "unauthenticated",
+        "not_found",
+        "upstream_unavailable",
+        "upstream_timeout",
+        "isolation_violation",
+        "response_too_large",
+        "rate_limited",
+        "quota_exceeded",
+        "store_unavailable",
+        "internal_error",
+    ];
+
     /// The stable machine-readable code of SPEC section 7.
     pub fn code(&self) -> &'static str {
         match self {
@@ -145,5 +169,44 @@ impl Refusal {
             _ => {}
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod codes {
+    use super::*;
+
+    #[test]
+    fn every_refusal_code_is_listed_for_the_metrics() {
+        let every = [
+            Refusal::TenantRequired { header: "h".into() },
+            Refusal::InvalidTenant(InvalidTenant::Empty),
+            Refusal::BadPath(BadPath::BadEscape),
+            Refusal::BadRequest(String::new()),
+            Refusal::TenantMismatch,
+            Refusal::BodyTooLarge,
+            Refusal::UnsupportedMediaType(""),
+            Refusal::RouteNotAllowed { method: "GET".into() },
+            Refusal::RouteDenied { route: "r".into() },
+            Refusal::PrivilegedRequired,
+            Refusal::TenantBlocked,
+            Refusal::Unauthenticated(""),
+            Refusal::AdminNotFound,
+            Refusal::UpstreamUnavailable,
+            Refusal::UpstreamTimeout,
+            Refusal::IsolationViolation,
+            Refusal::ResponseTooLarge,
+            Refusal::RateLimited { retry_after: 1 },
+            Refusal::TooManyInFlight,
+            Refusal::QuotaExceeded { retry_after: 1 },
+            Refusal::StoreUnavailable,
+            Refusal::Internal,
+        ];
+        let mut seen: Vec<&str> = every.iter().map(Refusal::code).collect();
+        seen.sort_unstable();
+        seen.dedup();
+        let mut listed = Refusal::CODES.to_vec();
+        listed.sort_unstable();
+        assert_eq!(seen, listed);
     }
 }

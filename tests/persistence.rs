@@ -128,7 +128,12 @@ async fn the_shutdown_flush_alone_writes_the_last_rows() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|r| (r["user_id"].as_str().unwrap(), r["events"].as_u64().unwrap()))
+        .map(|r| {
+            (
+                r["user_id"].as_str().unwrap(),
+                r["events"].as_u64().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(counts, [("alice", 3), ("bob", 2)]);
     assert_eq!(today["events"], 6);

@@ -351,3 +351,41 @@ async fn a_request_in_flight_finishes_on_the_config_it_started_with() {
     let finished = in_flight.await.unwrap();
     assert_eq!(finished.status, 200, "{finished:?}");
 }
+
+#[tokio::test]
+async fn drain_timings_apply_on_reload_and_the_log_level_needs_a_restart() {
+    let upstream = Upstream::ok().await;
+    let reload = "watch = false\npoll = \"0s\"";
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tenantgate.toml");
+    std::fs::write(&path, config(&upstream, reload, 10, &["/a"])).unwrap();
+    let proxy = Proxy::start_file(&path, Services::default()).await;
+    let app = proxy.running.as_ref().unwrap().app.clone();
+    assert_eq!(app.snapshot().config.listen.drain_delay, Duration::ZERO);
+
+    let changed = config(&upstream, reload, 10, &["/a"]).replacen(
+        "[listen]\n",
+        "[listen]\ndrain_delay = \"3s\"\nshutdown_grace = \"7s\"\n",
+        1,
+    ) + "[log]\nlevel = \"debug\"\n";
+    replace(&path, &changed);
+    let answer = proxy
+        .send_admin(
+            "POST",
+            "/admin/reload",
+            &["Authorization: Bearer admin-token"],
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert_eq!(
+        answer.json()["restart_required"],
+        serde_json::json!(["log.level"])
+    );
+    let listen = app.snapshot().config.listen.clone();
+    assert_eq!(
+        listen.drain_delay,
+        Duration::from_secs(3),
+        "read when a drain starts"
+    );
+    assert_eq!(listen.shutdown_grace, Duration::from_secs(7));
+}

@@ -354,3 +354,18 @@ async fn metrics_after_a_workload_pass_promtool() {
         "promtool: {report}"
     );
 }
+
+#[tokio::test]
+async fn counters_with_known_labels_are_exported_at_zero_before_any_event() {
+    let upstream = Upstream::ok().await;
+    let proxy = Proxy::start("[upstream]\nurl = \"${UPSTREAM}\"\n", &upstream).await;
+    let text = String::from_utf8(proxy.admin_get("/metrics", &[]).await.body).unwrap();
+    for series in [
+        r#"tenantgate_rejections_total{reason="tenant_blocked"} 0"#,
+        r#"tenantgate_rejections_total{reason="isolation_violation"} 0"#,
+        r#"tenantgate_config_reloads_total{result="error"} 0"#,
+        r#"tenantgate_config_reloads_total{result="success"} 0"#,
+    ] {
+        assert!(text.contains(series), "{series} missing from\n{text}");
+    }
+}

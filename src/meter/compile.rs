@@ -8,13 +8,30 @@ use crate::json::number::NumberPath;
 use crate::route::Scope;
 use crate::spec::{at, Errors, KeyPath};
 
-/// A route's metered units per 2xx: a number, or read from the response.
+/// A route's metered units per 2xx: a number, or read from the response. Each table
+/// form refuses keys of the other, so `{ header = .., json = .. }` is an error rather
+/// than a silent choice.
 #[derive(Debug, Deserialize)]
-#[serde(untagged)]
+#[serde(
+    untagged,
+    expecting = "units: a number, { header = \"Name\" } or { json = \"/pointer\" }"
+)]
 pub enum UnitsSpec {
     Fixed(u64),
-    Header { header: String },
-    Json { json: String },
+    Header(HeaderUnits),
+    Json(JsonUnits),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderUnits {
+    pub header: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JsonUnits {
+    pub json: String,
 }
 
 /// Compiles one route's `units`; `buffered` says whether the response stage reads the
@@ -30,14 +47,16 @@ pub fn compile_route(
     match spec {
         None => RouteUnits::default(),
         Some(UnitsSpec::Fixed(n)) => RouteUnits::Fixed(*n),
-        Some(UnitsSpec::Header { header }) => match HeaderName::try_from(header.as_str()) {
-            Ok(name) => RouteUnits::Header(name),
-            Err(_) => {
-                errors.add(path(), format!("{header:?} is not a header name"));
-                RouteUnits::default()
+        Some(UnitsSpec::Header(HeaderUnits { header })) => {
+            match HeaderName::try_from(header.as_str()) {
+                Ok(name) => RouteUnits::Header(name),
+                Err(_) => {
+                    errors.add(path(), format!("{header:?} is not a header name"));
+                    RouteUnits::default()
+                }
             }
-        },
-        Some(UnitsSpec::Json { json }) => {
+        }
+        Some(UnitsSpec::Json(JsonUnits { json })) => {
             let pointer = NumberPath::parse(json);
             if pointer.is_none() {
                 errors.add(path(), "units.json must be a JSON pointer without wildcards, like \"/usage/total_tokens\"");
@@ -97,6 +116,16 @@ mod tests {
         assert_eq!(
             json.json_pointer().map(|p| p.text.as_str()),
             Some("/usage/total")
+        );
+    }
+
+    #[test]
+    fn a_mixed_form_is_refused() {
+        let errors = compiled("scope = \"tenant\"\nunits = { header = \"X-U\", json = \"/u\" }")
+            .unwrap_err();
+        assert!(
+            errors[0].contains("units: a number, { header"),
+            "{errors:?}"
         );
     }
 
