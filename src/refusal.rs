@@ -186,7 +186,9 @@ mod codes {
             Refusal::TenantMismatch,
             Refusal::BodyTooLarge,
             Refusal::UnsupportedMediaType(""),
-            Refusal::RouteNotAllowed { method: "GET".into() },
+            Refusal::RouteNotAllowed {
+                method: "GET".into(),
+            },
             Refusal::RouteDenied { route: "r".into() },
             Refusal::PrivilegedRequired,
             Refusal::TenantBlocked,

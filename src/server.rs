@@ -84,6 +84,32 @@ pub struct Drained {
     pub in_flight_finished: bool,
 }
 
+/// How far back the usage store is read for the tenants the leak guard knows.
+const KNOWN_HISTORY_DAYS: u64 = 365;
+
+/// After a restart the leak guard must still recognise a bare root of every tenant the
+/// store has rows for, not only of those seen since.
+async fn seed_known_tenants(app: &Arc<App>) {
+    let (reader, today) = (app.clone(), app.clock.utc_day());
+    let from = today.saturating_sub(KNOWN_HISTORY_DAYS - 1);
+    match tokio::task::spawn_blocking(move || reader.usage.tenants(from, today)).await {
+        Ok(Ok(rows)) => {
+            app.known
+                .seed(rows.iter().map(|(tenant, _)| tenant.as_str()));
+            tracing::info!(
+                tenants = app.known.len(),
+                "known tenants read from the usage store"
+            );
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "known tenants could not be read from the usage store")
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "known tenants could not be read from the usage store")
+        }
+    }
+}
+
 /// How often idle limiter buckets are forgotten.
 const SWEEP_EVERY: Duration = Duration::from_secs(10);
 
@@ -134,6 +160,7 @@ pub async fn start_with(
     let admin_addr = local(&admin_listener, admin_addr);
 
     let app = App::new(first, source, services);
+    seed_known_tenants(&app).await;
     let sweeper = tokio::spawn(sweep(app.clone()));
     let flusher = tokio::spawn(flush(app.clone(), first_flush));
     let watcher = app.source_path().map(|path| {

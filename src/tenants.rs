@@ -1,19 +1,53 @@
-//! The tenants this process has seen on requests (configured ones are in the config).
-//! The leak guard treats a bare namespace root as a leak only for a known tenant, since
-//! an arbitrary `u_...` string may be ordinary data.
+//! The tenants this process knows: every tenant the usage store has rows for (read at
+//! start) and every tenant seen on a request since (configured ones are in the
+//! config). The leak guard treats a bare namespace root as a leak only for a known
+//! tenant, since an arbitrary `u_...` string may be ordinary data.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use dashmap::DashSet;
 
-#[derive(Debug, Default)]
+/// How many tenants are kept at most (about 100 MB); past it a new tenant is served
+/// as usual but its bare root is no longer recognised by the guard.
+pub const MAX_KNOWN: usize = 1_000_000;
+
+#[derive(Debug)]
 pub struct KnownTenants {
     seen: DashSet<String>,
+    /// `seen.len()`, kept apart: DashSet counts by visiting every shard.
+    count: AtomicUsize,
+    bound: usize,
+}
+
+impl Default for KnownTenants {
+    fn default() -> Self {
+        Self::with_bound(MAX_KNOWN)
+    }
 }
 
 impl KnownTenants {
+    pub fn with_bound(bound: usize) -> Self {
+        Self {
+            seen: DashSet::new(),
+            count: AtomicUsize::new(0),
+            bound,
+        }
+    }
+
     pub fn note(&self, tenant: &str) {
         // Read first: the common case (already known) takes no write lock.
-        if !self.seen.contains(tenant) {
-            self.seen.insert(tenant.to_owned());
+        if self.seen.contains(tenant) || self.count.load(Ordering::Relaxed) >= self.bound {
+            return;
+        }
+        if self.seen.insert(tenant.to_owned()) {
+            self.count.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Adds the tenants the store knows, up to the bound.
+    pub fn seed<'a>(&self, tenants: impl IntoIterator<Item = &'a str>) {
+        for tenant in tenants {
+            self.note(tenant);
         }
     }
 
@@ -30,15 +64,36 @@ impl KnownTenants {
 
     /// Forgets a tenant (offboarding); true when it was known.
     pub fn forget(&self, tenant: &str) -> bool {
-        self.seen.remove(tenant).is_some()
+        let forgotten = self.seen.remove(tenant).is_some();
+        if forgotten {
+            self.count.fetch_sub(1, Ordering::Relaxed);
+        }
+        forgotten
     }
 
     pub fn len(&self) -> usize {
-        self.seen.len()
+        self.count.load(Ordering::Relaxed)
     }
 
     pub fn is_empty(&self) -> bool {
-        self.seen.is_empty()
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_tenants_stay_within_their_bound() {
+        let known = KnownTenants::with_bound(2);
+        known.seed(["alice", "bob", "carol"]);
+        known.note("alice");
+        assert_eq!(known.len(), 2);
+        assert!(known.knows("alice") && known.knows("bob") && !known.knows("carol"));
+        assert!(known.forget("bob"));
+        known.note("carol");
+        assert!(known.knows("carol") && known.len() == 2);
     }
 }
 

@@ -139,3 +139,37 @@ async fn the_shutdown_flush_alone_writes_the_last_rows() {
     assert_eq!(today["events"], 6);
     assert_eq!(second.stop("-TERM").await, Some(0));
 }
+
+#[tokio::test]
+async fn after_a_restart_another_tenants_bare_root_is_still_withheld() {
+    // The upstream names bob's root in every answer to alice.
+    let upstream = Upstream::start(|seen| match seen.header("x-ns") {
+        Some("u_alice") => common::Reply::With(200, r#"{"owner":"u_bob"}"#, vec![]),
+        _ => common::Reply::Ok,
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tenantgate.toml");
+    let text = config(&upstream, dir.path(), "1h").replace(
+        "match = \"GET /m\"\nscope = \"tenant\"\n",
+        "match = \"GET /m\"\nscope = \"tenant\"\nset_headers = { X-NS = \"{ns}\" }\n",
+    );
+    std::fs::write(&path, text).unwrap();
+    let ask = |tenant: &str| {
+        let header = format!("X-Tenant-Id: {tenant}");
+        common::request_bytes("GET", "/m", &[&header], b"")
+    };
+    let first = Binary::run(&path).await;
+    assert_eq!(common::raw(first.proxy, &ask("bob")).await.status, 200);
+    common::raw(first.proxy, &ask("alice"))
+        .await
+        .assert_refusal(502, "isolation_violation");
+    assert_eq!(first.stop("-TERM").await, Some(0));
+
+    // A new process has seen no request from bob, but the store has his rows.
+    let second = Binary::run(&path).await;
+    common::raw(second.proxy, &ask("alice"))
+        .await
+        .assert_refusal(502, "isolation_violation");
+    assert_eq!(second.stop("-TERM").await, Some(0));
+}
