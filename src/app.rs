@@ -47,6 +47,8 @@ pub struct App {
     pub limiter: Arc<Limiter>,
     pub clock: Arc<dyn Clock>,
     pub usage: Arc<Usage>,
+    /// The bytes every buffered body together may hold (`[limits] max_buffered`).
+    pub budget: Arc<crate::budget::Budget>,
     /// The usage store and clock, as the meter stage takes them.
     pub ledger: Ledger,
     /// Where reloads read from; `None` for a config given as text (tests, `dev`).
@@ -87,6 +89,7 @@ impl App {
             usage: services.usage.clone(),
             clock: services.clock.clone(),
         };
+        let budget = crate::budget::Budget::new(first.config.max_buffered);
         Arc::new(Self {
             config: ArcSwap::from_pointee(first),
             generation: AtomicU64::new(1),
@@ -99,6 +102,7 @@ impl App {
             clock: services.clock,
             usage: services.usage,
             ledger,
+            budget,
             source,
             reloading: std::sync::Mutex::new(()),
         })
@@ -222,6 +226,10 @@ fn keep_restart_only(running: &config::Config, next: &mut config::Config) -> Vec
     next.reload = running.reload;
     next.store = running.store.clone();
     next.audit_file = running.audit_file.clone();
+    if running.max_buffered != next.max_buffered {
+        changed.push("limits.max_buffered");
+    }
+    next.max_buffered = running.max_buffered;
     if running.log_level != next.log_level {
         changed.push("log.level");
     }

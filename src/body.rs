@@ -11,6 +11,7 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Empty, Full};
 use tokio::time::{Instant, Sleep};
 
+use crate::budget::{Held, OverBudget};
 use crate::BoxError;
 
 /// What every response from tenantgate carries: a refusal's JSON, or the upstream's
@@ -37,10 +38,44 @@ pub fn collect_at_most(body: ProxyBody, max: usize) -> Collecting {
     Box::pin(http_body_util::Limited::new(body, max).collect())
 }
 
+/// Reads a whole body as [`collect_at_most`] does, taking every byte from `held`'s
+/// budget as it arrives: past the budget it fails with [`OverBudget`].
+pub fn collect_within<'a>(
+    mut body: ProxyBody,
+    max: usize,
+    held: &'a mut Held,
+) -> Pin<Box<dyn Future<Output = Result<Bytes, BoxError>> + Send + 'a>> {
+    Box::pin(async move {
+        let mut buf = bytes::BytesMut::new();
+        while let Some(frame) = body.frame().await {
+            let Ok(data) = frame?.into_data() else {
+                continue;
+            };
+            if buf.len() + data.len() > max {
+                return Err(Box::new(TooLarge) as BoxError);
+            }
+            if !held.grow(data.len()) {
+                return Err(Box::new(OverBudget) as BoxError);
+            }
+            buf.extend_from_slice(&data);
+        }
+        Ok(buf.freeze())
+    })
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the body is larger than its limit")]
+struct TooLarge;
+
 pub fn is_too_large(error: &BoxError) -> bool {
     error
         .downcast_ref::<http_body_util::LengthLimitError>()
         .is_some()
+        || error.downcast_ref::<TooLarge>().is_some()
+}
+
+pub fn is_over_budget(error: &BoxError) -> bool {
+    error.downcast_ref::<OverBudget>().is_some()
 }
 
 #[derive(Debug, thiserror::Error)]

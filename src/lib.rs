@@ -8,6 +8,7 @@ pub mod answer;
 pub mod app;
 pub mod audit;
 pub mod body;
+pub mod budget;
 pub mod clock;
 pub mod config;
 pub mod dev;

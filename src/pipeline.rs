@@ -37,6 +37,7 @@ use crate::answer::{self, Done, InFlight, Trail};
 use crate::app::App;
 use crate::audit::AuditRecord;
 use crate::body::{self, IdleTimeout, ProxyBody};
+use crate::budget::Budget;
 use crate::config::{Config, RouteRules};
 use crate::forward::{self, Outgoing};
 use crate::hygiene;
@@ -137,8 +138,9 @@ async fn walk<'c>(
     let head = parts.method == Method::HEAD;
     let route_name: &str = &admitted.route.name;
     let namespace = trail.namespace.as_ref();
+    let budget = &app.budget;
     let outgoing = rewrite(
-        config, admitted, rules, namespace, parts, body, peer, request_id,
+        config, admitted, rules, namespace, parts, body, peer, request_id, budget,
     );
     let outgoing = outgoing.await?;
 
@@ -158,6 +160,7 @@ async fn walk<'c>(
         namespace: trail.namespace.as_ref(),
         known: &app.known,
         head,
+        budget: &app.budget,
     };
     respond::finish(&config.respond, answering, response).await
 }
@@ -237,6 +240,7 @@ async fn rewrite(
     body: ProxyBody,
     peer: SocketAddr,
     request_id: &HeaderValue,
+    budget: &Arc<Budget>,
 ) -> Result<Outgoing, Refusal> {
     let target = namespace.map(|ns| Target::of(ns, &config.namespaces));
     let incoming = rewrite::Incoming {
@@ -244,6 +248,7 @@ async fn rewrite(
         query: parts.uri.query(),
         headers: &parts.headers,
         body,
+        budget,
     };
     let rewritten = rewrite::request(&config.rewrite, &rules.rewrite, target, incoming).await?;
     let units_at = rules.meter.json_pointer();
@@ -284,6 +289,8 @@ pub async fn dry_run(
     let peer = SocketAddr::from(([127, 0, 0, 1], 0));
     let request_id = hygiene::request_id(&parts.headers);
     let namespace = namespace.as_ref();
+    // A dry run buffers one body: a budget of its own.
+    let budget = Budget::new(config.max_buffered);
     let outgoing = rewrite(
         config,
         admitted,
@@ -293,6 +300,7 @@ pub async fn dry_run(
         body,
         peer,
         &request_id,
+        &budget,
     );
     Ok((name, outgoing.await?))
 }

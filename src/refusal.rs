@@ -57,6 +57,10 @@ pub enum Refusal {
     #[error("the usage store could not be read or written; retry shortly")]
     StoreUnavailable,
     #[error(
+        "too many large bodies are being handled at once ([limits] max_buffered); retry shortly"
+    )]
+    Overloaded,
+    #[error(
         "tenantgate failed to handle this request; it is logged, and it is not the caller's fault"
     )]
     Internal,
@@ -82,7 +86,7 @@ impl Refusal {
                 StatusCode::BAD_GATEWAY
             }
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
-            Self::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::StoreUnavailable | Self::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             Self::RateLimited { .. } | Self::TooManyInFlight | Self::QuotaExceeded { .. } => {
                 StatusCode::TOO_MANY_REQUESTS
@@ -111,6 +115,7 @@ impl Refusal {
         "rate_limited",
         "quota_exceeded",
         "store_unavailable",
+        "overloaded",
         "internal_error",
     ];
 
@@ -136,6 +141,7 @@ impl Refusal {
             Self::RateLimited { .. } | Self::TooManyInFlight => "rate_limited",
             Self::QuotaExceeded { .. } => "quota_exceeded",
             Self::StoreUnavailable => "store_unavailable",
+            Self::Overloaded => "overloaded",
             Self::Internal => "internal_error",
         }
     }
@@ -163,7 +169,7 @@ impl Refusal {
             Self::RateLimited { retry_after } | Self::QuotaExceeded { retry_after } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
             }
-            Self::TooManyInFlight | Self::StoreUnavailable => {
+            Self::TooManyInFlight | Self::StoreUnavailable | Self::Overloaded => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             _ => {}
@@ -202,6 +208,7 @@ mod codes {
             Refusal::TooManyInFlight,
             Refusal::QuotaExceeded { retry_after: 1 },
             Refusal::StoreUnavailable,
+            Refusal::Overloaded,
             Refusal::Internal,
         ];
         let mut seen: Vec<&str> = every.iter().map(Refusal::code).collect();

@@ -10,8 +10,11 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[&[&str]] = &[
     // shared leaves
     &[
-        "body", "secret", "clock", "spec", "json", "path", "hygiene", "metrics", "audit", "tenants",
+        "budget", "secret", "clock", "spec", "json", "path", "hygiene", "metrics", "audit",
+        "tenants",
     ],
+    // the body helpers, which draw on the buffer budget
+    &["body"],
     // 1. identity: tenant ids and the caller
     &["identity"],
     // the namespace codec, and the refusals every stage returns

@@ -195,3 +195,46 @@ async fn large_bodies_cost_time_in_proportion_to_their_size() {
         "the large body was rewritten"
     );
 }
+
+#[tokio::test]
+async fn buffered_bodies_past_the_budget_are_refused_and_the_process_carries_on() {
+    const BUDGET: &str = r#"
+[upstream]
+url = "${UPSTREAM}"
+[limits]
+max_buffered = "64KiB"
+[[route]]
+match = "POST /json"
+scope = "tenant"
+rewrite.json = { "/user_id" = "bind" }
+"#;
+    let upstream = Upstream::ok().await;
+    let proxy = Proxy::start(BUDGET, &upstream).await;
+    let body = format!(r#"{{"user_id":"alice","pad":"{}"}}"#, "a".repeat(48 * 1024));
+    let headers = ["X-Tenant-Id: alice", "Content-Type: application/json"];
+    let request = common::request_bytes("POST", "/json", &headers, body.as_bytes());
+    let (head_and_most, rest) = request.split_at(request.len() - 1000);
+
+    // Alice's body is half-way in: most of it is buffered and held.
+    let mut slow = TcpStream::connect(proxy.addr).await.unwrap();
+    slow.write_all(head_and_most).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // A second body of that size does not fit beside it.
+    let refused = common::raw(proxy.addr, &request).await;
+    refused.assert_refusal(503, "overloaded");
+    assert_eq!(refused.header("retry-after"), Some("1"));
+    assert_eq!(proxy.admin_get("/healthz", &[]).await.status, 200);
+
+    // Alice's completes, and gives its bytes back.
+    slow.write_all(rest).await.unwrap();
+    let first = common::read_response(&mut slow).await;
+    assert_eq!(first.status, 200);
+    let again = common::raw(proxy.addr, &request).await;
+    assert_eq!(again.status, 200, "the budget was given back");
+    assert_eq!(
+        upstream.requests().len(),
+        2,
+        "the refused body never went upstream"
+    );
+}

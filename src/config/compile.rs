@@ -146,6 +146,7 @@ pub fn compile(file: &File) -> Result<Config, Vec<(KeyPath, String)>> {
         rules,
         admin,
         log_level: file.log.level.clone(),
+        max_buffered: usize::try_from(file.limits.max_buffered.0).unwrap_or(usize::MAX),
         audit_file: file.log.audit_file.clone(),
         per_tenant_top_k: file.metrics.per_tenant_top_k,
         reload: ReloadSettings::of(&file.reload),

@@ -68,6 +68,8 @@ pub struct Config {
     pub rules: Vec<RouteRules>,
     pub admin: AdminSettings,
     pub log_level: String,
+    /// `[limits] max_buffered`: the budget of every buffered body at once.
+    pub max_buffered: usize,
     /// `[log] audit_file`; `None`: stdout.
     pub audit_file: Option<PathBuf>,
     /// `[metrics] per_tenant_top_k`.

@@ -95,6 +95,8 @@ impl Default for Tenant {
 pub struct Limits {
     pub max_body: Size,
     pub max_response_body: Size,
+    /// Every buffered request and response body together.
+    pub max_buffered: Size,
     pub default_plan: Option<String>,
     pub plans: BTreeMap<String, PlanTable>,
     pub project: ProjectSpec,
@@ -105,6 +107,7 @@ impl Default for Limits {
         Self {
             max_body: Size(8 * 1024 * 1024),
             max_response_body: Size(16 * 1024 * 1024),
+            max_buffered: Size(256 * 1024 * 1024),
             default_plan: None,
             plans: BTreeMap::new(),
             project: ProjectSpec::default(),

@@ -14,7 +14,10 @@ use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
 use http::Response;
 
+use std::sync::Arc;
+
 use crate::body::{self, BodyStalled, ProxyBody};
+use crate::budget::{Budget, Held};
 use crate::hygiene;
 use crate::json::number::NumberPath;
 use crate::namespace::{Classified, Namespace, NamespaceScheme};
@@ -103,6 +106,8 @@ pub struct Answering<'a> {
     pub namespace: Option<&'a Namespace>,
     pub known: &'a KnownTenants,
     pub head: bool,
+    /// What a buffered answer is taken from.
+    pub budget: &'a Arc<Budget>,
 }
 
 /// True when the stage reads a tenant route's answer, which it then asks for
@@ -185,7 +190,8 @@ pub async fn finish(
         .and_then(|v| v.to_str().ok())
         .is_some_and(crate::json::is_media_type);
     let (parts, body) = response.into_parts();
-    let bytes = collect_at_most(body, max).await?;
+    let mut held = on.budget.claim();
+    let bytes = collect_at_most(body, max, &mut held).await?;
     if bytes.is_empty() {
         return Ok(Response::from_parts(parts, body::empty()));
     }
@@ -206,7 +212,8 @@ pub async fn finish(
     response
         .headers_mut()
         .insert(CONTENT_LENGTH, HeaderValue::from(bytes.len()));
-    *response.body_mut() = body::full(bytes);
+    // The buffered answer counts against the budget until the client has taken it.
+    *response.body_mut() = body::on_end(body::full(bytes), move |_| drop(held));
     Ok(response)
 }
 
@@ -229,15 +236,16 @@ fn opaque(route: &str, what: &'static str) -> Refusal {
     Refusal::IsolationViolation
 }
 
-async fn collect_at_most(body: ProxyBody, max: usize) -> Result<Bytes, Refusal> {
-    let collected = body::collect_at_most(body, max).await.map_err(|e| {
+async fn collect_at_most(body: ProxyBody, max: usize, held: &mut Held) -> Result<Bytes, Refusal> {
+    body::collect_within(body, max, held).await.map_err(|e| {
         if body::is_too_large(&e) {
             Refusal::ResponseTooLarge
+        } else if body::is_over_budget(&e) {
+            Refusal::Overloaded
         } else if e.downcast_ref::<BodyStalled>().is_some() {
             Refusal::UpstreamTimeout
         } else {
             Refusal::UpstreamUnavailable
         }
-    })?;
-    Ok(collected.to_bytes())
+    })
 }

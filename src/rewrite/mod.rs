@@ -8,11 +8,14 @@ pub mod json;
 pub mod query;
 pub mod template;
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use http::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::body::{self, ProxyBody};
+use crate::budget::{Budget, Held};
 use crate::namespace::{Namespace, NamespaceScheme};
 use crate::path::CanonicalPath;
 use crate::refusal::Refusal;
@@ -148,6 +151,8 @@ pub struct Incoming<'a> {
     pub query: Option<&'a str>,
     pub headers: &'a HeaderMap,
     pub body: ProxyBody,
+    /// What a body this stage buffers is taken from.
+    pub budget: &'a Arc<Budget>,
 }
 
 /// Rewrites a request into `target`'s namespace; without a target (routes other than
@@ -163,6 +168,7 @@ pub async fn request(
         query,
         headers,
         body,
+        budget,
     } = incoming;
 
     let mut out_headers = Vec::with_capacity(rules.set_headers.len() + rules.header.len());
@@ -219,7 +225,8 @@ pub async fn request(
             content_length: None,
         });
     }
-    let bytes = read_json_body(settings.max_body, headers, body).await?;
+    let mut held = budget.claim();
+    let bytes = read_json_body(settings.max_body, headers, body, &mut held).await?;
     let (body, content_length) = if bytes.is_empty() {
         if rules
             .json
@@ -241,6 +248,8 @@ pub async fn request(
             None => (body::full(bytes), None),
         }
     };
+    // The buffered bytes count against the budget until the upstream has taken them.
+    let body = body::on_end(body, move |_| drop(held));
     Ok(Rewritten {
         path,
         query,
@@ -283,6 +292,7 @@ async fn read_json_body(
     max: usize,
     headers: &HeaderMap,
     body: ProxyBody,
+    held: &mut Held,
 ) -> Result<Bytes, Refusal> {
     let declared = headers
         .get(CONTENT_LENGTH)
@@ -316,14 +326,16 @@ async fn read_json_body(
             ));
         }
     }
-    let collected = body::collect_at_most(body, max).await.map_err(|e| {
+    let bytes = body::collect_within(body, max, held).await.map_err(|e| {
         if body::is_too_large(&e) {
             Refusal::BodyTooLarge
+        } else if body::is_over_budget(&e) {
+            Refusal::Overloaded
         } else {
             Refusal::BadRequest("the request body could not be read".to_owned())
         }
     })?;
-    let bytes = collected.to_bytes();
+
     if !bytes.is_empty() && !is_json {
         return Err(Refusal::UnsupportedMediaType(
             "send the body as application/json; it must be rewritten",
