@@ -131,9 +131,13 @@ pub fn answer(
     }
     let (metered, held) = (done.metered, (trail.permit.take(), done.in_flight));
     response = response.map(|body| {
-        body::on_end(body, move |bytes_out| {
-            if let Some(metered) = metered {
-                metered.record(bytes_out);
+        body::on_end(body, move |sent| {
+            // An answer cut off by the upstream is no full 2xx; one the client hung up
+            // on is metered for what it got.
+            match metered {
+                Some(metered) if !sent.failed => metered.record(sent.bytes),
+                Some(_) => tracing::debug!("answer cut off mid-body; not metered"),
+                None => {}
             }
             drop(held);
         })

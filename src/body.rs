@@ -148,6 +148,7 @@ pub fn counted(
         inner: body,
         counter: Some(counter),
         seen: 0,
+        failed: false,
         done: None,
     }
     .boxed_unsync()
@@ -156,29 +157,44 @@ pub fn counted(
 /// `body`, calling `done` with the bytes sent once it has ended or been dropped (a
 /// client that hangs up mid-body is still metered for what it got, and guards moved
 /// into `done` live exactly as long as the body).
-pub fn on_end(body: ProxyBody, done: impl FnOnce(u64) + Send + 'static) -> ProxyBody {
+pub fn on_end(body: ProxyBody, done: impl FnOnce(Sent) + Send + 'static) -> ProxyBody {
     Counted {
         inner: body,
         counter: None,
         seen: 0,
+        failed: false,
         done: Some(Box::new(done)),
     }
     .boxed_unsync()
 }
 
-type Done = Box<dyn FnOnce(u64) + Send>;
+/// How a body ended, for [`on_end`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sent {
+    /// Data bytes that passed.
+    pub bytes: u64,
+    /// The body itself failed (its source closed or stalled mid-body), as opposed to
+    /// ending, or being dropped by a client that hung up.
+    pub failed: bool,
+}
+
+type Done = Box<dyn FnOnce(Sent) + Send>;
 
 struct Counted {
     inner: ProxyBody,
     counter: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
     seen: u64,
+    failed: bool,
     done: Option<Done>,
 }
 
 impl Drop for Counted {
     fn drop(&mut self) {
         if let Some(done) = self.done.take() {
-            done(self.seen);
+            done(Sent {
+                bytes: self.seen,
+                failed: self.failed,
+            });
         }
     }
 }
@@ -192,6 +208,9 @@ impl Body for Counted {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Err(_))) = &polled {
+            self.failed = true;
+        }
         if let Poll::Ready(Some(Ok(frame))) = &polled {
             if let Some(data) = frame.data_ref() {
                 let len = data.len() as u64;

@@ -161,3 +161,32 @@ async fn wait_until(condition: impl Fn() -> bool) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+#[tokio::test]
+async fn an_answer_cut_off_mid_body_is_not_metered() {
+    let upstream = Upstream::start(|seen| {
+        if seen.target.ends_with("stall") {
+            Reply::StallMidBody
+        } else {
+            Reply::Ok
+        }
+    })
+    .await;
+    let proxy = Proxy::start(CONFIG, &upstream).await;
+    let cut = proxy
+        .send("GET", "/v1/stall", &["X-Tenant-Id: alice"], b"")
+        .await;
+    assert!(!cut.complete, "the upstream stalled mid-body");
+    let whole = proxy
+        .send("GET", "/v1/ok", &["X-Tenant-Id: alice"], b"")
+        .await;
+    assert_eq!(whole.status, 200);
+    let today = proxy
+        .admin_get("/usage/today", &["Authorization: Bearer from-env"])
+        .await
+        .json();
+    assert_eq!(
+        today["events"], 1,
+        "only the whole answer is metered: {today}"
+    );
+}
