@@ -52,6 +52,8 @@ pub struct Metrics {
     pub config_last_success: Gauge,
     tenants_active: IntGauge,
     limiter_keys: IntGauge,
+    pub store_flush_failures: prometheus::IntCounter,
+    store_pending_rows: IntGauge,
     pub inflight: IntGauge,
     tenant_units: IntGaugeVec,
     /// Resolved handles by label value, for the families labelled at run time.
@@ -147,6 +149,15 @@ impl Metrics {
                 "Tenants with metered usage today (UTC).",
             ),
             limiter_keys: gauge("tenantgate_limiter_keys", "Tenants with limiter state in memory."),
+            store_flush_failures: prometheus::IntCounter::new(
+                "tenantgate_store_flush_failures_total",
+                "Usage flushes that failed (their rows stay pending and are retried).",
+            )
+            .expect("static metric definition"),
+            store_pending_rows: gauge(
+                "tenantgate_store_pending_rows",
+                "Usage rows in memory waiting to be written to the store.",
+            ),
             inflight: gauge(
                 "tenantgate_inflight_requests",
                 "Requests being served, until their answer's body ends.",
@@ -176,6 +187,8 @@ impl Metrics {
             Box::new(metrics.config_last_success.clone()),
             Box::new(metrics.tenants_active.clone()),
             Box::new(metrics.limiter_keys.clone()),
+            Box::new(metrics.store_flush_failures.clone()),
+            Box::new(metrics.store_pending_rows.clone()),
             Box::new(metrics.inflight.clone()),
             Box::new(metrics.tenant_units.clone()),
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
@@ -241,13 +254,14 @@ impl Metrics {
 
     /// The text exposition, with the gauges read at scrape time. `top` is every
     /// tenant's units today when per-tenant series are on.
-    pub fn render(
-        &self,
-        limiter_keys: usize,
-        tenants_active: usize,
-        top: Option<(usize, Vec<(String, u64)>)>,
-    ) -> Vec<u8> {
+    pub fn render(&self, gauges: Gauges, top: Option<(usize, Vec<(String, u64)>)>) -> Vec<u8> {
         let as_i64 = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        let Gauges {
+            limiter_keys,
+            tenants_active,
+            store_pending_rows,
+        } = gauges;
+        self.store_pending_rows.set(as_i64(store_pending_rows));
         self.limiter_keys.set(as_i64(limiter_keys));
         self.tenants_active.set(as_i64(tenants_active));
         self.tenant_units.reset();
@@ -270,4 +284,12 @@ impl Metrics {
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
         out
     }
+}
+
+/// The gauges read at scrape time.
+#[derive(Debug, Clone, Copy)]
+pub struct Gauges {
+    pub limiter_keys: usize,
+    pub tenants_active: usize,
+    pub store_pending_rows: usize,
 }

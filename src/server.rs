@@ -44,27 +44,44 @@ pub struct Running {
     watcher: Option<JoinHandle<()>>,
 }
 
-/// Writes usage every `every`; with "0s", as soon as an event is recorded.
+/// The first retry after a failed flush, doubled on every further failure up to
+/// [`FLUSH_BACKOFF_MAX`]: a failing store is not rewritten the whole backlog on
+/// every event.
+const FLUSH_BACKOFF_MIN: Duration = Duration::from_millis(100);
+const FLUSH_BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// Writes usage every `every`; with "0s", as soon as an event is recorded. After a
+/// failure, the next attempt waits out the backoff instead.
 async fn flush(app: Arc<App>, every: Duration) {
+    let mut backoff = Duration::ZERO;
     loop {
-        if every.is_zero() {
+        if !backoff.is_zero() {
+            tokio::time::sleep(backoff.max(every)).await;
+        } else if every.is_zero() {
             app.usage.recorded.notified().await;
         } else {
             tokio::time::sleep(every).await;
         }
-        flush_now(&app).await;
+        backoff = if flush_now(&app).await {
+            Duration::ZERO
+        } else {
+            (backoff * 2).clamp(FLUSH_BACKOFF_MIN, FLUSH_BACKOFF_MAX)
+        };
     }
 }
 
-async fn flush_now(app: &Arc<App>) {
+/// One flush; false when it failed (counted; the rows stay pending).
+async fn flush_now(app: &Arc<App>) -> bool {
     let usage = app.usage.clone();
-    match tokio::task::spawn_blocking(move || usage.flush()).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, "usage flush failed; it stays pending and is retried")
-        }
-        Err(e) => tracing::warn!(error = %e, "usage flush task failed"),
-    }
+    let failed = match tokio::task::spawn_blocking(move || usage.flush()).await {
+        Ok(Ok(())) => return true,
+        Ok(Err(e)) => e.to_string(),
+        Err(e) => e.to_string(),
+    };
+    app.metrics.store_flush_failures.inc();
+    let pending = app.usage.pending_rows();
+    tracing::warn!(error = %failed, pending, "usage flush failed; the rows stay pending and are retried after a backoff");
+    false
 }
 
 async fn sweep(app: Arc<App>) {

@@ -369,3 +369,100 @@ async fn counters_with_known_labels_are_exported_at_zero_before_any_event() {
         assert!(text.contains(series), "{series} missing from\n{text}");
     }
 }
+
+/// A store that answers reads and fails every write, counting the attempts.
+#[derive(Debug, Default)]
+struct FailingStore {
+    writes: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl tenantgate::store::Backend for FailingStore {
+    fn write(&self, _: &tenantgate::store::Batch) -> Result<(), tenantgate::store::StoreError> {
+        self.writes
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Err(tenantgate::store::StoreError("disk full".into()))
+    }
+    fn day(
+        &self,
+        _: u64,
+    ) -> Result<Vec<(String, tenantgate::store::Counters)>, tenantgate::store::StoreError> {
+        Ok(Vec::new())
+    }
+    fn project_day(
+        &self,
+        _: u64,
+    ) -> Result<tenantgate::store::Counters, tenantgate::store::StoreError> {
+        Ok(Default::default())
+    }
+    fn user(
+        &self,
+        _: &str,
+        _: u64,
+        _: u64,
+    ) -> Result<Vec<(u64, tenantgate::store::Counters)>, tenantgate::store::StoreError> {
+        Err(tenantgate::store::StoreError("disk full".into()))
+    }
+    fn totals(
+        &self,
+        _: u64,
+        _: u64,
+    ) -> Result<Vec<(String, tenantgate::store::Counters)>, tenantgate::store::StoreError> {
+        Err(tenantgate::store::StoreError("disk full".into()))
+    }
+    fn erase(&self, _: &str) -> Result<u64, tenantgate::store::StoreError> {
+        Err(tenantgate::store::StoreError("disk full".into()))
+    }
+}
+
+#[tokio::test]
+async fn a_failing_store_backs_off_counts_and_keeps_every_row() {
+    let store = FailingStore::default();
+    let writes = store.writes.clone();
+    let clock = Arc::new(ManualClock::at(Duration::from_secs(1_764_547_200)));
+    let usage = Usage::open(
+        Box::new(store),
+        tenantgate::clock::Clock::utc_day(clock.as_ref()),
+    )
+    .unwrap();
+    let services = Services {
+        clock,
+        usage: Arc::new(usage),
+    };
+    let upstream = Upstream::ok().await;
+    let config = "[upstream]\nurl = \"${UPSTREAM}\"\n[store]\nflush = \"0s\"\n[admin]\ntoken = \"admin-token\"\n[[route]]\nmatch = \"GET /m\"\nscope = \"tenant\"\n";
+    let proxy = Proxy::start_with(config, &upstream, services).await;
+    let before = writes.load(std::sync::atomic::Ordering::SeqCst);
+    // 40 events over about a second, each of which asks for a flush ("0s").
+    for i in 0..40 {
+        let tenant = format!("X-Tenant-Id: t{i}");
+        assert_eq!(proxy.send("GET", "/m", &[&tenant], b"").await.status, 200);
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let attempts = writes.load(std::sync::atomic::Ordering::SeqCst) - before;
+    assert!(attempts >= 2, "the flusher kept trying ({attempts})");
+    assert!(
+        attempts <= 12,
+        "{attempts} writes for 40 events: no backoff"
+    );
+    let text = String::from_utf8(proxy.admin_get("/metrics", &[]).await.body).unwrap();
+    let value = |name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing"))
+    };
+    assert!(value("tenantgate_store_flush_failures_total") >= 2.0);
+    assert_eq!(
+        value("tenantgate_store_pending_rows"),
+        41.0,
+        "40 tenant days and the project's"
+    );
+    // The admin API says the store failed, not the upstream.
+    proxy
+        .send_admin(
+            "GET",
+            "/usage/by-user",
+            &["Authorization: Bearer admin-token"],
+        )
+        .await
+        .assert_refusal(503, "store_unavailable");
+}

@@ -28,9 +28,12 @@ pub async fn handle(app: Arc<App>, request: Request<Incoming>) -> Response<Proxy
             let day = app.clock.utc_day();
             let k = app.snapshot().config.per_tenant_top_k;
             let top = (k > 0).then(|| (k, app.usage.units_on(day)));
-            let text = app
-                .metrics
-                .render(app.limiter.keys(), app.usage.active(day), top);
+            let gauges = crate::metrics::Gauges {
+                limiter_keys: app.limiter.keys(),
+                tenants_active: app.usage.active(day),
+                store_pending_rows: app.usage.pending_rows(),
+            };
+            let text = app.metrics.render(gauges, top);
             let mut response = Response::new(body::full(text));
             response.headers_mut().insert(
                 header::CONTENT_TYPE,

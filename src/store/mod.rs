@@ -198,6 +198,12 @@ impl Usage {
         self.recorded.notify_one();
     }
 
+    /// Rows waiting for the next flush (tenant days and project days).
+    pub fn pending_rows(&self) -> usize {
+        let pending = lock(&self.pending);
+        pending.tenants.len() + pending.project.len()
+    }
+
     /// Writes what is pending. On failure the rows go back to pending, so a store
     /// that recovers loses nothing.
     pub fn flush(&self) -> Result<(), StoreError> {
