@@ -39,6 +39,8 @@ pub struct Trail<'c> {
     pub namespace: Option<Namespace>,
     /// Request body bytes read from the client.
     pub bytes_in: Arc<AtomicU64>,
+    /// Raised when the client's body failed (malformed, cut short, stalled).
+    pub client_body_broke: Arc<std::sync::atomic::AtomicBool>,
     /// How long the upstream took to its response head.
     pub upstream_time: Option<Duration>,
 }
@@ -54,6 +56,7 @@ impl Trail<'_> {
             route: None,
             namespace: None,
             bytes_in: Arc::default(),
+            client_body_broke: Arc::default(),
             upstream_time: None,
         }
     }

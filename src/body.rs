@@ -139,14 +139,18 @@ where
 }
 
 /// `body`, counting the data bytes that pass into `counter` (the request side of
-/// metering: the upstream reads it, the meter reads the count).
+/// metering: the upstream reads it, the meter reads the count) and raising `broke`
+/// when the body itself fails (a malformed chunk, a client that stalls or leaves):
+/// then a failed upstream call is the client's doing, not the upstream's.
 pub fn counted(
     body: ProxyBody,
     counter: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    broke: std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) -> ProxyBody {
     Counted {
         inner: body,
         counter: Some(counter),
+        broke: Some(broke),
         seen: 0,
         failed: false,
         done: None,
@@ -161,6 +165,7 @@ pub fn on_end(body: ProxyBody, done: impl FnOnce(Sent) + Send + 'static) -> Prox
     Counted {
         inner: body,
         counter: None,
+        broke: None,
         seen: 0,
         failed: false,
         done: Some(Box::new(done)),
@@ -183,6 +188,7 @@ type Done = Box<dyn FnOnce(Sent) + Send>;
 struct Counted {
     inner: ProxyBody,
     counter: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
+    broke: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
     seen: u64,
     failed: bool,
     done: Option<Done>,
@@ -210,6 +216,9 @@ impl Body for Counted {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         if let Poll::Ready(Some(Err(_))) = &polled {
             self.failed = true;
+            if let Some(broke) = &self.broke {
+                broke.store(true, std::sync::atomic::Ordering::Release);
+            }
         }
         if let Poll::Ready(Some(Ok(frame))) = &polled {
             if let Some(data) = frame.data_ref() {

@@ -89,7 +89,11 @@ async fn walk<'c>(
     let (parts, body) = request.into_parts();
     let idle = config.forward.upstream.body_timeout;
     let body = IdleTimeout::new(body, idle).boxed_unsync();
-    let body = body::counted(body, trail.bytes_in.clone());
+    let body = body::counted(
+        body,
+        trail.bytes_in.clone(),
+        trail.client_body_broke.clone(),
+    );
 
     // 1. identity
     let tenant = identify(config, &parts)?;
@@ -148,7 +152,18 @@ async fn walk<'c>(
     let sent = Instant::now();
     let response = app.upstream.send(&config.forward.upstream, outgoing).await;
     trail.upstream_time = Some(sent.elapsed());
-    let response = response?;
+    let broke = || {
+        trail
+            .client_body_broke
+            .load(std::sync::atomic::Ordering::Acquire)
+    };
+    let response = response.map_err(|refusal| match refusal {
+        // The upstream call failed because the client's body did: the client's error.
+        Refusal::UpstreamUnavailable | Refusal::UpstreamTimeout if broke() => {
+            Refusal::BadRequest("the request body was malformed or ended early".to_owned())
+        }
+        other => other,
+    })?;
     trail.audit.upstream_status = Some(response.status().as_u16());
 
     // 6. respond

@@ -238,3 +238,22 @@ rewrite.json = { "/user_id" = "bind" }
         "the refused body never went upstream"
     );
 }
+
+#[tokio::test]
+async fn a_malformed_request_body_is_the_clients_error_not_the_upstreams() {
+    const STREAMED: &str = r#"
+[upstream]
+url = "${UPSTREAM}"
+[[route]]
+match = "POST /stream"
+scope = "shared"
+"#;
+    let upstream = Upstream::ok().await;
+    let proxy = Proxy::start(STREAMED, &upstream).await;
+    let bad_chunk = b"POST /stream HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\nmore\r\n0\r\n\r\n";
+    let response = proxy.raw(bad_chunk).await;
+    response.assert_refusal(400, "bad_request");
+    // A well-formed one on the same route goes through.
+    let good = b"POST /stream HTTP/1.1\r\nHost: a\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
+    assert_eq!(proxy.raw(good).await.status, 200);
+}
