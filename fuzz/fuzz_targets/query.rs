@@ -1,0 +1,26 @@
+//! Any query through the query rewriter with a `bind` and a `prefix` rule: it never
+//! panics, and a query it forwards names the caller in `user_id` exactly once.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use tenantgate::rewrite::query::rewrite;
+use tenantgate::rewrite::{Mode, Target};
+
+const ALICE: Target = Target {
+    root: "u_alice",
+    tenant: Some("alice"),
+    separator: "__",
+};
+
+fuzz_target!(|query: &str| {
+    let rules = [
+        ("user_id".to_owned(), Mode::Bind),
+        ("session".to_owned(), Mode::Prefix),
+    ];
+    if let Ok(out) = rewrite(Some(query), &rules, &ALICE) {
+        let out = out.unwrap_or_else(|| query.to_owned());
+        let bound = out.split('&').filter(|p| p.starts_with("user_id=")).count();
+        assert_eq!(bound, 1, "{query:?} -> {out:?}");
+        assert!(out.split('&').any(|p| p == "user_id=u_alice"), "{query:?} -> {out:?}");
+    }
+});
