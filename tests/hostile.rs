@@ -28,6 +28,10 @@ scope = "shared"
     )
 }
 
+/// The tests here measure time, so they run one at a time: a neighbour editing 4 MiB
+/// bodies on the same two cores must not be what delays a probe.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Reads until the server closes the connection; how long that took.
 async fn closed_after(mut stream: TcpStream, opened: Instant) -> Duration {
     let mut sink = Vec::new();
@@ -38,6 +42,7 @@ async fn closed_after(mut stream: TcpStream, opened: Instant) -> Duration {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_and_slow_connections_are_cut_while_probes_and_requests_are_served() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     let upstream = Upstream::ok().await;
     let proxy = Proxy::start(&config(), &upstream).await;
     // 150 connections to each listener (more than the admin listener used to allow):
@@ -85,6 +90,7 @@ async fn silent_and_slow_connections_are_cut_while_probes_and_requests_are_serve
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_keep_alive_connection_is_closed_at_header_read_timeout() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     let upstream = Upstream::ok().await;
     let proxy = Proxy::start(&config(), &upstream).await;
     let mut stream = TcpStream::connect(proxy.addr).await.expect("connect");
@@ -175,6 +181,7 @@ async fn timed_post(proxy: &Proxy, path: &str, body: &[u8]) -> Duration {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_bodies_cost_time_in_proportion_to_their_size() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     let upstream = Upstream::ok().await;
     let proxy = Proxy::start(BULK, &upstream).await;
     for (path, make) in [("/items", items as fn(usize) -> Vec<u8>), ("/keys", keys)] {
@@ -198,6 +205,7 @@ async fn large_bodies_cost_time_in_proportion_to_their_size() {
 
 #[tokio::test]
 async fn buffered_bodies_past_the_budget_are_refused_and_the_process_carries_on() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     const BUDGET: &str = r#"
 [upstream]
 url = "${UPSTREAM}"
