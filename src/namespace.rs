@@ -197,6 +197,13 @@ impl NamespaceScheme {
         Ok(namespaces)
     }
 
+    /// False when `text` cannot hold any namespace root, even percent-encoded: it has
+    /// neither the template's prefix nor a `%` (a cheap test before tokenizing).
+    pub fn may_occur_in(&self, text: &[u8]) -> bool {
+        let prefix = self.prefix.as_bytes();
+        prefix.is_empty() || text.contains(&b'%') || text.windows(prefix.len()).any(|w| w == prefix)
+    }
+
     /// The `[tenant] namespace` template this was built from.
     pub fn pattern(&self) -> String {
         format!("{}{{tenant}}{}", self.prefix, self.suffix)

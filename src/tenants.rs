@@ -95,6 +95,17 @@ mod tests {
         known.note("carol");
         assert!(known.knows("carol") && known.len() == 2);
     }
+
+    #[test]
+    fn a_tenant_stays_blocked_until_its_last_offboarding_ends() {
+        let offboarding = Offboarding::default();
+        let first = offboarding.begin("alice");
+        let second = offboarding.begin("alice");
+        drop(first);
+        assert!(offboarding.contains("alice"), "the second still runs");
+        drop(second);
+        assert!(!offboarding.contains("alice"));
+    }
 }
 
 /// Tenants being offboarded: refused as blocked while their state is erased, so no
@@ -103,13 +114,14 @@ mod tests {
 pub struct Offboarding {
     /// How many offboardings run: the common case (none) costs one atomic load.
     running: std::sync::atomic::AtomicUsize,
-    ids: DashSet<String>,
+    /// Each tenant with the number of offboardings of it under way.
+    ids: dashmap::DashMap<String, usize>,
 }
 
 impl Offboarding {
     /// Blocks `tenant` until the returned guard is dropped.
     pub fn begin<'a>(&'a self, tenant: &str) -> OffboardingGuard<'a> {
-        self.ids.insert(tenant.to_owned());
+        *self.ids.entry(tenant.to_owned()).or_insert(0) += 1;
         self.running
             .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         OffboardingGuard {
@@ -119,7 +131,7 @@ impl Offboarding {
     }
 
     pub fn contains(&self, tenant: &str) -> bool {
-        self.running.load(std::sync::atomic::Ordering::Acquire) > 0 && self.ids.contains(tenant)
+        self.running.load(std::sync::atomic::Ordering::Acquire) > 0 && self.ids.contains_key(tenant)
     }
 }
 
@@ -132,7 +144,10 @@ pub struct OffboardingGuard<'a> {
 
 impl Drop for OffboardingGuard<'_> {
     fn drop(&mut self) {
-        self.of.ids.remove(&self.tenant);
+        self.of.ids.remove_if_mut(&self.tenant, |_, n| {
+            *n -= 1;
+            *n == 0
+        });
         self.of
             .running
             .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);

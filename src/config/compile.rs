@@ -13,6 +13,7 @@ use crate::rewrite::compile::RouteRewriteSpec;
 use crate::rewrite::RewriteSettings;
 use crate::route::compile::{RouteHead, RouteSpec};
 use crate::route::table::Route;
+use crate::route::template::Template;
 use crate::spec::{at, key, Errors, KeyPath, Seg};
 use crate::{forward, limits, listen, meter, respond, rewrite, route, store};
 
@@ -39,6 +40,13 @@ pub fn compile(file: &File) -> Result<Config, Vec<(KeyPath, String)>> {
         &mut errors,
     );
     check_tenants(file, identity.as_ref(), &mut errors);
+    // Each route's template, for the stages that read it; `None` where the match does
+    // not parse (stage 2 reports it).
+    let templates: Vec<Option<Template>> = file
+        .routes
+        .iter()
+        .map(|r| Route::parse_match(&r.matcher).ok().map(|(_, t)| t))
+        .collect();
 
     let route = route::compile::compile(
         &RouteSpec {
@@ -82,8 +90,9 @@ pub fn compile(file: &File) -> Result<Config, Vec<(KeyPath, String)>> {
             routes: file
                 .routes
                 .iter()
-                .map(|r| RouteLimitsSpec {
-                    matched: Route::parse_match(&r.matcher).is_ok(),
+                .enumerate()
+                .map(|(i, r)| RouteLimitsSpec {
+                    matched: templates[i].is_some(),
                     cost: r.cost,
                     degradable: r.degradable,
                     degrade: r.degrade.as_ref(),
@@ -92,7 +101,13 @@ pub fn compile(file: &File) -> Result<Config, Vec<(KeyPath, String)>> {
         },
         &mut errors,
     );
-    let rules = route_rules(file, identity.as_ref(), limits.routes, &mut errors);
+    let rules = route_rules(
+        file,
+        &templates,
+        identity.as_ref(),
+        limits.routes,
+        &mut errors,
+    );
     let forward = forward::compile::compile(
         &ForwardSpec {
             upstream: &file.upstream,
@@ -159,6 +174,7 @@ pub fn compile(file: &File) -> Result<Config, Vec<(KeyPath, String)>> {
 /// `None` when a route's match did not parse (stage 2 reported it).
 fn route_rules(
     file: &File,
+    templates: &[Option<Template>],
     identity: Option<&identity::IdentitySettings>,
     limits: Vec<limits::RouteLimits>,
     errors: &mut Errors,
@@ -166,14 +182,14 @@ fn route_rules(
     let mut rules = Vec::with_capacity(file.routes.len());
     for ((i, r), limits) in file.routes.iter().enumerate().zip(limits) {
         let base = vec![key("route"), Seg::Index(i)];
-        let Ok((_, template)) = Route::parse_match(&r.matcher) else {
+        let Some(template) = &templates[i] else {
             continue;
         };
         let respond = respond::compile::compile_route(r.scope, &r.response, &base, errors);
         let rewrite = rewrite::compile::compile_route(
             &RouteRewriteSpec {
                 scope: r.scope,
-                template: &template,
+                template,
                 set_headers: &r.set_headers,
                 rewrite: &r.rewrite,
                 identity,

@@ -127,3 +127,16 @@ fn compile_reports_each_refusal_at_its_key() {
     assert!(bad("u_{tenant}", "-", "main")[0].starts_with("3:13: separator \"-\""));
     assert!(bad("u_{tenant}", "__", "u_main")[0].starts_with("4:18: main_namespace \"u_main\""));
 }
+
+#[test]
+fn may_occur_in_rules_out_only_values_without_the_prefix_or_an_escape() {
+    let ns = spec();
+    assert!(ns.may_occur_in(b"session=u_bob__s1; Path=/"));
+    assert!(ns.may_occur_in(b"/v1/u%5Fbob__s1"));
+    assert!(!ns.may_occur_in(b"application/json"));
+    let bare = NamespaceScheme::new("{tenant}", "__", None, Unscoped::Reject, "Main").unwrap();
+    assert!(
+        bare.may_occur_in(b"anything"),
+        "no prefix: every value is judged"
+    );
+}

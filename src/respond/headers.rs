@@ -18,6 +18,10 @@ pub fn process(headers: &mut HeaderMap, scope: &Recipient, unwrap: bool) -> Resu
         let mut values = Vec::new();
         let mut changed = false;
         for value in headers.get_all(name) {
+            if !scope.namespaces.may_occur_in(value.as_bytes()) {
+                values.push(value.clone());
+                continue;
+            }
             let text = String::from_utf8_lossy(value.as_bytes());
             let (out, leaks) = rewrite_url(&text, scope, unwrap);
             if leaks > 0 {

@@ -154,14 +154,14 @@ pub async fn finish(
         return Ok(response);
     }
     let headers = response.headers();
-    let opaque_body = headers
+    let encoded = headers
         .get(CONTENT_ENCODING)
-        .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"))
-        || !headers
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(crate::json::is_media_type);
-    if response.status().is_server_error() && opaque_body {
+        .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
+    let is_json = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(crate::json::is_media_type);
+    if response.status().is_server_error() && (encoded || !is_json) {
         // A backend's own error page is no answer to inspect: it is withheld as the
         // backend failing, not as a leak.
         tracing::warn!(
@@ -171,10 +171,7 @@ pub async fn finish(
         );
         return Err(Refusal::UpstreamUnavailable);
     }
-    if headers
-        .get(CONTENT_ENCODING)
-        .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"))
-    {
+    if encoded {
         return Err(opaque(route, "content-encoded"));
     }
     let max = settings.max_response_body;
@@ -185,10 +182,6 @@ pub async fn finish(
     if declared.is_some_and(|len| len > max as u64) {
         return Err(Refusal::ResponseTooLarge);
     }
-    let is_json = headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(crate::json::is_media_type);
     let (parts, body) = response.into_parts();
     let mut held = on.budget.claim();
     let bytes = collect_at_most(body, max, &mut held).await?;
