@@ -208,7 +208,7 @@ fn keep_restart_only(running: &config::Config, next: &mut config::Config) -> Vec
         changed.push("admin.addr");
     }
     if running.listen.connection_bounds() != next.listen.connection_bounds() {
-        changed.push("listen.header_read_timeout/max_header_bytes/max_connections");
+        changed.push("listen.header_read_timeout/idle_timeout/max_header_bytes/max_connections");
     }
     let (up, next_up) = (&running.forward.upstream, &next.forward.upstream);
     if PoolSettings::of(up) != PoolSettings::of(next_up) {

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper_util::server::graceful::GracefulShutdown;
+use crate::listen::Connections;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -37,8 +37,8 @@ pub struct Running {
     pub app: Arc<App>,
     stop_proxy: watch::Sender<bool>,
     stop_admin: watch::Sender<bool>,
-    proxy: JoinHandle<GracefulShutdown>,
-    admin: JoinHandle<GracefulShutdown>,
+    proxy: JoinHandle<Connections>,
+    admin: JoinHandle<Connections>,
     sweeper: JoinHandle<()>,
     flusher: JoinHandle<()>,
     watcher: Option<JoinHandle<()>>,

@@ -265,3 +265,102 @@ scope = "shared"
     let good = b"POST /stream HTTP/1.1\r\nHost: a\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
     assert_eq!(proxy.raw(good).await.status, 200);
 }
+
+const IDLE_TIMEOUT: Duration = Duration::from_millis(800);
+
+/// An HTTP/2 connection to the proxy, and a future resolving when the proxy closes it.
+async fn h2_connection(
+    proxy: &Proxy,
+) -> (
+    hyper::client::conn::http2::SendRequest<http_body_util::Empty<bytes::Bytes>>,
+    tokio::task::JoinHandle<()>,
+) {
+    let stream = TcpStream::connect(proxy.addr).await.expect("connect");
+    let (sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .expect("h2 handshake");
+    let closed = tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    (sender, closed)
+}
+
+async fn h2_get(
+    sender: &mut hyper::client::conn::http2::SendRequest<http_body_util::Empty<bytes::Bytes>>,
+    proxy: &Proxy,
+    path: &str,
+) -> Vec<u8> {
+    use http_body_util::BodyExt;
+    let request = http::Request::get(format!("http://{}{path}", proxy.addr))
+        .body(http_body_util::Empty::new())
+        .expect("request");
+    let response = sender.send_request(request).await.expect("answered");
+    assert_eq!(response.status(), 200);
+    let body = response.into_body().collect().await.expect("body");
+    body.to_bytes().to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_connection_is_closed_once_idle_but_never_under_an_open_stream() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let upstream = Upstream::start(|seen| match seen.target.as_str() {
+        "/v1/stream" => common::Reply::Gated(b"first;", b"rest"),
+        _ => common::Reply::Ok,
+    })
+    .await;
+    let config = config().replace(
+        "[listen]\n",
+        &format!(
+            "[listen]\nidle_timeout = \"{}ms\"\n",
+            IDLE_TIMEOUT.as_millis()
+        ),
+    );
+    let proxy = Proxy::start(&config, &upstream).await;
+
+    // A stream that lasts three idle timeouts keeps its connection open.
+    let (mut sender, closed) = h2_connection(&proxy).await;
+    let streaming = {
+        let mut sender = sender.clone();
+        let proxy_addr = proxy.addr;
+        tokio::spawn(async move {
+            use http_body_util::BodyExt;
+            let request = http::Request::get(format!("http://{proxy_addr}/v1/stream"))
+                .body(http_body_util::Empty::new())
+                .expect("request");
+            let response = sender.send_request(request).await.expect("answered");
+            response
+                .into_body()
+                .collect()
+                .await
+                .expect("body")
+                .to_bytes()
+        })
+    };
+    tokio::time::sleep(IDLE_TIMEOUT * 3).await;
+    assert!(!closed.is_finished(), "closed under an open stream");
+    upstream.gate.notify_one();
+    let body = tokio::time::timeout(PATIENCE, streaming)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&body[..], b"first;rest");
+    assert_eq!(
+        h2_get(&mut sender, &proxy, "/v1/x").await,
+        br#"{"ok":true}"#
+    );
+
+    // Then, with nothing open, it is closed after idle_timeout, pings or not.
+    let idle_since = Instant::now();
+    tokio::time::timeout(PATIENCE, closed)
+        .await
+        .expect("an idle HTTP/2 connection was never closed")
+        .unwrap();
+    let after = idle_since.elapsed();
+    assert!(
+        after >= IDLE_TIMEOUT - Duration::from_millis(100) && after < IDLE_TIMEOUT * 3,
+        "closed after {after:?} idle"
+    );
+}

@@ -649,3 +649,72 @@ async fn an_offboarding_tenant_is_refused_as_blocked() {
     assert_eq!(alice.status, 200);
     assert_eq!(upstream.requests().len(), 2);
 }
+
+const HELD: &str = r#"
+[upstream]
+url = "${UPSTREAM}"
+[limits]
+default_plan = "free"
+[limits.plans.free]
+daily_units = 4
+[[route]]
+match = "GET /stream"
+scope = "tenant"
+response.passthrough = true
+[[route]]
+match = "GET /quick"
+scope = "tenant"
+[[route]]
+match = "GET /fail"
+scope = "tenant"
+"#;
+
+#[tokio::test]
+async fn requests_in_flight_hold_their_units_so_a_burst_at_the_cap_cannot_all_pass() {
+    let upstream = Upstream::start(|seen| match seen.target.as_str() {
+        "/stream" => Reply::Gated(b"first;", b"rest"),
+        "/fail" => Reply::With(503, r#"{"error":"busy"}"#, vec![]),
+        _ => Reply::Ok,
+    })
+    .await;
+    let proxy = Proxy::start(HELD, &upstream).await;
+    let quick = || proxy.send("GET", "/quick", &["X-Tenant-Id: alice"], b"");
+    for _ in 0..3 {
+        assert_eq!(quick().await.status, 200);
+    }
+    // One unit left: the request that takes it holds it while its answer streams, so
+    // every other request until it ends is refused before reaching the upstream.
+    let first = hold_open(&proxy, "alice").await;
+    for _ in 0..4 {
+        quick().await.assert_refusal(429, "quota_exceeded");
+    }
+    assert_eq!(upstream.requests().len(), 4);
+    // Bob's quota is his own.
+    let bob = proxy
+        .send("GET", "/quick", &["X-Tenant-Id: bob"], b"")
+        .await;
+    assert_eq!(bob.status, 200);
+    finish(&upstream, first).await;
+    quick().await.assert_refusal(429, "quota_exceeded");
+}
+
+#[tokio::test]
+async fn an_answer_that_costs_nothing_gives_its_held_units_back() {
+    let upstream = Upstream::start(|seen| match seen.target.as_str() {
+        "/fail" => Reply::With(503, r#"{"error":"busy"}"#, vec![]),
+        _ => Reply::Ok,
+    })
+    .await;
+    let proxy = Proxy::start(HELD, &upstream).await;
+    let send = |path: &'static str| proxy.send("GET", path, &["X-Tenant-Id: alice"], b"");
+    for _ in 0..3 {
+        assert_eq!(send("/quick").await.status, 200);
+    }
+    for _ in 0..3 {
+        assert_eq!(send("/fail").await.status, 503);
+    }
+    let last = send("/quick").await;
+    assert_eq!(last.status, 200);
+    assert_eq!(header(&last, "x-quota-remaining"), "0");
+    send("/quick").await.assert_refusal(429, "quota_exceeded");
+}

@@ -7,6 +7,7 @@ use crate::forward::compile::ForwardSpec;
 use crate::hygiene::PRIVILEGED_TOKEN_HEADER;
 use crate::identity::{self, TenantId};
 use crate::limits::compile::{LimitsSpec, RouteLimitsSpec, TenantLimits};
+use crate::meter::compile::UnitsSpec;
 use crate::namespace::{self, SchemeSpec};
 use crate::respond::RespondSettings;
 use crate::rewrite::compile::RouteRewriteSpec;
@@ -94,6 +95,7 @@ pub fn compile(file: &File) -> Result<Config, Vec<(KeyPath, String)>> {
                 .map(|(i, r)| RouteLimitsSpec {
                     matched: templates[i].is_some(),
                     cost: r.cost,
+                    held: r.units.as_ref().map_or(1, UnitsSpec::held),
                     degradable: r.degradable,
                     degrade: r.degrade.as_ref(),
                 })

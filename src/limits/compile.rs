@@ -87,6 +87,8 @@ pub struct RouteLimitsSpec<'a> {
     /// its other keys are not judged (one error per broken route), only its cost.
     pub matched: bool,
     pub cost: Option<u64>,
+    /// See [`RouteLimits::held`].
+    pub held: u64,
     pub degradable: bool,
     pub degrade: Option<&'a DegradeSpec>,
 }
@@ -329,6 +331,7 @@ fn route_limits(route: &RouteLimitsSpec<'_>, i: usize, errors: &mut Errors) -> R
     if !route.matched {
         return RouteLimits {
             cost,
+            held: route.held,
             degrade: None,
         };
     }
@@ -353,7 +356,11 @@ fn route_limits(route: &RouteLimitsSpec<'_>, i: usize, errors: &mut Errors) -> R
         }
         (Some(d), true) => degrade_answer(d, path("degrade"), errors),
     };
-    RouteLimits { cost, degrade }
+    RouteLimits {
+        cost,
+        held: route.held,
+        degrade,
+    }
 }
 
 fn degrade_answer(d: &DegradeSpec, at: KeyPath, errors: &mut Errors) -> Option<DegradeAnswer> {

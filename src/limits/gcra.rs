@@ -65,7 +65,8 @@ pub enum Decision {
     },
 }
 
-/// Per-tenant limiter state: the TAT and the counters of in-flight and queued requests.
+/// Per-tenant limiter state: the TAT, the counters of in-flight and queued requests,
+/// and the quota units that admitted requests hold until they are metered.
 #[derive(Debug, Default)]
 pub struct Bucket {
     tat: AtomicU64,
@@ -73,6 +74,7 @@ pub struct Bucket {
     interval: AtomicU64,
     pub in_flight: AtomicU32,
     pub queued: AtomicU32,
+    pub reserved: AtomicU64,
 }
 
 impl Bucket {
@@ -140,10 +142,11 @@ impl Bucket {
         *self.interval.get_mut() = rate.interval;
     }
 
-    /// True when the bucket holds nothing worth keeping: full again and idle.
-    /// True when no request holds an in-flight slot or a queue place in it.
+    /// True when no request holds an in-flight slot, a queue place or quota units in it.
     pub fn is_unused(&self) -> bool {
-        self.in_flight.load(Ordering::Acquire) == 0 && self.queued.load(Ordering::Acquire) == 0
+        self.in_flight.load(Ordering::Acquire) == 0
+            && self.queued.load(Ordering::Acquire) == 0
+            && self.reserved.load(Ordering::Acquire) == 0
     }
 
     /// Back to a fresh bucket's tokens; the in-flight and queue counts stay, since the
@@ -153,10 +156,9 @@ impl Bucket {
         self.interval.store(0, Ordering::Release);
     }
 
+    /// True when the bucket holds nothing worth keeping: full again and unused.
     pub fn is_idle(&self, now: u64) -> bool {
-        self.tat.load(Ordering::Acquire) <= now
-            && self.in_flight.load(Ordering::Acquire) == 0
-            && self.queued.load(Ordering::Acquire) == 0
+        self.tat.load(Ordering::Acquire) <= now && self.is_unused()
     }
 }
 

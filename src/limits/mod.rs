@@ -54,18 +54,43 @@ pub enum Admission<'c> {
     Degrade(&'c DegradeAnswer),
 }
 
-/// One in-flight slot of a tenant with `max_concurrent`; released when dropped (the
-/// pipeline ties it to the end of the response body).
+/// What an admitted request holds until its answer's body ends (the pipeline ties it
+/// there, after metering): a tenant's in-flight slot under `max_concurrent`, and the
+/// quota units it may spend, held against the tenant's and the project's daily caps so
+/// that concurrent requests near a cap cannot all pass. Released when dropped, against
+/// the buckets it was taken from.
 #[derive(Debug)]
 pub struct Permit {
     limiter: Arc<Limiter>,
-    tenant: Box<str>,
+    tenant: Option<Box<str>>,
+    in_flight: bool,
+    tenant_units: u64,
+    project_units: u64,
+}
+
+impl Permit {
+    fn holds_anything(&self) -> bool {
+        self.in_flight || self.tenant_units > 0 || self.project_units > 0
+    }
 }
 
 impl Drop for Permit {
     fn drop(&mut self) {
-        if let Some(bucket) = self.limiter.buckets.get(&self.tenant) {
-            bucket.in_flight.fetch_sub(1, Ordering::AcqRel);
+        let buckets = &self.limiter.buckets;
+        if let Some(bucket) = self.tenant.as_deref().and_then(|t| buckets.get(t)) {
+            if self.in_flight {
+                bucket.in_flight.fetch_sub(1, Ordering::AcqRel);
+            }
+            bucket
+                .reserved
+                .fetch_sub(self.tenant_units, Ordering::AcqRel);
+        }
+        if self.project_units > 0 {
+            if let Some(bucket) = buckets.get(PROJECT) {
+                bucket
+                    .reserved
+                    .fetch_sub(self.project_units, Ordering::AcqRel);
+            }
         }
     }
 }
@@ -192,18 +217,35 @@ impl Limiter {
                 return Ok(Admission::Degrade(answer));
             }
         }
-        let exhausted = |cap: Option<u64>, used: u64| cap.is_some_and(|c| used >= c);
-        if exhausted(limits.daily_units, used) || exhausted(project.daily_units, everyone) {
-            return Err(Refusal::QuotaExceeded {
-                retry_after: clock.secs_to_midnight(),
-            });
-        }
-
         let tenant = caller.tenant().map(|t| t.as_str());
-        let permit = match (limits.max_concurrent, tenant) {
-            (Some(max), Some(tenant)) => Some(self.hold(tenant, max)?),
-            _ => None,
+        // The tenant's key is copied only when something is held in its bucket.
+        let mut permit = Permit {
+            limiter: self.clone(),
+            tenant: None,
+            in_flight: false,
+            tenant_units: 0,
+            project_units: 0,
         };
+        let quota_exceeded = || Refusal::QuotaExceeded {
+            retry_after: clock.secs_to_midnight(),
+        };
+        if let (Some(cap), Some(tenant)) = (limits.daily_units, tenant) {
+            permit.tenant_units = self
+                .reserve(tenant, cap, used, route.held)
+                .ok_or_else(quota_exceeded)?;
+            permit.tenant = Some(Box::from(tenant));
+        }
+        if let Some(cap) = project.daily_units {
+            permit.project_units = self
+                .reserve(PROJECT, cap, everyone, route.held)
+                .ok_or_else(quota_exceeded)?;
+        }
+        if let (Some(max), Some(tenant)) = (limits.max_concurrent, tenant) {
+            self.hold(tenant, max)?;
+            permit.in_flight = true;
+            permit.tenant.get_or_insert_with(|| Box::from(tenant));
+        }
+        let permit = permit.holds_anything().then_some(permit);
         let Some(rate) = limits.rate else {
             return Ok(Admission::Forward(permit));
         };
@@ -251,17 +293,27 @@ impl Limiter {
         f(&bucket)
     }
 
-    fn hold(self: &Arc<Self>, tenant: &str, max: u32) -> Result<Permit, Refusal> {
+    fn hold(&self, tenant: &str, max: u32) -> Result<(), Refusal> {
         self.with_bucket(tenant, |bucket| {
             if bucket.in_flight.fetch_add(1, Ordering::AcqRel) >= max {
                 bucket.in_flight.fetch_sub(1, Ordering::AcqRel);
                 return Err(Refusal::TooManyInFlight);
             }
             Ok(())
-        })?;
-        Ok(Permit {
-            limiter: self.clone(),
-            tenant: Box::from(tenant),
+        })
+    }
+
+    /// Holds `units` of a daily cap for one request: refused when what was used and
+    /// what requests in flight already hold reach the cap. Taking before looking makes
+    /// the check and the hold one step, so concurrent requests see each other.
+    fn reserve(&self, key: &str, cap: u64, used: u64, units: u64) -> Option<u64> {
+        self.with_bucket(key, |bucket| {
+            let held = bucket.reserved.fetch_add(units, Ordering::AcqRel);
+            if used.saturating_add(held) >= cap {
+                bucket.reserved.fetch_sub(units, Ordering::AcqRel);
+                return None;
+            }
+            Some(units)
         })
     }
 

@@ -48,6 +48,9 @@ pub struct LimitSettings {
 pub struct RouteLimits {
     /// Rate-limit tokens per request.
     pub cost: u64,
+    /// Quota units a request holds from admission until it is metered: the route's
+    /// fixed `units`, or 1 when they are read from the answer.
+    pub held: u64,
     /// `degradable = true`: the answer given past a soft cap instead of forwarding.
     pub degrade: Option<DegradeAnswer>,
 }

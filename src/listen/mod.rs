@@ -1,12 +1,15 @@
 //! Accepting connections: HTTP/1.1 and prior-knowledge h2c on one port, bounded in
 //! connections, header size, header read time (from the first byte on: see `sniff`)
-//! and HTTP/2 streams, with HTTP/2 keep-alive pings, and drain-aware.
+//! and HTTP/2 streams, with HTTP/2 keep-alive pings and an idle timeout, and
+//! drain-aware.
 
+pub mod connection;
 mod sniff;
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,13 +18,14 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
-use crate::body::ProxyBody;
+use crate::body::{self, ProxyBody};
 use crate::spec::units::{Dur, Size};
 use crate::spec::{at, Errors, KeyPath};
+pub use connection::Connections;
+use connection::{Idle, Streams};
 
 /// hyper refuses a smaller read buffer, and the headers must fit in it.
 const MIN_HEADER_BYTES: u64 = 8 * 1024;
@@ -35,6 +39,7 @@ pub struct ListenSpec {
     pub shutdown_grace: Dur,
     pub drain_delay: Dur,
     pub header_read_timeout: Dur,
+    pub idle_timeout: Dur,
     pub max_header_bytes: Size,
     pub max_connections: usize,
 }
@@ -46,6 +51,7 @@ impl Default for ListenSpec {
             shutdown_grace: Dur(Duration::from_secs(20)),
             drain_delay: Dur(Duration::ZERO),
             header_read_timeout: Dur(Duration::from_secs(10)),
+            idle_timeout: Dur(Duration::from_secs(300)),
             max_header_bytes: Size(64 * 1024),
             max_connections: 10_000,
         }
@@ -58,15 +64,17 @@ pub struct ListenSettings {
     pub shutdown_grace: Duration,
     pub drain_delay: Duration,
     pub header_read_timeout: Duration,
+    pub idle_timeout: Duration,
     pub max_header_bytes: usize,
     pub max_connections: usize,
 }
 
 impl ListenSettings {
     /// The connection bounds only a restart can change (the address aside).
-    pub fn connection_bounds(&self) -> (Duration, usize, usize) {
+    pub fn connection_bounds(&self) -> (Duration, Duration, usize, usize) {
         (
             self.header_read_timeout,
+            self.idle_timeout,
             self.max_header_bytes,
             self.max_connections,
         )
@@ -100,11 +108,15 @@ pub fn compile(spec: &ListenSpec, base: &KeyPath, errors: &mut Errors) -> Listen
             "header_read_timeout must be more than 0s",
         );
     }
+    if spec.idle_timeout.0.is_zero() {
+        errors.add(path("idle_timeout"), "idle_timeout must be more than 0s");
+    }
     ListenSettings {
         addr: spec.addr,
         shutdown_grace: spec.shutdown_grace.0,
         drain_delay: spec.drain_delay.0,
         header_read_timeout: spec.header_read_timeout.0,
+        idle_timeout: spec.idle_timeout.0,
         max_header_bytes: usize::try_from(spec.max_header_bytes.0).unwrap_or(usize::MAX),
         max_connections: spec.max_connections,
     }
@@ -147,6 +159,8 @@ pub struct Bounds {
     pub max_connections: usize,
     /// Also the deadline for a new connection's first bytes.
     pub header_read_timeout: Duration,
+    /// How long an HTTP/2 connection may hold no open stream.
+    pub idle_timeout: Duration,
 }
 
 impl ListenSettings {
@@ -154,6 +168,7 @@ impl ListenSettings {
         Bounds {
             max_connections: self.max_connections,
             header_read_timeout: self.header_read_timeout,
+            idle_timeout: self.idle_timeout,
         }
     }
 }
@@ -166,12 +181,12 @@ pub async fn serve<H, F>(
     bounds: Bounds,
     mut stop: watch::Receiver<bool>,
     handler: H,
-) -> GracefulShutdown
+) -> Connections
 where
     H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<ProxyBody>> + Send + 'static,
 {
-    let graceful = GracefulShutdown::new();
+    let connections = Connections::default();
     let slots = Arc::new(Semaphore::new(bounds.max_connections));
     let builders = Arc::new((builder.clone().http1_only(), builder.http2_only()));
     loop {
@@ -199,7 +214,7 @@ where
         };
         let _ = stream.set_nodelay(true);
         let handler = handler.clone();
-        let (builders, watcher) = (builders.clone(), graceful.watcher());
+        let (builders, drain) = (builders.clone(), connections.watcher());
         let first_bytes = bounds.header_read_timeout;
         tokio::spawn(async move {
             // Until the protocol is known hyper has no timer of its own running.
@@ -215,22 +230,37 @@ where
                     return;
                 }
             };
+            let streams = (protocol == sniff::Protocol::Http2).then(Arc::<Streams>::default);
+            let open = streams.clone();
             let service = service_fn(move |request| {
+                let stream = open.as_ref().map(Streams::open);
                 let response = handler(request, peer);
-                async move { Ok::<_, Infallible>(response.await) }
+                async move {
+                    let response = response.await;
+                    Ok::<_, Infallible>(match stream {
+                        // The stream is open until its answer's body ends.
+                        Some(stream) => response.map(|b| body::on_end(b, move |_| drop(stream))),
+                        None => response,
+                    })
+                }
             });
             let builder = match protocol {
                 sniff::Protocol::Http1 => &builders.0,
                 sniff::Protocol::Http2 => &builders.1,
             };
             let connection = builder.serve_connection(TokioIo::new(io), service);
-            if let Err(error) = watcher.watch(connection).await {
+            let idle = streams.map(|streams| Idle {
+                streams,
+                timeout: bounds.idle_timeout,
+            });
+            let shutdown = |c: Pin<&mut _>| auto::Connection::graceful_shutdown(c);
+            if let Err(error) = connection::drive(connection, shutdown, drain, idle).await {
                 tracing::debug!(%error, %peer, "connection ended with an error");
             }
             drop(permit);
         });
     }
-    graceful
+    connections
 }
 
 /// Resolves once the stop flag is true (or its sender is gone).

@@ -22,6 +22,17 @@ pub enum UnitsSpec {
     Json(JsonUnits),
 }
 
+impl UnitsSpec {
+    /// The units a request is taken to be worth before its answer says: the fixed
+    /// number, else 1, so that requests in flight near a quota count against it.
+    pub fn held(&self) -> u64 {
+        match self {
+            Self::Fixed(n) => *n,
+            Self::Header(_) | Self::Json(_) => 1,
+        }
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HeaderUnits {

@@ -89,7 +89,13 @@ impl Dated {
         }
     }
 
+    /// Adds an event to the day held. An event of an earlier day (one that read the
+    /// clock just before midnight and got here after one of the new day) is stored
+    /// with its own day but never replaces today's counts.
     fn add(&mut self, day: u64, delta: &Counters) {
+        if day < self.day {
+            return;
+        }
         if self.day != day {
             *self = Dated {
                 day,
@@ -273,5 +279,33 @@ impl Usage {
         let in_memory = u64::from(self.today.remove(id).is_some());
         let stored = self.backend.erase(id)?;
         Ok(stored.max(in_memory))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::TenantId;
+
+    fn event(units: u64) -> Counters {
+        Counters {
+            events: 1,
+            units,
+            ..Counters::default()
+        }
+    }
+
+    #[test]
+    fn a_late_event_of_yesterday_never_resets_today() {
+        let usage = Usage::in_memory();
+        let alice = Caller::Tenant(TenantId::parse("alice", None).unwrap());
+        usage.add(&alice, 11, event(3));
+        usage.add(&alice, 10, event(5));
+        assert_eq!(usage.used(&alice, 11), 3);
+        assert_eq!(usage.project_used(11), 3);
+        // Yesterday's event is still stored, on its own day.
+        let rows = usage.user("alice", 10, 11).unwrap();
+        assert_eq!(rows, vec![(10, event(5)), (11, event(3))]);
+        assert_eq!(usage.backend.project_day(10).unwrap().units, 5);
     }
 }

@@ -57,6 +57,7 @@ fn compiled(toml: &str) -> Result<Compiled, Vec<String>> {
                 .map(|r| RouteLimitsSpec {
                     matched: true,
                     cost: r.cost,
+                    held: 1,
                     degradable: r.degradable,
                     degrade: r.degrade.as_ref(),
                 })
