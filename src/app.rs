@@ -14,14 +14,16 @@ use crate::config::{self, Overrides, Snapshot};
 use crate::forward::{PoolSettings, Upstream};
 use crate::limits::Limiter;
 use crate::meter::Ledger;
+use crate::store::records::Records;
 use crate::store::Usage;
 use crate::tenants::{KnownTenants, Offboarding};
 
-/// The process's time and usage store; tests replace the clock.
+/// The process's time, usage store and records; tests replace the clock.
 #[derive(Debug, Clone)]
 pub struct Services {
     pub clock: Arc<dyn Clock>,
     pub usage: Arc<Usage>,
+    pub records: Arc<Records>,
 }
 
 impl Default for Services {
@@ -29,6 +31,7 @@ impl Default for Services {
         Self {
             clock: Arc::new(SystemClock::default()),
             usage: Arc::new(Usage::in_memory()),
+            records: Arc::new(Records::in_memory()),
         }
     }
 }
@@ -47,6 +50,8 @@ pub struct App {
     pub limiter: Arc<Limiter>,
     pub clock: Arc<dyn Clock>,
     pub usage: Arc<Usage>,
+    /// Who owns which opaque backend id, and which tenants are provisioned.
+    pub records: Arc<Records>,
     /// The bytes every buffered body together may hold (`[limits] max_buffered`).
     pub budget: Arc<crate::budget::Budget>,
     /// The usage store and clock, as the meter stage takes them.
@@ -101,6 +106,7 @@ impl App {
             limiter: Arc::default(),
             clock: services.clock,
             usage: services.usage,
+            records: services.records,
             ledger,
             budget,
             source,

@@ -38,6 +38,10 @@ pub enum Refusal {
     Unauthenticated(&'static str),
     #[error("no such admin endpoint; see SPEC section 9 for the list")]
     AdminNotFound,
+    /// An opaque id the caller does not own: owned by nobody or by someone else, and
+    /// the answer does not say which.
+    #[error("no such object")]
+    NotOwned,
     #[error(
         "the upstream could not be reached; check [upstream] url and that the backend is running"
     )]
@@ -77,7 +81,7 @@ impl Refusal {
             Self::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
-            Self::AdminNotFound => StatusCode::NOT_FOUND,
+            Self::AdminNotFound | Self::NotOwned => StatusCode::NOT_FOUND,
             Self::RouteNotAllowed { .. }
             | Self::RouteDenied { .. }
             | Self::PrivilegedRequired
@@ -133,7 +137,7 @@ impl Refusal {
             Self::PrivilegedRequired => "privileged_required",
             Self::TenantBlocked => "tenant_blocked",
             Self::Unauthenticated(_) => "unauthenticated",
-            Self::AdminNotFound => "not_found",
+            Self::AdminNotFound | Self::NotOwned => "not_found",
             Self::UpstreamUnavailable => "upstream_unavailable",
             Self::UpstreamTimeout => "upstream_timeout",
             Self::IsolationViolation => "isolation_violation",
@@ -200,6 +204,7 @@ mod codes {
             Refusal::TenantBlocked,
             Refusal::Unauthenticated(""),
             Refusal::AdminNotFound,
+            Refusal::NotOwned,
             Refusal::UpstreamUnavailable,
             Refusal::UpstreamTimeout,
             Refusal::IsolationViolation,

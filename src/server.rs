@@ -14,6 +14,7 @@ use crate::app::{App, Services};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Overrides, Snapshot};
 use crate::store::embedded::Embedded;
+use crate::store::records::Records;
 use crate::store::{StoreError, Usage};
 use crate::{admin, listen, pipeline};
 
@@ -138,16 +139,18 @@ pub async fn start(
     let clock: Arc<dyn Clock> = Arc::new(SystemClock::default());
     let path = first.config.store.path.clone();
     let today = clock.utc_day();
-    let usage = tokio::task::spawn_blocking(move || {
+    let (usage, records) = tokio::task::spawn_blocking(move || {
         let backend = Embedded::open(&path)?;
-        tracing::info!(file = %backend.file.display(), "usage store open");
-        Usage::open(Box::new(backend), today)
+        tracing::info!(file = %backend.file.display(), "store open");
+        let records = Records::open(Box::new(backend.clone()))?;
+        Ok::<_, StoreError>((Usage::open(Box::new(backend), today)?, records))
     })
     .await
     .map_err(|e| StoreError(e.to_string()))??;
     let services = Services {
         clock,
         usage: Arc::new(usage),
+        records: Arc::new(records),
     };
     start_with(first, source, services).await
 }

@@ -49,7 +49,7 @@ async fn check_reports_errors_as_file_line_col_and_exits_1() {
         ("deny-path.toml", "[upstream]\nurl = \"http://127.0.0.1:1\"\n[[route]]\nmatch = \"GET /a/{id}\"\nscope = \"tenant\"\nrewrite.path = { id = \"deny\" }\n", ":6:23: deny is not allowed in path rules"),
         ("prepend-query.toml", "[upstream]\nurl = \"http://127.0.0.1:1\"\n[[route]]\nmatch = \"GET /a\"\nscope = \"tenant\"\nrewrite.query = { ids = \"prepend\" }\n", "prepend is not allowed in query rules"),
         ("prepend-header.toml", "[upstream]\nurl = \"http://127.0.0.1:1\"\n[[route]]\nmatch = \"GET /a\"\nscope = \"tenant\"\nrewrite.header = { X-Ids = \"prepend\" }\n", "prepend is not allowed in header rules"),
-        ("owned.toml", "[upstream]\nurl = \"http://127.0.0.1:1\"\n[[route]]\nmatch = \"GET /a/{id}\"\nscope = \"tenant\"\nrewrite.path = { id = \"owned:memory\" }\n", "ownership of opaque ids is not supported by this version yet"),
+        ("owned.toml", "[upstream]\nurl = \"http://127.0.0.1:1\"\n[[route]]\nmatch = \"GET /a/{id}\"\nscope = \"tenant\"\nrewrite.path = { id = \"owned:my memory\" }\n", ":6:23: owned:my memory: a kind is a name"),
         ("rest.toml", "[upstream]\nurl = \"http://127.0.0.1:1\"\n[[route]]\nmatch = \"GET /a/{*rest}\"\nscope = \"tenant\"\nrewrite.path = { rest = \"prefix\" }\n", "{*rest} is never rewritten"),
         ("shared-rewrite.toml", "[upstream]\nurl = \"http://127.0.0.1:1\"\n[[route]]\nmatch = \"GET /a\"\nscope = \"shared\"\nrewrite.query = { user_id = \"bind\" }\n", ":5:9: rewrite rules and {ns}/{tenant} templates apply only to tenant routes"),
         ("pointer.toml", "[upstream]\nurl = \"http://127.0.0.1:1\"\n[[route]]\nmatch = \"POST /a\"\nscope = \"tenant\"\nrewrite.json = { \"user_id\" = \"bind\" }\n", "must start with /"),

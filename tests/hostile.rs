@@ -153,7 +153,7 @@ match = "POST /keys"
 scope = "tenant"
 rewrite.json = { "/user_id" = "bind", "/**/$where" = "deny" }
 [[route]]
-match = "GET /small"
+match = "GET|POST /small"
 scope = "tenant"
 "#;
 
@@ -200,6 +200,62 @@ async fn large_bodies_cost_time_in_proportion_to_their_size() {
     assert!(
         last.ends_with(br#","user_id":"u_alice"}"#),
         "the large body was rewritten"
+    );
+}
+
+/// Bob's small requests, sent one after another from a thread and runtime of their own
+/// (so their clock runs even while every proxy worker is busy) until `stop`; the
+/// slowest answer and how many were sent.
+fn probe_until(
+    addr: std::net::SocketAddr,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<(Duration, u32)> {
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            let request = common::request_bytes("GET", "/small", &["X-Tenant-Id: bob"], b"");
+            let (mut slowest, mut sent) = (Duration::ZERO, 0);
+            while !stop.load(std::sync::atomic::Ordering::Acquire) && sent < 2_000 {
+                let asked = Instant::now();
+                assert_eq!(common::raw(addr, &request).await.status, 200);
+                slowest = slowest.max(asked.elapsed());
+                sent += 1;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            (slowest, sent)
+        })
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_bodies_being_rewritten_delay_no_other_tenant() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let upstream = Upstream::ok().await;
+    let proxy = Proxy::start(BULK, &upstream).await;
+    let large = items(2 << 20);
+    timed_post(&proxy, "/small", b"{}").await; // warm up the connection pool
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let probe = probe_until(proxy.addr, stop.clone());
+    // More large bodies than the proxy has workers, so without the hand-off every
+    // worker would be inside a rewrite at once.
+    let started = Instant::now();
+    let (a, b, c) = tokio::join!(
+        timed_post(&proxy, "/items", &large),
+        timed_post(&proxy, "/items", &large),
+        timed_post(&proxy, "/items", &large),
+    );
+    let busy = started.elapsed();
+    eprintln!("alice's bodies: {a:?} {b:?} {c:?}");
+    stop.store(true, std::sync::atomic::Ordering::Release);
+    let (slowest, sent) = probe.join().expect("probe");
+    eprintln!("bob: {sent} probes, slowest {slowest:?}");
+    assert!(sent >= 5, "only {sent} probes in {busy:?}");
+    assert!(
+        slowest < busy / 5,
+        "bob waited {slowest:?} while alice's bodies took {busy:?}"
     );
 }
 

@@ -66,6 +66,7 @@ async fn setup(config: &str) -> Setup {
     let services = Services {
         clock: clock.clone(),
         usage: Arc::new(Usage::in_memory()),
+        ..Services::default()
     };
     let proxy = Proxy::start_with(config, &upstream, services).await;
     Setup {
@@ -432,6 +433,7 @@ async fn non_2xx_answers_cost_no_units() {
     let services = Services {
         clock: Arc::new(ManualClock::at(START)),
         usage: Arc::new(Usage::in_memory()),
+        ..Services::default()
     };
     let proxy = Proxy::start_with(QUOTAS, &upstream, services).await;
     for _ in 0..6 {

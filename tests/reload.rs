@@ -293,6 +293,7 @@ async fn buckets_survive_a_reload_rescaled_to_the_new_limit() {
     let services = Services {
         clock: clock.clone(),
         usage: Arc::new(Usage::in_memory()),
+        ..Services::default()
     };
     let proxy = Proxy::start_file(&path, services).await;
     let app = proxy.running.as_ref().unwrap().app.clone();

@@ -89,6 +89,7 @@ async fn setup() -> Setup {
     let services = Services {
         clock: clock.clone(),
         usage: Arc::new(Usage::in_memory()),
+        ..Services::default()
     };
     let proxy = Proxy::start_with(CONFIG, &upstream, services).await;
     Setup {
@@ -427,6 +428,7 @@ async fn a_failing_store_backs_off_counts_and_keeps_every_row() {
     let services = Services {
         clock,
         usage: Arc::new(usage),
+        ..Services::default()
     };
     let upstream = Upstream::ok().await;
     let config = "[upstream]\nurl = \"${UPSTREAM}\"\n[store]\nflush = \"0s\"\n[admin]\ntoken = \"admin-token\"\n[[route]]\nmatch = \"GET /m\"\nscope = \"tenant\"\n";

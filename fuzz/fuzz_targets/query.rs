@@ -17,7 +17,8 @@ fuzz_target!(|query: &str| {
         ("user_id".to_owned(), Mode::Bind),
         ("session".to_owned(), Mode::Prefix),
     ];
-    if let Ok(out) = rewrite(Some(query), &rules, &ALICE) {
+    let mut owned = Vec::new();
+    if let Ok(out) = rewrite(Some(query), &rules, &ALICE, &mut owned) {
         let out = out.unwrap_or_else(|| query.to_owned());
         let bound = out.split('&').filter(|p| p.starts_with("user_id=")).count();
         assert_eq!(bound, 1, "{query:?} -> {out:?}");

@@ -9,7 +9,7 @@ use std::collections::HashSet;
 
 use jiter::{Jiter, JiterError, Peek};
 
-use super::{Mode, Target};
+use super::{Mode, OwnedIds, Target};
 use crate::json::pointer::{Cursor, Pointer, Step};
 use crate::json::{quote, splice, Edit, MAX_DEPTH};
 use crate::refusal::Refusal;
@@ -34,7 +34,23 @@ enum Shape {
     Str {
         end: usize,
     },
-    Scalar,
+    /// The backend's "not given" at a `prefix` or `owned:` location.
+    Null,
+    /// A number, `true` or `false`, named for error messages.
+    Scalar(&'static str),
+}
+
+impl Shape {
+    /// The value's type as an error message names it.
+    fn what(&self) -> &'static str {
+        match self {
+            Self::Object => "an object",
+            Self::Array { .. } => "an array",
+            Self::Str { .. } => "a string",
+            Self::Null => "null",
+            Self::Scalar(what) => what,
+        }
+    }
 }
 
 struct Walker<'a> {
@@ -44,30 +60,35 @@ struct Walker<'a> {
     edits: Vec<Edit>,
     /// The spans already rewritten, so a second rule on the same value costs O(1).
     rewritten: HashSet<(usize, usize)>,
+    /// Ids at `owned:` locations.
+    owned: OwnedIds,
 }
 
-/// Applies `rules` to `body`: `Ok(None)` when nothing changed.
+/// Applies `rules` to `body`: the new body (`None` when nothing changed) and the ids
+/// found at `owned:` locations.
 pub fn rewrite(
     body: &[u8],
     rules: &[JsonRule],
     target: &Target,
-) -> Result<Option<Vec<u8>>, Refusal> {
+) -> Result<(Option<Vec<u8>>, OwnedIds), Refusal> {
     let mut walker = Walker {
         data: body,
         rules,
         target,
         edits: Vec::new(),
         rewritten: HashSet::new(),
+        owned: OwnedIds::new(),
     };
     let mut jiter = Jiter::new(body);
     let peek = jiter.peek().map_err(|e| invalid(&e))?;
     let states: Vec<State> = (0..rules.len()).map(Cursor::start).collect();
     walker.value(&mut jiter, peek, states, 0)?;
     jiter.finish().map_err(|e| invalid(&e))?;
+    let owned = std::mem::take(&mut walker.owned);
     if walker.edits.is_empty() {
-        return Ok(None);
+        return Ok((None, owned));
     }
-    Ok(Some(splice(body, &mut walker.edits)))
+    Ok((Some(splice(body, &mut walker.edits)), owned))
 }
 
 /// The keys rewriting rules name at this object: a key's case-folded look-alike would
@@ -140,9 +161,12 @@ impl Walker<'_> {
                 matched.push(s.tag);
             }
         }
-        let wants_strings = matched
-            .iter()
-            .any(|&r| matches!(self.rules[r].mode, Mode::Prefix | Mode::PrefixRequired));
+        let wants_strings = matched.iter().any(|&r| {
+            matches!(
+                self.rules[r].mode,
+                Mode::Prefix | Mode::PrefixRequired | Mode::Owned(_)
+            )
+        });
         let shape = match peek {
             Peek::Object => self.object(j, &states, depth)?,
             Peek::Array => self.array(j, &states, wants_strings, depth)?,
@@ -152,9 +176,17 @@ impl Walker<'_> {
                     end: j.current_index(),
                 }
             }
+            Peek::Null => {
+                j.known_skip(Peek::Null).map_err(|e| invalid(&e))?;
+                Shape::Null
+            }
             other => {
                 j.known_skip(other).map_err(|e| invalid(&e))?;
-                Shape::Scalar
+                Shape::Scalar(if other.is_num() {
+                    "a number"
+                } else {
+                    "true or false"
+                })
             }
         };
         if !matches!(shape, Shape::Object) {
@@ -310,11 +342,38 @@ impl Walker<'_> {
         let target = self.target;
         let wrong_type = || {
             Refusal::BadRequest(format!(
-                "{} must be a string here (objects such as {{\"$ne\": ...}}, numbers and arrays are refused)",
-                pointer.text
+                "{} must be a string here, not {} (operator objects such as {{\"$ne\": ...}} are refused too)",
+                pointer.text,
+                shape.what()
             ))
         };
         let edit = match (mode, shape) {
+            // The backend's "not given": forwarded as is.
+            (Mode::Prefix | Mode::Owned(_), Shape::Null) => return Ok(()),
+            (Mode::PrefixRequired, Shape::Null) => {
+                return Err(Refusal::BadRequest(format!(
+                    "{} is null; without an id the call would reach every user's data",
+                    pointer.text
+                )))
+            }
+            (Mode::Owned(kind), Shape::Str { end }) => {
+                let id = self.text(start, *end)?;
+                self.owned.push((kind.to_string(), id));
+                return Ok(());
+            }
+            (
+                Mode::Owned(kind),
+                Shape::Array {
+                    strings: Some(items),
+                    ..
+                },
+            ) => {
+                for &(at, end) in items {
+                    let id = self.text(at, end)?;
+                    self.owned.push((kind.to_string(), id));
+                }
+                return Ok(());
+            }
             (Mode::Deny, _) => {
                 return Err(Refusal::BadRequest(format!(
                     "the body may not carry {}",

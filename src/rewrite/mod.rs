@@ -23,7 +23,7 @@ use json::JsonRule;
 use template::ValueTemplate;
 
 /// A rewrite mode of the SPEC 4.1 table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Mode {
     Bind,
     Set,
@@ -32,6 +32,27 @@ pub enum Mode {
     PrefixRequired,
     Prepend,
     Deny,
+    /// `owned:KIND`: an opaque backend id, forwarded as sent, that the caller must own
+    /// (the pipeline checks the ids this stage collects).
+    Owned(Arc<str>),
+}
+
+/// The opaque ids a request named at `owned:` locations: (kind, id).
+pub type OwnedIds = Vec<(String, String)>;
+
+/// A kind name lands in logs and store keys: letters, digits, `_`, `-` and `.`.
+fn kind_name(text: &str) -> Result<Arc<str>, String> {
+    let valid = !text.is_empty()
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+    if valid {
+        Ok(Arc::from(text))
+    } else {
+        Err(format!(
+            "owned:{text}: a kind is a name of letters, digits, _ - and . (owned:collection)"
+        ))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,16 +72,14 @@ impl Mode {
             "prefix!" => Self::PrefixRequired,
             "prepend" => Self::Prepend,
             "deny" => Self::Deny,
-            owned if owned.starts_with("owned:") => {
-                return Err(format!(
-                    "{owned:?}: ownership of opaque ids is not supported by this version yet"
-                ))
-            }
-            other => {
-                return Err(format!(
-                "unknown rewrite mode {other:?}; use bind, set, prefix, prefix!, prepend or deny"
-            ))
-            }
+            other => match other.strip_prefix("owned:") {
+                Some(kind) => Self::Owned(kind_name(kind)?),
+                None => {
+                    return Err(format!(
+                        "unknown rewrite mode {other:?}; use bind, set, prefix, prefix!, prepend, owned:KIND or deny"
+                    ))
+                }
+            },
         };
         let allowed = match mode {
             Self::Prepend => location == Location::Json,
@@ -77,7 +96,7 @@ impl Mode {
     }
 
     /// True for modes that need a value to exist or create one.
-    fn needs_value(self) -> bool {
+    fn needs_value(&self) -> bool {
         matches!(
             self,
             Self::Bind | Self::Set | Self::Prepend | Self::PrefixRequired
@@ -143,6 +162,8 @@ pub struct Rewritten {
     pub body: ProxyBody,
     /// Set when the body was rebuilt and its length changed hands.
     pub content_length: Option<usize>,
+    /// What the request named at `owned:` locations, for the ownership check.
+    pub owned: OwnedIds,
 }
 
 /// The request as stage 4 receives it.
@@ -182,15 +203,21 @@ pub async fn request(
             headers: out_headers,
             body,
             content_length: None,
+            owned: OwnedIds::new(),
         });
     };
 
-    for &(index, mode) in &rules.path {
-        let value = &mut path.segments[index];
+    let mut owned = OwnedIds::new();
+    for (index, mode) in &rules.path {
+        let value = &mut path.segments[*index];
+        if let Mode::Owned(kind) = mode {
+            owned.push((kind.to_string(), value.clone()));
+            continue;
+        }
         *value =
             rewrite_value(mode, Some(value.as_str()), &target, "the path")?.unwrap_or_default();
     }
-    let query = match query::rewrite(query, &rules.query, &target)? {
+    let query = match query::rewrite(query, &rules.query, &target, &mut owned)? {
         Some(rewritten) => Some(rewritten),
         None => query.map(str::to_owned),
     };
@@ -208,7 +235,11 @@ pub async fn request(
                     .map_err(|_| Refusal::BadRequest(format!("the header {name} is not UTF-8")))?,
             ),
         };
-        if let Some(new) = rewrite_value(*mode, value, &target, name.as_str())? {
+        if let (Mode::Owned(kind), Some(value)) = (mode, value) {
+            owned.push((kind.to_string(), value.to_owned()));
+            continue;
+        }
+        if let Some(new) = rewrite_value(mode, value, &target, name.as_str())? {
             let new = HeaderValue::from_str(&new).map_err(|_| {
                 Refusal::BadRequest(format!("the rewritten {name} is not a valid header value"))
             })?;
@@ -223,6 +254,7 @@ pub async fn request(
             headers: out_headers,
             body,
             content_length: None,
+            owned,
         });
     }
     let mut held = budget.claim();
@@ -240,7 +272,9 @@ pub async fn request(
         (body::empty(), None)
     } else {
         let rewritten = body::heavy(bytes.len(), || json::rewrite(&bytes, &rules.json, &target));
-        match rewritten? {
+        let (rewritten, named) = rewritten?;
+        owned.extend(named);
+        match rewritten {
             Some(rewritten) => {
                 let len = rewritten.len();
                 (body::full(rewritten), Some(len))
@@ -256,13 +290,14 @@ pub async fn request(
         headers: out_headers,
         body,
         content_length,
+        owned,
     })
 }
 
 /// Applies a mode to a single value (a path segment, a query parameter or a header):
 /// `None` means "leave it absent".
 fn rewrite_value(
-    mode: Mode,
+    mode: &Mode,
     value: Option<&str>,
     target: &Target,
     what: &str,
@@ -282,7 +317,9 @@ fn rewrite_value(
                 "{what} may not be sent on this route"
             )))
         }
-        (Mode::Prefix | Mode::Deny | Mode::Prepend, None) | (Mode::Prepend, Some(_)) => None,
+        (Mode::Prefix | Mode::Deny | Mode::Prepend | Mode::Owned(_), None)
+        | (Mode::Prepend, Some(_)) => None,
+        (Mode::Owned(_), Some(v)) => Some(v.to_owned()),
     })
 }
 

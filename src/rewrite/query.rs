@@ -73,6 +73,7 @@ pub fn rewrite(
     query: Option<&str>,
     rules: &[(String, Mode)],
     target: &Target,
+    owned: &mut super::OwnedIds,
 ) -> Result<Option<String>, Refusal> {
     if !rules.is_empty() {
         refuse_differentials(query.unwrap_or_default(), rules)?;
@@ -132,6 +133,11 @@ pub fn rewrite(
                 return Err(Refusal::BadRequest(format!(
                     "{name} cannot be prepended in a query"
                 )))
+            }
+            Mode::Owned(kind) => {
+                // Forwarded as sent; the pipeline checks the caller owns it.
+                owned.push((kind.to_string(), value));
+                continue;
             }
         };
         replaced[index] = Some(pair(name, &rewritten));

@@ -7,6 +7,9 @@ use std::path::{Path, PathBuf};
 
 use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
 
+use std::sync::Arc;
+
+use super::records::{Owned, RecordsBackend};
 use super::{Backend, Batch, Counters, StoreError};
 
 const SCHEMA_VERSION: u64 = 1;
@@ -38,9 +41,10 @@ fn counters(r: Row) -> Counters {
     }
 }
 
-#[derive(Debug)]
+/// One open file; clones share it (the usage store and the records are one file).
+#[derive(Debug, Clone)]
 pub struct Embedded {
-    db: Database,
+    db: Arc<Database>,
     pub file: PathBuf,
 }
 
@@ -78,7 +82,10 @@ impl Embedded {
             tx.open_table(PROVISIONED).map_err(StoreError::from)?;
         }
         tx.commit().map_err(StoreError::from)?;
-        Ok(Self { db, file })
+        Ok(Self {
+            db: Arc::new(db),
+            file,
+        })
     }
 }
 
@@ -197,5 +204,80 @@ impl Embedded {
         let tx = self.db.begin_read().map_err(StoreError::from)?;
         let table = tx.open_table(USAGE).map_err(StoreError::from)?;
         table.len().map_err(StoreError::from)
+    }
+}
+
+impl RecordsBackend for Embedded {
+    fn owners(&self) -> Result<Vec<Owned>, StoreError> {
+        let tx = self.db.begin_read().map_err(StoreError::from)?;
+        let table = tx.open_table(OWNERSHIP).map_err(StoreError::from)?;
+        let mut out = Vec::new();
+        for item in table.iter().map_err(StoreError::from)? {
+            let (key, tenant) = item.map_err(StoreError::from)?;
+            let (kind, id) = key.value();
+            out.push(Owned {
+                kind: kind.to_owned(),
+                id: id.to_owned(),
+                tenant: tenant.value().to_owned(),
+            });
+        }
+        Ok(out)
+    }
+
+    fn own(&self, rows: &[Owned]) -> Result<(), StoreError> {
+        let tx = self.db.begin_write().map_err(StoreError::from)?;
+        {
+            let mut table = tx.open_table(OWNERSHIP).map_err(StoreError::from)?;
+            for row in rows {
+                table
+                    .insert((row.kind.as_str(), row.id.as_str()), row.tenant.as_str())
+                    .map_err(StoreError::from)?;
+            }
+        }
+        tx.commit().map_err(StoreError::from)
+    }
+
+    fn disown(&self, rows: &[Owned]) -> Result<(), StoreError> {
+        let tx = self.db.begin_write().map_err(StoreError::from)?;
+        {
+            let mut table = tx.open_table(OWNERSHIP).map_err(StoreError::from)?;
+            for row in rows {
+                table
+                    .remove((row.kind.as_str(), row.id.as_str()))
+                    .map_err(StoreError::from)?;
+            }
+        }
+        tx.commit().map_err(StoreError::from)
+    }
+
+    fn provisioned(&self) -> Result<Vec<String>, StoreError> {
+        let tx = self.db.begin_read().map_err(StoreError::from)?;
+        let table = tx.open_table(PROVISIONED).map_err(StoreError::from)?;
+        let mut out = Vec::new();
+        for item in table.iter().map_err(StoreError::from)? {
+            let (tenant, _) = item.map_err(StoreError::from)?;
+            out.push(tenant.value().to_owned());
+        }
+        Ok(out)
+    }
+
+    fn mark_provisioned(&self, tenant: &str, at: u64) -> Result<(), StoreError> {
+        let tx = self.db.begin_write().map_err(StoreError::from)?;
+        {
+            let mut table = tx.open_table(PROVISIONED).map_err(StoreError::from)?;
+            table.insert(tenant, at).map_err(StoreError::from)?;
+        }
+        tx.commit().map_err(StoreError::from)
+    }
+
+    fn unmark_provisioned(&self, tenant: &str) -> Result<bool, StoreError> {
+        let tx = self.db.begin_write().map_err(StoreError::from)?;
+        let had = {
+            let mut table = tx.open_table(PROVISIONED).map_err(StoreError::from)?;
+            let had = table.remove(tenant).map_err(StoreError::from)?.is_some();
+            had
+        };
+        tx.commit().map_err(StoreError::from)?;
+        Ok(had)
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod embedded;
 pub mod memory;
+pub mod records;
 pub mod settings;
 
 use std::collections::HashMap;

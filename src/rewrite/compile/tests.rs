@@ -50,7 +50,7 @@ json = { "/user_id" = "bind", "/**/$or" = "deny" }
     let json: Vec<_> = rules
         .json
         .iter()
-        .map(|r| (r.pointer.text.as_str(), r.mode))
+        .map(|r| (r.pointer.text.as_str(), r.mode.clone()))
         .collect();
     assert_eq!(json, [("/**/$or", Mode::Deny), ("/user_id", Mode::Bind)]);
     assert!(rules.set_headers[0].1.is_templated());
@@ -64,7 +64,7 @@ scope = "tenant"
 [rewrite]
 path = { session = "deny", rest = "prefix", nope = "bind" }
 query = { q = "prepend" }
-json = { "user_id" = "bind", "/a" = "owned:collection" }
+json = { "user_id" = "bind", "/a" = "owned:no way" }
 header = { "X-Tenant_Id" = "set", "Content-Length" = "set" }
 "#,
     )
@@ -76,7 +76,7 @@ header = { "X-Tenant_Id" = "set", "Content-Length" = "set" }
             "4:35: {*rest} is never rewritten; name a single segment",
             "4:20: deny is not allowed in path rules (see the spec 4.1 table)",
             "5:15: prepend is not allowed in query rules (see the spec 4.1 table)",
-            "6:37: \"owned:collection\": ownership of opaque ids is not supported by this version yet",
+            "6:37: owned:no way: a kind is a name of letters, digits, _ - and . (owned:collection)",
             "6:22: JSON pointer \"user_id\" must start with /",
             "7:54: Content-Length cannot be set by the config (it frames or routes the request)",
             "7:28: the identity header is never forwarded; rewrite another header",
