@@ -49,6 +49,7 @@ fn bench(c: &mut Criterion) {
         .expect("bench config");
     let config = &snapshot.config;
     let known = KnownTenants::default();
+    let records = tenantgate::store::records::Records::in_memory();
     known.note("bob");
     let scope = Recipient {
         namespaces: &config.namespaces,
@@ -57,6 +58,7 @@ fn bench(c: &mut Criterion) {
         guard: true,
         configured: &config.respond.configured,
         known: &known,
+        records: &records,
     };
     let routes: Vec<_> = config.rules.iter().collect();
     let cases = [

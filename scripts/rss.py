@@ -31,8 +31,9 @@ BINARY = os.path.join(os.path.dirname(__file__), "..", "target", "release", "ten
 
 def items(mib, prefix):
     """{"ids": [...]} of about `mib` MiB; every item is rewritten or scanned."""
-    count = mib * 1024 * 1024 // 11
-    return json.dumps({"ids": [f"{prefix}{i:08}" for i in range(count)]}).encode()
+    count = mib * 1024 * 1024 // 12 - 1
+    ids = [f"{prefix}{i:08}" for i in range(count)]
+    return json.dumps({"ids": ids}, separators=(",", ":")).encode()
 
 
 ANSWER = items(RESPONSE_MIB, "r")
@@ -82,7 +83,12 @@ def post(port, body, statuses, tenant):
         response.read()
         statuses[response.status] += 1
     except OSError as error:
-        statuses[type(error).__name__] += 1
+        # The proxy may answer (and close) before the whole body is sent: a refusal.
+        try:
+            response = connection.getresponse()
+            statuses[response.status] += 1
+        except Exception:
+            statuses[type(error).__name__] += 1
     finally:
         connection.close()
 

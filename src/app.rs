@@ -52,6 +52,8 @@ pub struct App {
     pub usage: Arc<Usage>,
     /// Who owns which opaque backend id, and which tenants are provisioned.
     pub records: Arc<Records>,
+    /// Provisioning runs in flight, one per tenant.
+    pub provisioner: crate::provision::Provisioner,
     /// The bytes every buffered body together may hold (`[limits] max_buffered`).
     pub budget: Arc<crate::budget::Budget>,
     /// The usage store and clock, as the meter stage takes them.
@@ -107,6 +109,7 @@ impl App {
             clock: services.clock,
             usage: services.usage,
             records: services.records,
+            provisioner: crate::provision::Provisioner::default(),
             ledger,
             budget,
             source,

@@ -20,6 +20,9 @@ pub struct AuditRecord {
     pub units: Option<u64>,
     /// Answered by the route's degrade response (SPEC 6.3).
     pub degraded: bool,
+    /// The opaque ids named at `owned:` locations, as `kind:id` (SPEC 4.3), so an
+    /// attempt on another tenant's object can be found afterwards.
+    pub owned: Option<String>,
 }
 
 impl AuditRecord {
@@ -33,6 +36,7 @@ impl AuditRecord {
             reason: None,
             units: None,
             degraded: false,
+            owned: None,
         }
     }
 
@@ -56,6 +60,7 @@ impl AuditRecord {
             latency_ms = latency.as_secs_f64() * 1000.0,
             units = self.units,
             reason = self.reason,
+            owned = self.owned.as_deref(),
         );
     }
 }

@@ -48,6 +48,7 @@ pub struct Metrics {
     degraded: IntCounterVec,
     metered_units: IntCounterVec,
     pub isolation_violations: IntCounter,
+    pub ownership_denials: IntCounter,
     pub config_reloads: IntCounterVec,
     pub config_last_success: Gauge,
     tenants_active: IntGauge,
@@ -134,6 +135,11 @@ impl Metrics {
                 "Answers withheld because they carried another tenant's ids or could not be inspected.",
             )
             .expect("static metric definition"),
+            ownership_denials: IntCounter::new(
+                "tenantgate_ownership_denials_total",
+                "Requests answered not_found because they named an opaque id the caller does not own.",
+            )
+            .expect("static metric definition"),
             config_reloads: counter_vec(
                 "tenantgate_config_reloads_total",
                 "Config reloads by result (success, error).",
@@ -183,6 +189,7 @@ impl Metrics {
             Box::new(metrics.degraded.clone()),
             Box::new(metrics.metered_units.clone()),
             Box::new(metrics.isolation_violations.clone()),
+            Box::new(metrics.ownership_denials.clone()),
             Box::new(metrics.config_reloads.clone()),
             Box::new(metrics.config_last_success.clone()),
             Box::new(metrics.tenants_active.clone()),

@@ -45,9 +45,11 @@ use crate::identity::TenantId;
 use crate::limits::{self, Admission, DegradeAnswer};
 use crate::meter;
 use crate::namespace::Namespace;
+use crate::ownership;
+use crate::provision;
 use crate::refusal::Refusal;
 use crate::respond;
-use crate::rewrite::{self, Target};
+use crate::rewrite::{self, OwnedIds, Target};
 use crate::route::{self, Admitted};
 
 pub async fn handle(
@@ -146,9 +148,26 @@ async fn walk<'c>(
     let outgoing = rewrite(
         config, admitted, rules, namespace, parts, body, peer, request_id, budget,
     );
-    let outgoing = outgoing.await?;
+    let (outgoing, owned) = outgoing.await?;
+    // 4. (end) the opaque ids the request names must be the caller's (SPEC 4.3)
+    if let Some(namespace) = trail.namespace.as_ref() {
+        ownership::check(app, &namespace.root, &owned, &mut trail.audit)?;
+    }
 
-    // 5. forward
+    // 5. forward, to a tenant provisioned first (SPEC 4.4)
+    if let Some(namespace) = trail.namespace.as_ref() {
+        let subject = provision::Subject {
+            root: &namespace.root,
+            tenant: namespace.tenant.as_deref().unwrap_or(&namespace.root),
+        };
+        let backend = provision::Backend {
+            upstream: &app.upstream,
+            forward: &config.forward,
+            records: &app.records,
+        };
+        let steps = &config.provision.provision;
+        app.provisioner.ensure(steps, subject, &backend).await?;
+    }
     let sent = Instant::now();
     let response = app.upstream.send(&config.forward.upstream, outgoing).await;
     trail.upstream_time = Some(sent.elapsed());
@@ -174,10 +193,19 @@ async fn walk<'c>(
         namespaces: &config.namespaces,
         namespace: trail.namespace.as_ref(),
         known: &app.known,
+        records: &app.records,
         head,
         budget: &app.budget,
     };
-    respond::finish(&config.respond, answering, response).await
+    let response = respond::finish(&config.respond, answering, response).await?;
+    // 6. (end) what the answer taught or made the caller forget, durably first
+    match trail.namespace.as_ref() {
+        Some(namespace) => {
+            let forget = rules.respond.forget.then_some(owned.as_slice());
+            ownership::settle(app, &namespace.root, response, forget).await
+        }
+        None => Ok(response),
+    }
 }
 
 /// Stage 7: what a forwarded 2xx answer is worth, to be recorded when its body ends.
@@ -256,7 +284,7 @@ async fn rewrite(
     peer: SocketAddr,
     request_id: &HeaderValue,
     budget: &Arc<Budget>,
-) -> Result<Outgoing, Refusal> {
+) -> Result<(Outgoing, OwnedIds), Refusal> {
     let target = namespace.map(|ns| Target::of(ns, &config.namespaces));
     let incoming = rewrite::Incoming {
         path: admitted.path,
@@ -269,7 +297,7 @@ async fn rewrite(
     let units_at = rules.meter.json_pointer();
     let inspects =
         namespace.is_some() && respond::inspects(&config.respond, &rules.respond, units_at);
-    forward::prepare(
+    let outgoing = forward::prepare(
         &config.forward,
         parts.method,
         parts.headers,
@@ -286,7 +314,8 @@ async fn rewrite(
             tenant: admitted.caller.tenant(),
             inspects,
         },
-    )
+    )?;
+    Ok((outgoing, rewritten.owned))
 }
 
 /// `tenantgate explain`: stages 1, 2 and 4 on a synthetic request, through the same
@@ -317,5 +346,5 @@ pub async fn dry_run(
         &request_id,
         &budget,
     );
-    Ok((name, outgoing.await?))
+    Ok((name, outgoing.await?.0))
 }

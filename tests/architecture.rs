@@ -10,9 +10,10 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[&[&str]] = &[
     // shared leaves
     &[
-        "budget", "secret", "clock", "spec", "json", "path", "hygiene", "metrics", "audit",
-        "tenants",
+        "budget", "secret", "clock", "spec", "path", "hygiene", "metrics", "audit", "tenants",
     ],
+    // the JSON core, which takes its working memory from the budget
+    &["json"],
     // the body helpers, which draw on the buffer budget
     &["body"],
     // 1. identity: tenant ids and the caller
@@ -29,6 +30,8 @@ const LAYERS: &[&[&str]] = &[
     &["rewrite"],
     // 5. forward
     &["forward"],
+    // first contact and farewell: calls the upstream for a tenant (SPEC 4.4)
+    &["provision"],
     // 6. respond
     &["respond"],
     // 7. meter
@@ -40,7 +43,7 @@ const LAYERS: &[&[&str]] = &[
     // the running process: snapshot, limiter state, upstream client
     &["app"],
     // 8. answer: headers, metrics and the audit line for every request
-    &["answer"],
+    &["answer", "ownership"],
     // the corridor itself, and the admin listener
     &["pipeline", "admin"],
     &["server"],

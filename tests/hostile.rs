@@ -266,7 +266,7 @@ async fn buffered_bodies_past_the_budget_are_refused_and_the_process_carries_on(
 [upstream]
 url = "${UPSTREAM}"
 [limits]
-max_buffered = "64KiB"
+max_buffered = "128KiB"
 [[route]]
 match = "POST /json"
 scope = "tenant"
@@ -284,7 +284,8 @@ rewrite.json = { "/user_id" = "bind" }
     slow.write_all(head_and_most).await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
 
-    // A second body of that size does not fit beside it.
+    // A second body of that size does not fit beside it (a rewrite holds the body
+    // and its new form at once: 96 KiB).
     let refused = common::raw(proxy.addr, &request).await;
     refused.assert_refusal(503, "overloaded");
     assert_eq!(refused.header("retry-after"), Some("1"));

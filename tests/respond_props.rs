@@ -96,6 +96,7 @@ proptest! {
         let snapshot = config::load_str(CONFIG, "t.toml", &Overrides::default(), &|_| None).unwrap();
         let config = &snapshot.config;
         let known = KnownTenants::default();
+        let records = tenantgate::store::records::Records::in_memory();
         known.note("bob");
         let scope = Recipient {
             namespaces: &config.namespaces,
@@ -104,6 +105,7 @@ proptest! {
             guard: true,
             configured: &config.respond.configured,
             known: &known,
+            records: &records,
         };
         let route = &config.rules[0];
         let doc = json!({"data": {"items": items}, "extra": extra});
@@ -115,7 +117,7 @@ proptest! {
         let got = process(&body, &route.respond.rules, &scope);
         match expected(&items, &extra) {
             Some(want) => {
-                let delivered = got.expect("delivered").unwrap_or(body);
+                let delivered = got.expect("delivered").body.unwrap_or(body);
                 let parsed: Value = serde_json::from_slice(&delivered).expect("valid JSON");
                 prop_assert_eq!(parsed, want);
             }

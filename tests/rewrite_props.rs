@@ -65,6 +65,8 @@ fn model(input: &Value) -> Option<Value> {
                     if key == "sid" {
                         match child {
                             Value::String(s) => *s = format!("{ROOT}__{s}"),
+                            // The backend's "not given", forwarded as is.
+                            Value::Null => {}
                             Value::Array(items) => {
                                 for item in items.iter_mut() {
                                     let Value::String(s) = item else { return None };

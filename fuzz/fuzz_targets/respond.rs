@@ -16,6 +16,7 @@ use tenantgate::tenants::KnownTenants;
 fuzz_target!(|body: &[u8]| {
     let scheme = NamespaceScheme::new("u_{tenant}", "__", None, Unscoped::Reject, "main").unwrap();
     let known = KnownTenants::default();
+        let records = tenantgate::store::records::Records::in_memory();
     known.note("bob");
     let configured = BTreeSet::new();
     let recipient = Recipient {
@@ -25,6 +26,7 @@ fuzz_target!(|body: &[u8]| {
         guard: true,
         configured: &configured,
         known: &known,
+        records: &records,
     };
     let rules = ResponseRules {
         unwrap: true,
@@ -34,7 +36,7 @@ fuzz_target!(|body: &[u8]| {
         }),
         unprepend: vec![Pointer::parse("/**/ns").unwrap()],
     };
-    if let Ok(Some(out)) = process(body, &rules, &recipient) {
+    if let Ok(tenantgate::respond::json::Processed { body: Some(out), .. }) = process(body, &rules, &recipient) {
         let mut jiter = jiter::Jiter::new(&out);
         jiter.next_skip().expect("delivered JSON is valid");
         jiter.finish().expect("nothing after the delivered document");

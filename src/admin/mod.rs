@@ -11,6 +11,7 @@ use crate::app::App;
 use crate::body::{self, ProxyBody};
 use crate::refusal::Refusal;
 
+mod ownership;
 pub mod similar;
 mod tenants;
 mod usage;
@@ -49,14 +50,20 @@ pub async fn handle(app: Arc<App>, request: Request<Incoming>) -> Response<Proxy
     if let Err(refusal) = authorize(&app, request.headers()) {
         return refusal.to_response();
     }
+    if method == Method::POST && path == "/admin/ownership" {
+        return ownership::import(&app, request)
+            .await
+            .unwrap_or_else(|refusal| refusal.to_response());
+    }
     let query = request.uri().query();
     if let Some(id) = path.strip_prefix("/admin/tenants/") {
         let id = percent_encoding::percent_decode_str(id).decode_utf8_lossy();
         if method != Method::DELETE || id.is_empty() {
             return Refusal::AdminNotFound.to_response();
         }
-        let (app, id) = (app.clone(), id.into_owned());
-        return blocking(move || tenants::offboard(&app, &id)).await;
+        return tenants::offboard(&app, &id)
+            .await
+            .unwrap_or_else(|refusal| refusal.to_response());
     }
     if let Some(id) = path.strip_prefix("/usage/users/") {
         let id = percent_encoding::percent_decode_str(id).decode_utf8_lossy();

@@ -16,7 +16,7 @@ use crate::route::compile::{RouteHead, RouteSpec};
 use crate::route::table::Route;
 use crate::route::template::Template;
 use crate::spec::{at, key, Errors, KeyPath, Seg};
-use crate::{forward, limits, listen, meter, respond, rewrite, route, store};
+use crate::{forward, limits, listen, meter, provision, respond, rewrite, route, store};
 
 pub fn compile(file: &File) -> Result<Config, Vec<(KeyPath, String)>> {
     let mut errors = Errors::default();
@@ -123,6 +123,7 @@ pub fn compile(file: &File) -> Result<Config, Vec<(KeyPath, String)>> {
         &mut errors,
     );
     let admin = admin::compile(&file.admin, file.listen.addr, &mut errors, &mut warnings);
+    let provision = provision::compile(&file.provision, &file.offboard, &mut errors);
     let store = store::settings::compile(&file.store, &mut errors);
     if !matches!(
         file.log.level.as_str(),
@@ -160,6 +161,7 @@ pub fn compile(file: &File) -> Result<Config, Vec<(KeyPath, String)>> {
                 .unwrap_or(usize::MAX),
             configured: file.tenants.keys().cloned().collect(),
         },
+        provision,
         rules,
         admin,
         log_level: file.log.level.clone(),

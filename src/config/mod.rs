@@ -64,6 +64,8 @@ pub struct Config {
     pub forward: ForwardSettings,
     /// 6. respond
     pub respond: RespondSettings,
+    /// `[[provision]]` and `[[offboard]]` (SPEC 4.4).
+    pub provision: crate::provision::ProvisionSettings,
     /// What stages 3, 4, 6 and 7 do on each route, by [`Route::index`].
     pub rules: Vec<RouteRules>,
     pub admin: AdminSettings,

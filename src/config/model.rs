@@ -48,6 +48,10 @@ pub struct File {
     pub store: StoreSpec,
     #[serde(default)]
     pub metrics: MetricsConfig,
+    #[serde(default)]
+    pub provision: Vec<crate::provision::StepSpec>,
+    #[serde(default)]
+    pub offboard: Vec<crate::provision::StepSpec>,
 }
 
 /// `[metrics]` (SPEC 11).

@@ -23,7 +23,7 @@ use crate::body::{IdleTimeout, ProxyBody};
 use crate::refusal::Refusal;
 use crate::BoxError;
 pub use compile::{ForwardSettings, UpstreamSettings};
-pub use outgoing::{prepare, Outgoing};
+pub use outgoing::{internal_request, prepare, Outgoing};
 
 /// The settings that shape the connection pool itself; changing them needs a restart.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -103,3 +103,43 @@ fn upstream_uri(
         .build()
         .map_err(|_| Refusal::BadPath(BadPath::BadEscape))
 }
+
+/// A request tenantgate makes on its own (provisioning, offboarding): `path` is
+/// already encoded, under the upstream's base path, with the configured upstream
+/// headers and, for a body, `Content-Type: application/json`.
+pub fn internal_request(
+    settings: &ForwardSettings,
+    method: Method,
+    path: &str,
+    json: Option<bytes::Bytes>,
+) -> Result<Outgoing, Refusal> {
+    let upstream = &settings.upstream;
+    let target = format!("{}{path}", upstream.base_path);
+    let uri = Uri::builder()
+        .scheme(upstream.origin.clone())
+        .authority(upstream.authority.clone())
+        .path_and_query(target)
+        .build()
+        .map_err(|_| Refusal::Internal)?;
+    let mut headers = HeaderMap::new();
+    for (name, value) in &upstream.set_headers {
+        headers.insert(name.clone(), value.clone());
+    }
+    let body = match json {
+        Some(json) => {
+            headers.insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            headers.insert(CONTENT_LENGTH, HeaderValue::from(json.len()));
+            crate::body::full(json)
+        }
+        None => crate::body::empty(),
+    };
+    Ok(Outgoing {
+        method,
+        uri,
+        headers,
+        body,
+    })
+}

@@ -7,7 +7,7 @@ pub mod edit;
 pub mod number;
 pub mod pointer;
 
-pub use edit::{splice, Edit};
+pub use edit::{splice, Edit, Text, Work};
 
 /// Deeper documents are refused: both walks recurse once per level.
 pub const MAX_DEPTH: usize = 128;

@@ -15,7 +15,14 @@ pub struct Pointer {
 }
 
 impl Pointer {
+    /// `""` is the whole document (RFC 6901).
     pub fn parse(text: &str) -> Result<Self, String> {
+        if text.is_empty() {
+            return Ok(Self {
+                steps: Vec::new(),
+                text: String::new(),
+            });
+        }
         let rest = text
             .strip_prefix('/')
             .ok_or_else(|| format!("JSON pointer {text:?} must start with /"))?;

@@ -1,16 +1,17 @@
-//! `[route.response]` (SPEC 4.2), compiled into [`RouteResponse`]: `unwrap` defaults
-//! to true on tenant routes; the ownership forms (`learn`, `forget`, `keep.owned`) are
-//! refused until ownership exists.
+//! `[route.response]` (SPEC 4.2, 4.3), compiled into [`RouteResponse`]: `unwrap`
+//! defaults to true on tenant routes; `keep` by namespace (`owner`) or by ownership
+//! (`owned` + `at`); `learn` and `forget` for opaque ids.
 
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::json::{Keep, ResponseRules};
+use super::json::{Keep, KeepBy, ResponseRules};
 use super::RouteResponse;
 use crate::json::pointer::Pointer;
 use crate::route::Scope;
 use crate::spec::{at, Errors, KeyPath, Seg};
+use crate::store::records;
 
 /// `[route.response]` as the file writes it.
 #[derive(Debug, Default, Deserialize)]
@@ -44,6 +45,8 @@ pub fn compile_route(
 ) -> RouteResponse {
     let declared = spec.unwrap.is_some()
         || spec.keep.is_some()
+        || spec.learn.is_some()
+        || spec.forget.is_some()
         || !spec.unprepend.is_empty()
         || spec.passthrough;
     if scope != Scope::Tenant {
@@ -55,35 +58,24 @@ pub fn compile_route(
         }
         return RouteResponse::default();
     }
-    if spec.learn.is_some() || spec.forget.is_some() {
-        let field = if spec.learn.is_some() {
-            "learn"
-        } else {
-            "forget"
-        };
+    let keep = spec
+        .keep
+        .as_ref()
+        .and_then(|keep| compile_keep(keep, at(base, &["response", "keep"]), errors));
+    let mut learn = Vec::new();
+    for (pointer, kind) in spec.learn.iter().flatten() {
+        let path = at(base, &["response", "learn"]);
+        match (Pointer::parse(pointer), records::kind(kind)) {
+            (Ok(p), Ok(kind)) => learn.push((p, kind)),
+            (Err(e), _) | (_, Err(e)) => errors.add(path, e),
+        }
+    }
+    if !learn.is_empty() && spec.passthrough {
         errors.add(
-            at(base, &["response", field]),
-            "ownership of opaque ids (learn, forget) is not supported by this version yet",
+            at(base, &["response", "learn"]),
+            "learn reads the answer, which passthrough = true forwards unread",
         );
     }
-    let keep = spec.keep.as_ref().and_then(|keep| {
-        let path = at(base, &["response", "keep"]);
-        if keep.owned.is_some() || keep.at.is_some() {
-            errors.add(path, "keep's owned form needs ownership, which this version does not support yet; use owner");
-            return None;
-        }
-        let Some(owner) = &keep.owner else {
-            errors.add(path, "keep needs owner = \"/pointer/in/each/item\"");
-            return None;
-        };
-        match (Pointer::parse(&keep.items), Pointer::parse(owner)) {
-            (Ok(items), Ok(owner)) => Some(Keep { items, owner }),
-            (Err(e), _) | (_, Err(e)) => {
-                errors.add(path, e);
-                None
-            }
-        }
-    });
     let mut unprepend = Vec::new();
     for (i, text) in spec.unprepend.iter().enumerate() {
         match Pointer::parse(text) {
@@ -100,8 +92,38 @@ pub fn compile_route(
             unwrap: spec.unwrap.unwrap_or(true),
             keep,
             unprepend,
+            learn,
         },
         passthrough: spec.passthrough,
+        forget: spec.forget.unwrap_or(false),
+    }
+}
+
+/// `keep = { items, owner }` or `keep = { items, owned = KIND, at }`.
+fn compile_keep(keep: &KeepSpec, path: KeyPath, errors: &mut Errors) -> Option<Keep> {
+    let (by, at) = match (&keep.owner, &keep.owned, &keep.at) {
+        (Some(owner), None, None) => (KeepBy::Namespace, owner),
+        (None, Some(kind), Some(at)) => match records::kind(kind) {
+            Ok(kind) => (KeepBy::Owned(kind), at),
+            Err(e) => {
+                errors.add(path, e);
+                return None;
+            }
+        },
+        _ => {
+            errors.add(
+                path,
+                "keep needs owner = \"/pointer/in/each/item\", or owned = \"KIND\" with at = \"/pointer/to/the/id\"",
+            );
+            return None;
+        }
+    };
+    match (Pointer::parse(&keep.items), Pointer::parse(at)) {
+        (Ok(items), Ok(owner)) => Some(Keep { items, owner, by }),
+        (Err(e), _) | (_, Err(e)) => {
+            errors.add(path, e);
+            None
+        }
     }
 }
 
@@ -140,22 +162,43 @@ mod tests {
     }
 
     #[test]
+    fn compiles_the_ownership_forms() {
+        let r = compiled(
+            "scope = \"tenant\"\n[response]\nkeep = { items = \"\", owned = \"collection\", at = \"/id\" }\nlearn = { \"/*/id\" = \"collection\" }\nforget = true\n",
+        )
+        .unwrap();
+        let keep = r.rules.keep.unwrap();
+        assert!(keep.items.steps.is_empty(), "the root pointer");
+        assert_eq!(keep.by, KeepBy::Owned("collection".into()));
+        assert_eq!(r.rules.learn[0].0.text, "/*/id");
+        assert_eq!(&*r.rules.learn[0].1, "collection");
+        assert!(r.forget);
+    }
+
+    #[test]
     fn refuses_each_bad_rule_at_its_key() {
         let errors = compiled(
-            "scope = \"tenant\"\n[response]\nkeep = { items = \"/x\" }\nunprepend = [\"/ok\", \"bad\"]\nlearn = { \"/id\" = \"collection\" }\n",
+            "scope = \"tenant\"\n[response]\nkeep = { items = \"/x\" }\nunprepend = [\"/ok\", \"bad\"]\nlearn = { \"/id\" = \"my collection\" }\n",
         )
         .unwrap_err();
         assert_eq!(
             errors,
             [
-                "5:9: ownership of opaque ids (learn, forget) is not supported by this version yet",
-                "3:8: keep needs owner = \"/pointer/in/each/item\"",
+                "3:8: keep needs owner = \"/pointer/in/each/item\", or owned = \"KIND\" with at = \"/pointer/to/the/id\"",
+                "5:9: owned:my collection: a kind is a name of letters, digits, _ - and . (owned:collection)",
                 "4:21: JSON pointer \"bad\" must start with /",
             ]
         );
         assert_eq!(
             compiled("scope = \"tenant\"\n[response]\nkeep = { items = \"/x\", owned = \"c\" }\n").unwrap_err(),
-            ["3:8: keep's owned form needs ownership, which this version does not support yet; use owner"]
+            ["3:8: keep needs owner = \"/pointer/in/each/item\", or owned = \"KIND\" with at = \"/pointer/to/the/id\""]
+        );
+        assert_eq!(
+            compiled(
+                "scope = \"tenant\"\n[response]\npassthrough = true\nlearn = { \"/id\" = \"c\" }\n"
+            )
+            .unwrap_err(),
+            ["4:9: learn reads the answer, which passthrough = true forwards unread"]
         );
         assert_eq!(
             compiled("scope = \"shared\"\n[response]\npassthrough = true\n").unwrap_err(),

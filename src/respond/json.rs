@@ -3,18 +3,33 @@
 //! guard collects every other tenant's id it meets, `unwrap` strips the caller's
 //! namespace from ids, `unprepend` drops a leading root from arrays. Findings inside an
 //! item that `keep` drops are discarded with the item, so keep runs before the guard.
+//! `learn` collects the opaque ids at its pointers the same way: an id inside a
+//! dropped item is never learned.
+
+use std::sync::Arc;
 
 use jiter::{Jiter, Peek};
 
 use super::Recipient;
+use crate::budget::Held;
 use crate::json::pointer::{Cursor, Pointer};
-use crate::json::{quote, splice, Edit, MAX_DEPTH};
+use crate::json::{quote, splice, Edit, Work, MAX_DEPTH};
 
 #[derive(Debug, Clone)]
 pub struct Keep {
     pub items: Pointer,
-    /// Relative to each item.
+    /// Relative to each item: its owner (a namespaced id) or its opaque id.
     pub owner: Pointer,
+    pub by: KeepBy,
+}
+
+/// What keeps an item.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeepBy {
+    /// `owner`: the value is in the caller's namespace.
+    Namespace,
+    /// `owned` + `at`: the value is an id of this kind the caller owns.
+    Owned(Arc<str>),
 }
 
 #[derive(Debug, Clone, Default)]
@@ -22,6 +37,17 @@ pub struct ResponseRules {
     pub unwrap: bool,
     pub keep: Option<Keep>,
     pub unprepend: Vec<Pointer>,
+    /// Strings at these pointers become the caller's, as ids of that kind.
+    pub learn: Vec<(Pointer, Arc<str>)>,
+}
+
+/// What the pass made of a body that may be delivered.
+#[derive(Debug, Default)]
+pub struct Processed {
+    /// `None`: deliver the body as it is.
+    pub body: Option<Vec<u8>>,
+    /// (kind, id) at `learn` pointers, in delivered parts of the body.
+    pub learned: Vec<(String, String)>,
 }
 
 /// Why a body cannot be delivered.
@@ -30,12 +56,15 @@ pub enum Blocked {
     /// Another tenant's ids, this many of them.
     Leak(usize),
     NotJson,
+    /// The edits would pass the buffer budget.
+    OverBudget,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Items,
     Unprepend(usize),
+    Learn(usize),
 }
 
 type State = Cursor<Kind>;
@@ -46,6 +75,9 @@ enum Verdict {
     Leak,
     /// The caller's own id, as the JSON string that replaces it.
     Unwrap(String),
+    /// The caller's own `{ns}{sep}x`, written plainly: these leading bytes (after the
+    /// quote) go, and nothing is allocated.
+    Strip(usize),
 }
 
 struct Walker<'a> {
@@ -54,20 +86,36 @@ struct Walker<'a> {
     scope: &'a Recipient<'a>,
     edits: Vec<Edit>,
     leaks: Vec<usize>,
+    /// (where, kind index, id) for each learned id, the position for `keep`'s drops.
+    learned: Vec<(usize, usize, String)>,
+    work: Work<'a>,
+    over_budget: bool,
 }
 
-/// `Ok(None)`: deliver the body as it is.
 pub fn process(
     body: &[u8],
     rules: &ResponseRules,
     scope: &Recipient,
-) -> Result<Option<Vec<u8>>, Blocked> {
+) -> Result<Processed, Blocked> {
+    process_within(body, rules, scope, None)
+}
+
+/// As [`process`], taking the working memory (edits, the new body) from `held`.
+pub fn process_within(
+    body: &[u8],
+    rules: &ResponseRules,
+    scope: &Recipient,
+    held: Option<&mut Held>,
+) -> Result<Processed, Blocked> {
     let mut walker = Walker {
         data: body,
         rules,
         scope,
         edits: Vec::new(),
         leaks: Vec::new(),
+        learned: Vec::new(),
+        work: Work::within(held),
+        over_budget: false,
     };
     let mut jiter = Jiter::new(body);
     let peek = jiter.peek().map_err(|_| Blocked::NotJson)?;
@@ -76,15 +124,22 @@ pub fn process(
         states.push(Cursor::start(Kind::Items));
     }
     states.extend((0..rules.unprepend.len()).map(|i| Cursor::start(Kind::Unprepend(i))));
-    walker.value(&mut jiter, peek, states, Some(usize::MAX), 0)?;
+    states.extend((0..rules.learn.len()).map(|i| Cursor::start(Kind::Learn(i))));
+    walker.value(&mut jiter, peek, states, None, 0)?;
     jiter.finish().map_err(|_| Blocked::NotJson)?;
     if !walker.leaks.is_empty() {
         return Err(Blocked::Leak(walker.leaks.len()));
     }
-    if walker.edits.is_empty() {
-        return Ok(None);
+    let output = body.len() + walker.edits.len();
+    if walker.over_budget || (!walker.edits.is_empty() && !walker.work.take(output)) {
+        return Err(Blocked::OverBudget);
     }
-    Ok(Some(splice(body, &mut walker.edits)))
+    let learned = std::mem::take(&mut walker.learned)
+        .into_iter()
+        .map(|(_, kind, id)| (rules.learn[kind].1.to_string(), id))
+        .collect();
+    let body = (!walker.edits.is_empty()).then(|| splice(body, &mut walker.edits));
+    Ok(Processed { body, learned })
 }
 
 impl Walker<'_> {
@@ -99,6 +154,7 @@ impl Walker<'_> {
                     .items
             }
             Kind::Unprepend(i) => &self.rules.unprepend[i],
+            Kind::Learn(i) => &self.rules.learn[i].0,
         }
     }
 
@@ -144,7 +200,8 @@ impl Walker<'_> {
                 let mut owner = None;
                 let mut before = start;
                 while let Some(k) = key {
-                    let verdict = self.judge(k);
+                    let open = self.key_open(before);
+                    let verdict = self.judge(k, open);
                     let child = self.advance(&states, Some(k), None);
                     let child_probe = self.owner_step(probe, Some(k), None);
                     self.apply(verdict, self.key_span(before, j.current_index()));
@@ -159,7 +216,7 @@ impl Walker<'_> {
             }
             Peek::Array => {
                 // Everything recorded inside this array comes after these marks.
-                let marks = (self.edits.len(), self.leaks.len());
+                let marks = (self.edits.len(), self.leaks.len(), self.learned.len());
                 let mut items: Vec<(usize, usize, Option<String>)> = Vec::new();
                 let mut next = j.known_array().map_err(|_| Blocked::NotJson)?;
                 let mut owner = None;
@@ -191,7 +248,7 @@ impl Walker<'_> {
             }
             Peek::String => {
                 let value = j.known_str().map_err(|_| Blocked::NotJson)?;
-                let verdict = self.judge(value);
+                let verdict = self.judge(value, start);
                 let is_owner = probe.is_some_and(|step| {
                     self.rules
                         .keep
@@ -200,6 +257,13 @@ impl Walker<'_> {
                 });
                 // Only an item's owner is copied; every other string is judged in place.
                 let owner = is_owner.then(|| value.to_owned());
+                for s in &states {
+                    if let Kind::Learn(i) = s.tag {
+                        if s.at_end(&self.rules.learn[i].0) {
+                            self.learned.push((start, i, value.to_owned()));
+                        }
+                    }
+                }
                 self.apply(verdict, (start, j.current_index()));
                 Ok(owner)
             }
@@ -210,13 +274,20 @@ impl Walker<'_> {
         }
     }
 
+    /// Where the key after the previous value (or `{`) opens its quote.
+    fn key_open(&self, after_previous: usize) -> usize {
+        let data = self.data;
+        let mut open = after_previous;
+        while open < data.len() && data[open] != b'"' {
+            open += 1;
+        }
+        open
+    }
+
     /// The span of the key just read: between the previous value (or `{`) and the `:`.
     fn key_span(&self, after_previous: usize, after_colon: usize) -> (usize, usize) {
         let data = self.data;
-        let mut open = after_previous;
-        while open < after_colon && data[open] != b'"' {
-            open += 1;
-        }
+        let open = self.key_open(after_previous).min(after_colon);
         let mut close = after_colon;
         while close > open && data[close - 1] != b'"' {
             close -= 1;
@@ -224,11 +295,26 @@ impl Walker<'_> {
         (open, close)
     }
 
-    /// What the guard and unwrap make of one string (a value or a key).
-    fn judge(&self, value: &str) -> Verdict {
+    /// What the guard and unwrap make of one string (a value or a key) whose JSON text
+    /// starts at `at`.
+    fn judge(&self, value: &str, at: usize) -> Verdict {
         let scope = self.scope;
         match scope.own(value) {
-            Some(Some(plain)) if self.rules.unwrap => Verdict::Unwrap(quote(plain)),
+            Some(Some(plain)) if self.rules.unwrap => {
+                // `plain` ends `value` (a namespaced id; for a bare root, when the tenant
+                // id happens to end it), and the bytes before it were written as is.
+                let strip = value.len().saturating_sub(plain.len());
+                let lead = &value.as_bytes()[..strip];
+                let plainly = lead
+                    .iter()
+                    .all(|&b| b.is_ascii_graphic() && b != b'"' && b != b'\\');
+                let raw = self.data.get(at + 1..at + 1 + strip);
+                if strip > 0 && plainly && value.ends_with(plain) && raw == Some(lead) {
+                    Verdict::Strip(strip)
+                } else {
+                    Verdict::Unwrap(quote(plain))
+                }
+            }
             Some(_) => Verdict::Untouched,
             None if scope.guard && scope.finding(value) => Verdict::Leak,
             None => Verdict::Untouched,
@@ -239,11 +325,13 @@ impl Walker<'_> {
         match verdict {
             Verdict::Untouched => {}
             Verdict::Leak => self.leaks.push(span.0),
-            Verdict::Unwrap(text) => self.edits.push(Edit {
-                at: span.0,
-                end: span.1,
-                text,
-            }),
+            Verdict::Unwrap(text) => self.edits.push(Edit::replace(span.0, span.1, text)),
+            Verdict::Strip(bytes) => self
+                .edits
+                .push(Edit::delete(span.0 + 1, span.0 + 1 + bytes)),
+        }
+        if !self.work.track(self.edits.len()) {
+            self.over_budget = true;
         }
     }
 
@@ -254,9 +342,15 @@ impl Walker<'_> {
         &mut self,
         end: usize,
         items: &[(usize, usize, Option<String>)],
-        (edits_from, leaks_from): (usize, usize),
+        (edits_from, leaks_from, learned_from): (usize, usize, usize),
     ) {
-        let kept = |owner: &Option<String>| owner.as_deref().is_some_and(|o| self.scope.within(o));
+        let by = self.rules.keep.as_ref().map(|k| &k.by);
+        let kept = |owner: &Option<String>| {
+            owner.as_deref().is_some_and(|o| match by {
+                Some(KeepBy::Owned(kind)) => self.scope.owns(kind, o),
+                _ => self.scope.within(o),
+            })
+        };
         let first_kept = items.iter().position(|(_, _, owner)| kept(owner));
         let mut dropped: Vec<(usize, usize)> = Vec::new();
         for (i, (item_start, item_end, owner)) in items.iter().enumerate() {
@@ -284,6 +378,7 @@ impl Walker<'_> {
         };
         retain_from(&mut self.edits, edits_from, |e| !inside(e.at));
         retain_from(&mut self.leaks, leaks_from, |&at| !inside(at));
+        retain_from(&mut self.learned, learned_from, |(at, _, _)| !inside(*at));
         self.edits
             .extend(dropped.into_iter().map(|(at, end)| Edit::delete(at, end)));
     }

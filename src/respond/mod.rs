@@ -22,6 +22,7 @@ use crate::hygiene;
 use crate::json::number::NumberPath;
 use crate::namespace::{Classified, Namespace, NamespaceScheme};
 use crate::refusal::Refusal;
+use crate::store::records::Records;
 use crate::tenants::KnownTenants;
 use json::{Blocked, ResponseRules};
 
@@ -33,6 +34,8 @@ pub struct RouteResponse {
     pub rules: ResponseRules,
     /// Non-JSON or encoded answers (streams such as SSE) pass untouched.
     pub passthrough: bool,
+    /// `forget = true`: a 2xx drops the caller's ownership of the request's `owned:` ids.
+    pub forget: bool,
 }
 
 /// Stage 6's settings beside the per-route rules.
@@ -50,6 +53,11 @@ pub struct RespondSettings {
 #[derive(Debug, Clone, Copy)]
 pub struct ReportedUnits(pub u64);
 
+/// Opaque ids a 2xx answer teaches its caller (`learn`): (kind, id). The pipeline
+/// records them before the answer leaves.
+#[derive(Debug, Clone, Default)]
+pub struct Learned(pub Vec<(String, String)>);
+
 /// Whom a response goes to, for the guard and unwrap.
 pub struct Recipient<'a> {
     pub namespaces: &'a NamespaceScheme,
@@ -60,6 +68,8 @@ pub struct Recipient<'a> {
     pub configured: &'a BTreeSet<String>,
     /// Tenants seen on requests.
     pub known: &'a KnownTenants,
+    /// Who owns which opaque id, for `keep`'s owned form.
+    pub records: &'a Records,
 }
 
 impl Recipient<'_> {
@@ -74,6 +84,12 @@ impl Recipient<'_> {
             return Some(self.tenant);
         }
         rest.strip_prefix(self.namespaces.separator()).map(Some)
+    }
+
+    /// True when the caller owns `id` of `kind`. Ownership is held by namespace
+    /// root, which no two callers share.
+    pub fn owns(&self, kind: &str, id: &str) -> bool {
+        self.records.owns(self.root, kind, id)
     }
 
     /// True when `value` is the caller's root or an id inside it.
@@ -105,6 +121,7 @@ pub struct Answering<'a> {
     /// The caller's namespace; `None` on routes other than tenant routes.
     pub namespace: Option<&'a Namespace>,
     pub known: &'a KnownTenants,
+    pub records: &'a Records,
     pub head: bool,
     /// What a buffered answer is taken from.
     pub budget: &'a Arc<Budget>,
@@ -123,6 +140,7 @@ pub fn inspects(
             || units_at.is_some()
             || r.rules.unwrap
             || r.rules.keep.is_some()
+            || !r.rules.learn.is_empty()
             || !r.rules.unprepend.is_empty())
 }
 
@@ -142,6 +160,7 @@ pub async fn finish(
         guard: settings.leak_guard,
         configured: &settings.configured,
         known: on.known,
+        records: on.records,
     };
     let route = on.route;
     let rules = &on.rules.rules;
@@ -191,13 +210,19 @@ pub async fn finish(
     if !is_json {
         return Err(opaque(route, "not JSON"));
     }
-    let processed = body::heavy(bytes.len(), || json::process(&bytes, rules, &scope));
+    let processed = body::heavy(bytes.len(), || {
+        json::process_within(&bytes, rules, &scope, Some(&mut held))
+    });
     let processed = processed.map_err(|blocked| match blocked {
         Blocked::Leak(leaks) => violation(route, &scope, leaks),
         Blocked::NotJson => opaque(route, "invalid JSON"),
+        Blocked::OverBudget => Refusal::Overloaded,
     })?;
     let mut response = Response::from_parts(parts, body::empty());
-    let bytes = processed.map_or(bytes, Bytes::from);
+    if response.status().is_success() && !processed.learned.is_empty() {
+        response.extensions_mut().insert(Learned(processed.learned));
+    }
+    let bytes = processed.body.map_or(bytes, Bytes::from);
     if let Some(path) = on.units_at {
         let units = path.read(&bytes);
         response.extensions_mut().insert(ReportedUnits(units));

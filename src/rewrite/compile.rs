@@ -105,7 +105,12 @@ pub fn compile_route(
     }
     for (pointer, mode) in &rules.json {
         let path = at(base, &["rewrite", "json", pointer]);
-        let parsed = Pointer::parse(pointer).map_err(|e| errors.add(path.clone(), e));
+        let parsed = Pointer::parse(pointer)
+            .and_then(|p| match p.steps.is_empty() {
+                true => Err("the whole body cannot be rewritten; point at a field".to_owned()),
+                false => Ok(p),
+            })
+            .map_err(|e| errors.add(path.clone(), e));
         let mode = Mode::parse(mode, Location::Json).map_err(|e| errors.add(path, e));
         if let (Ok(pointer), Ok(mode)) = (parsed, mode) {
             out.json.push(JsonRule { pointer, mode });

@@ -6,12 +6,14 @@
 //! `"\u0075ser_id"` is `"user_id"`) and nesting deeper than [`MAX_DEPTH`].
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use jiter::{Jiter, JiterError, Peek};
 
 use super::{Mode, OwnedIds, Target};
+use crate::budget::Held;
 use crate::json::pointer::{Cursor, Pointer, Step};
-use crate::json::{quote, splice, Edit, MAX_DEPTH};
+use crate::json::{quote, splice, Edit, Work, MAX_DEPTH};
 use crate::refusal::Refusal;
 
 #[derive(Debug, Clone)]
@@ -58,10 +60,11 @@ struct Walker<'a> {
     rules: &'a [JsonRule],
     target: &'a Target<'a>,
     edits: Vec<Edit>,
-    /// The spans already rewritten, so a second rule on the same value costs O(1).
-    rewritten: HashSet<(usize, usize)>,
+    /// `{ns}{sep}` as JSON string text, shared by every prefixed id.
+    prefix: Option<Arc<str>>,
     /// Ids at `owned:` locations.
     owned: OwnedIds,
+    work: Work<'a>,
 }
 
 /// Applies `rules` to `body`: the new body (`None` when nothing changed) and the ids
@@ -71,13 +74,29 @@ pub fn rewrite(
     rules: &[JsonRule],
     target: &Target,
 ) -> Result<(Option<Vec<u8>>, OwnedIds), Refusal> {
+    rewrite_within(body, rules, target, None)
+}
+
+/// As [`rewrite`], taking the working memory (edits, the new body) from `held`.
+pub fn rewrite_within(
+    body: &[u8],
+    rules: &[JsonRule],
+    target: &Target,
+    held: Option<&mut Held>,
+) -> Result<(Option<Vec<u8>>, OwnedIds), Refusal> {
+    let raw = format!("{}{}", target.root, target.separator);
+    let per_edit = raw.len() + 2;
+    let plain = raw
+        .bytes()
+        .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\');
     let mut walker = Walker {
         data: body,
         rules,
         target,
         edits: Vec::new(),
-        rewritten: HashSet::new(),
+        prefix: plain.then(|| Arc::from(raw)),
         owned: OwnedIds::new(),
+        work: Work::within(held),
     };
     let mut jiter = Jiter::new(body);
     let peek = jiter.peek().map_err(|e| invalid(&e))?;
@@ -87,6 +106,10 @@ pub fn rewrite(
     let owned = std::mem::take(&mut walker.owned);
     if walker.edits.is_empty() {
         return Ok((None, owned));
+    }
+    let grows = walker.edits.len() * per_edit;
+    if !walker.work.take(body.len() + grows) {
+        return Err(Refusal::Overloaded);
     }
     Ok((Some(splice(body, &mut walker.edits)), owned))
 }
@@ -329,11 +352,7 @@ impl Walker<'_> {
         if !keys.is_empty() {
             text.insert(0, ',');
         }
-        self.edits.push(Edit {
-            at: end - 1,
-            end: end - 1,
-            text,
-        });
+        self.edits.push(Edit::replace(end - 1, end - 1, text));
         Ok(())
     }
 
@@ -384,22 +403,12 @@ impl Walker<'_> {
                 if !target.is_self(&self.text(start, *end)?) {
                     return Err(Refusal::TenantMismatch);
                 }
-                Edit {
-                    at: start,
-                    end: *end,
-                    text: quote(target.root),
-                }
+                Edit::replace(start, *end, quote(target.root))
             }
-            (Mode::Set, Shape::Str { end, .. }) => Edit {
-                at: start,
-                end: *end,
-                text: quote(target.root),
-            },
-            (Mode::Prefix | Mode::PrefixRequired, Shape::Str { end }) => Edit {
-                at: start,
-                end: *end,
-                text: quote(&target.prefixed(&self.text(start, *end)?)),
-            },
+            (Mode::Set, Shape::Str { end, .. }) => Edit::replace(start, *end, quote(target.root)),
+            (Mode::Prefix | Mode::PrefixRequired, Shape::Str { end }) => {
+                self.prefix(start, *end)?
+            }
             (
                 Mode::PrefixRequired,
                 Shape::Array {
@@ -420,8 +429,8 @@ impl Walker<'_> {
                 },
             ) => {
                 for &(at, end) in items {
-                    let text = quote(&target.prefixed(&self.text(at, end)?));
-                    self.push(Edit { at, end, text });
+                    let edit = self.prefix(at, end)?;
+                    self.push(edit)?;
                 }
                 return Ok(());
             }
@@ -430,11 +439,7 @@ impl Walker<'_> {
                 if !empty {
                     text.push(',');
                 }
-                Edit {
-                    at: start + 1,
-                    end: start + 1,
-                    text,
-                }
+                Edit::replace(start + 1, start + 1, text)
             }
             (Mode::Prepend, _) => {
                 return Err(Refusal::BadRequest(format!(
@@ -444,8 +449,21 @@ impl Walker<'_> {
             }
             _ => return Err(wrong_type()),
         };
-        self.push(edit);
-        Ok(())
+        self.push(edit)
+    }
+
+    /// The edit that prefixes the string spanning `start..end`: an insertion of the
+    /// shared `{ns}{sep}` after the opening quote when that needs no escaping (it
+    /// never does for the namespace alphabet), else the string re-encoded.
+    fn prefix(&self, start: usize, end: usize) -> Result<Edit, Refusal> {
+        match &self.prefix {
+            Some(prefix) => Ok(Edit::insert(start + 1, prefix)),
+            None => Ok(Edit::replace(
+                start,
+                end,
+                quote(&self.target.prefixed(&self.text(start, end)?)),
+            )),
+        }
     }
 
     /// The decoded string whose JSON text spans `start..end`.
@@ -456,13 +474,15 @@ impl Walker<'_> {
             .map_err(|e| invalid(&e))
     }
 
-    /// Records an edit unless an earlier rule already rewrote the same span.
-    fn push(&mut self, edit: Edit) {
-        let replaces = edit.end > edit.at;
-        if replaces && !self.rewritten.insert((edit.at, edit.end)) {
-            return;
-        }
+    /// Records an edit (of two on one value, `splice` keeps the first), taking what
+    /// the edits hold from the buffer budget as they grow.
+    fn push(&mut self, edit: Edit) -> Result<(), Refusal> {
         self.edits.push(edit);
+        if self.work.track(self.edits.len()) {
+            Ok(())
+        } else {
+            Err(Refusal::Overloaded)
+        }
     }
 }
 

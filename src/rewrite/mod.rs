@@ -19,6 +19,7 @@ use crate::budget::{Budget, Held};
 use crate::namespace::{Namespace, NamespaceScheme};
 use crate::path::CanonicalPath;
 use crate::refusal::Refusal;
+use crate::store::records;
 use json::JsonRule;
 use template::ValueTemplate;
 
@@ -40,21 +41,6 @@ pub enum Mode {
 /// The opaque ids a request named at `owned:` locations: (kind, id).
 pub type OwnedIds = Vec<(String, String)>;
 
-/// A kind name lands in logs and store keys: letters, digits, `_`, `-` and `.`.
-fn kind_name(text: &str) -> Result<Arc<str>, String> {
-    let valid = !text.is_empty()
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
-    if valid {
-        Ok(Arc::from(text))
-    } else {
-        Err(format!(
-            "owned:{text}: a kind is a name of letters, digits, _ - and . (owned:collection)"
-        ))
-    }
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Location {
     Path,
@@ -73,7 +59,7 @@ impl Mode {
             "prepend" => Self::Prepend,
             "deny" => Self::Deny,
             other => match other.strip_prefix("owned:") {
-                Some(kind) => Self::Owned(kind_name(kind)?),
+                Some(kind) => Self::Owned(records::kind(kind)?),
                 None => {
                     return Err(format!(
                         "unknown rewrite mode {other:?}; use bind, set, prefix, prefix!, prepend, owned:KIND or deny"
@@ -271,7 +257,9 @@ pub async fn request(
         }
         (body::empty(), None)
     } else {
-        let rewritten = body::heavy(bytes.len(), || json::rewrite(&bytes, &rules.json, &target));
+        let rewritten = body::heavy(bytes.len(), || {
+            json::rewrite_within(&bytes, &rules.json, &target, Some(&mut held))
+        });
         let (rewritten, named) = rewritten?;
         owned.extend(named);
         match rewritten {

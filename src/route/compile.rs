@@ -49,16 +49,24 @@ pub fn compile(
             );
         }
         match Route::parse_match(head.matcher) {
-            Ok((methods, template)) => compiled.push(Route {
-                index: i,
-                name: head
-                    .name
-                    .map_or_else(|| head.matcher.trim().to_owned(), str::to_owned),
-                match_text: head.matcher.trim().to_owned(),
-                methods,
-                template,
-                scope: head.scope,
-            }),
+            Ok((methods, template)) => {
+                if let Some(segment) = alternative_in_path(head.matcher) {
+                    warnings.push(format!(
+                        "route {:?}: the path segment {segment:?} is matched literally; `|` and `*` make alternatives only among methods (write one route per path)",
+                        head.matcher.trim()
+                    ));
+                }
+                compiled.push(Route {
+                    index: i,
+                    name: head
+                        .name
+                        .map_or_else(|| head.matcher.trim().to_owned(), str::to_owned),
+                    match_text: head.matcher.trim().to_owned(),
+                    methods,
+                    template,
+                    scope: head.scope,
+                })
+            }
             Err(e) => errors.add(path("match"), e),
         }
     }
@@ -88,6 +96,15 @@ pub fn compile(
             .collect::<BTreeSet<_>>(),
         tenant_header: spec.tenant_header.to_owned(),
     })
+}
+
+/// A literal path segment that looks like alternatives (`add|upsert`) or a glob (`*`),
+/// which a template never treats as such.
+fn alternative_in_path(matcher: &str) -> Option<&str> {
+    let path = matcher.trim().split_once(' ').map_or("", |(_, p)| p.trim());
+    path.split('/')
+        .filter(|s| !s.starts_with('{'))
+        .find(|s| s.contains(['|', '*']))
 }
 
 #[cfg(test)]
@@ -156,6 +173,17 @@ mod tests {
         );
         let (_, warnings) = compiled("").unwrap();
         assert!(warnings[0].starts_with("no [[route]] is configured"));
+    }
+
+    #[test]
+    fn warns_of_alternatives_inside_a_path_segment() {
+        let (_, warnings) = compiled(
+            "[[route]]\nmatch = \"POST|PUT /c/{id}/add|upsert\"\nscope = \"tenant\"\n[[route]]\nmatch = \"GET /files/*\"\nscope = \"shared\"\n",
+        )
+        .unwrap();
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(warnings[0].contains("the path segment \"add|upsert\" is matched literally"));
+        assert!(warnings[1].contains("\"*\""));
     }
 
     #[test]

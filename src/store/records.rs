@@ -17,6 +17,22 @@ pub struct Owned {
     pub tenant: String,
 }
 
+/// A kind of opaque id (`owned:KIND`, `learn`): a name of letters, digits, `_`, `-`
+/// and `.`, since it lands in logs and store keys.
+pub fn kind(text: &str) -> Result<Arc<str>, String> {
+    let valid = !text.is_empty()
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+    if valid {
+        Ok(Arc::from(text))
+    } else {
+        Err(format!(
+            "owned:{text}: a kind is a name of letters, digits, _ - and . (owned:collection)"
+        ))
+    }
+}
+
 /// Where the records live: [`super::embedded::Embedded`] or [`MemoryRecords`].
 pub trait RecordsBackend: Send + Sync + std::fmt::Debug {
     /// Every ownership row, read once at start.
@@ -196,8 +212,8 @@ impl Records {
         for row in rows {
             let held = self.owner(&row.kind, &row.id);
             let given = seen.insert(key(&row.kind, &row.id), &row.tenant);
-            let clash = held.is_some_and(|o| *o != *row.tenant)
-                || given.is_some_and(|t| t != row.tenant);
+            let clash =
+                held.is_some_and(|o| *o != *row.tenant) || given.is_some_and(|t| t != row.tenant);
             if clash {
                 return Err(ClaimError::OwnedByAnother(1));
             }
@@ -303,9 +319,13 @@ mod tests {
     #[test]
     fn release_and_erase_touch_only_the_tenants_ids_and_survive_reopening() {
         let records = Records::in_memory();
-        records.claim("alice", &ids(&[("c", "1"), ("c", "2")])).unwrap();
+        records
+            .claim("alice", &ids(&[("c", "1"), ("c", "2")]))
+            .unwrap();
         records.claim("bob", &ids(&[("c", "3")])).unwrap();
-        records.release("alice", &ids(&[("c", "1"), ("c", "3")])).unwrap();
+        records
+            .release("alice", &ids(&[("c", "1"), ("c", "3")]))
+            .unwrap();
         assert_eq!(records.owner("c", "1"), None);
         assert!(records.owns("bob", "c", "3"), "not alice's to release");
         assert_eq!(records.erase_owner("alice").unwrap(), 1);
@@ -332,10 +352,19 @@ mod tests {
                 })
                 .collect()
         };
-        assert!(records.import(&rows(&[("2", "bob"), ("1", "bob")])).is_err());
+        assert!(records
+            .import(&rows(&[("2", "bob"), ("1", "bob")]))
+            .is_err());
         assert_eq!(records.owner("c", "2"), None);
-        assert!(records.import(&rows(&[("2", "bob"), ("2", "carol")])).is_err());
-        assert_eq!(records.import(&rows(&[("2", "bob"), ("1", "alice")])).unwrap(), 2);
+        assert!(records
+            .import(&rows(&[("2", "bob"), ("2", "carol")]))
+            .is_err());
+        assert_eq!(
+            records
+                .import(&rows(&[("2", "bob"), ("1", "alice")]))
+                .unwrap(),
+            2
+        );
         assert!(records.owns("bob", "c", "2"));
     }
 }

@@ -17,7 +17,9 @@ fn rules(list: &[(&str, Mode)]) -> Vec<JsonRule> {
 
 fn run(body: &str, list: &[(&str, Mode)]) -> Result<String, Refusal> {
     let out = rewrite(body.as_bytes(), &rules(list), &ALICE)?;
-    Ok(out.0.map_or_else(|| body.to_owned(), |b| String::from_utf8(b).unwrap()))
+    Ok(out
+        .0
+        .map_or_else(|| body.to_owned(), |b| String::from_utf8(b).unwrap()))
 }
 
 #[test]
