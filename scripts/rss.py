@@ -7,7 +7,7 @@ rewrites every item of the request and buffers the answer. Sends N concurrent
 POSTs of REQUEST_MIB MiB each, ROUNDS times, sampling the proxy's VmRSS every 20 ms;
 prints the statuses and the peak (VmHWM). Only the processes it started are ended.
 
-    cargo build --release && python3 scripts/rss.py [N] [REQUEST_MIB] [RESPONSE_MIB]
+    cargo build --release && python3 scripts/rss.py [N] [REQUEST_MIB] [RESPONSE_MIB] [MAX_BUFFERED]
 """
 
 import http.client
@@ -25,6 +25,7 @@ from collections import Counter
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 20
 REQUEST_MIB = int(sys.argv[2]) if len(sys.argv) > 2 else 8
 RESPONSE_MIB = int(sys.argv[3]) if len(sys.argv) > 3 else 16
+BUDGET = sys.argv[4] if len(sys.argv) > 4 else "256MiB"
 ROUNDS = 3
 BINARY = os.path.join(os.path.dirname(__file__), "..", "target", "release", "tenantgate")
 
@@ -111,6 +112,7 @@ timeout = "120s"
 [limits]
 max_body = "{REQUEST_MIB + 1}MiB"
 max_response_body = "{RESPONSE_MIB + 1}MiB"
+max_buffered = "{BUDGET}"
 [log]
 level = "warn"
 [[route]]
@@ -150,7 +152,8 @@ rewrite.json = {{ "/ids" = "prefix" }}
         after = vm(proxy.pid, "VmRSS")
         print(
             f"{ROUNDS} rounds of {N} concurrent {REQUEST_MIB} MiB requests, "
-            f"{RESPONSE_MIB} MiB answers, {took:.1f} s: statuses {dict(statuses)}"
+            f"{RESPONSE_MIB} MiB answers, max_buffered {BUDGET}, {took:.1f} s: "
+            f"statuses {dict(statuses)}"
         )
         print(
             f"RSS idle {idle} MiB, peak sampled {peak} MiB, VmHWM {hwm} MiB, "

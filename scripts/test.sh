@@ -12,6 +12,13 @@ if ! command -v promtool >/dev/null; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
 fi
 promtool --version | head -1
+# tests/chroma.rs runs the real Chroma server and its official Python client; without
+# this virtualenv that test fails (it never skips).
+if [ ! -x .venv-chroma/bin/chroma ]; then
+  python3 -m venv .venv-chroma
+  .venv-chroma/bin/pip install --quiet --disable-pip-version-check chromadb==1.5.9
+fi
+.venv-chroma/bin/python -c "import chromadb; print('chromadb', chromadb.__version__)"
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

@@ -22,6 +22,9 @@ pub struct JsonRule {
     pub mode: Mode,
 }
 
+/// Array element spans taken from the budget at once.
+const SPANS_PER_CLAIM: usize = 4096;
+
 /// A position in one rule's pointer (tagged by the rule's index).
 type State = Cursor<usize>;
 
@@ -267,6 +270,14 @@ impl Walker<'_> {
             let shape = self.value(j, peek, child, depth + 1)?;
             if let (Some(list), Shape::Str { end }) = (strings.as_mut(), &shape) {
                 list.push((start, *end));
+                // The spans are working memory too, taken in steps like the edits.
+                if list.len() % SPANS_PER_CLAIM == 0
+                    && !self
+                        .work
+                        .take(SPANS_PER_CLAIM * std::mem::size_of::<(usize, usize)>())
+                {
+                    return Err(Refusal::Overloaded);
+                }
             } else {
                 all_strings = false;
             }
