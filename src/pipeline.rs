@@ -27,7 +27,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::header::CONTENT_TYPE;
+use http::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, TRANSFER_ENCODING};
 use http::request::Parts;
 use http::{HeaderValue, Method, Request, Response};
 use http_body_util::BodyExt;
@@ -64,9 +64,20 @@ pub async fn handle(
     let request_id = hygiene::request_id(request.headers());
     let audit = AuditRecord::new(request_id.clone(), request.method().clone());
     let mut trail = Trail::new(audit);
+    let unread_body = may_leave_body_unread(&request);
     let walked = walk(&app, config, request, peer, &request_id, &mut trail).await;
-    let response =
-        walked.unwrap_or_else(|refusal| answer::refused(&app, config, &mut trail, refusal));
+    let response = walked.unwrap_or_else(|refusal| {
+        let mut refused = answer::refused(&app, config, &mut trail, refusal);
+        if unread_body {
+            // hyper closes an HTTP/1.1 connection whose request body was not read to
+            // its end; saying so keeps a pooling client from sending its next request
+            // into the closing socket.
+            refused
+                .headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
+        }
+        refused
+    });
     // 7. meter
     let metered = meter(&app, config, &mut trail, &response);
     // 8. answer
@@ -77,6 +88,16 @@ pub async fn handle(
         started,
     };
     answer::answer(&app, &snapshot, trail, done, response)
+}
+
+/// True for an HTTP/1.x request that carries a body, which a refusal may leave unread.
+fn may_leave_body_unread(request: &Request<Incoming>) -> bool {
+    let http1 = request.version() < http::Version::HTTP_2;
+    let headers = request.headers();
+    let declared = headers
+        .get(CONTENT_LENGTH)
+        .is_some_and(|v| v.as_bytes() != b"0");
+    http1 && (declared || headers.contains_key(TRANSFER_ENCODING))
 }
 
 /// Stages 1 to 6. Stage 7 reads what the answer is worth after them.

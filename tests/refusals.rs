@@ -284,3 +284,43 @@ async fn silent_upstream_is_504_upstream_timeout() {
     response.assert_refusal(504, "upstream_timeout");
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
 }
+
+/// A keep-alive client (no `Connection: close`) whose refused request carried a body
+/// the proxy never read is told the connection closes, so a pooling client (httpx,
+/// requests) opens a new one instead of losing its next request in the closing socket.
+#[tokio::test]
+async fn a_refusal_that_leaves_the_body_unread_says_the_connection_closes() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (upstream, proxy) = setup().await;
+    let body = vec![b'x'; 64 * 1024];
+    let mut stream = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    let head = format!(
+        "POST /v1/reset HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let _ = stream.write_all(&body).await;
+    let mut received = Vec::new();
+    tokio::time::timeout(common::PATIENCE, stream.read_to_end(&mut received))
+        .await
+        .expect("the proxy closed the connection")
+        .ok();
+    let response = common::parse_response(&received);
+    response.assert_refusal(403, "route_not_allowed");
+    assert_eq!(response.header("connection"), Some("close"));
+    // A refusal without a body keeps the connection: the second request on it is
+    // answered too.
+    let mut stream = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    stream
+        .write_all(b"GET /nowhere HTTP/1.1\r\nHost: a\r\n\r\nGET /nowhere HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut both = Vec::new();
+    tokio::time::timeout(common::PATIENCE, stream.read_to_end(&mut both))
+        .await
+        .expect("both answered")
+        .unwrap();
+    let text = String::from_utf8_lossy(&both);
+    assert_eq!(text.matches("HTTP/1.1 403").count(), 2, "{text}");
+    assert!(upstream.requests().is_empty());
+}

@@ -42,6 +42,11 @@ scope = "tenant"
 response.passthrough = true
 
 [[route]]
+match = "GET /collections/{*rest}"
+scope = "tenant"
+response.ids_at = ["/tenant", "/*/tenant"]
+
+[[route]]
 match = "GET /{*rest}"
 scope = "tenant"
 "#;
@@ -453,4 +458,41 @@ async fn an_upstream_error_page_is_the_backend_failing_not_a_leak() {
         .await;
     assert_eq!(response.status, 500);
     assert_eq!(response.body, br#"{"error":"s1 failed"}"#);
+}
+
+/// With `ids_at`, the guard and unwrap look only where the answer holds ids: the
+/// user's own text elsewhere (a document that reads `u_bob`) is returned as stored.
+#[tokio::test]
+async fn ids_at_confines_the_guard_and_unwrap_to_the_id_fields() {
+    let answer = json!({
+        "tenant": "u_alice",
+        "name": "u_bob",
+        "metadata": {"ref": "u_alice__doc7", "u_bob__key": "u_zed__x"},
+    });
+    let body = serde_json::to_vec(&answer).unwrap();
+    let got = as_alice_at(
+        "/collections/one",
+        body,
+        vec![("content-type", "application/json")],
+    )
+    .await;
+    assert_eq!(got.status, 200, "{:?}", got.json());
+    assert_eq!(
+        got.json(),
+        json!({
+            "tenant": "alice",
+            "name": "u_bob",
+            "metadata": {"ref": "u_alice__doc7", "u_bob__key": "u_zed__x"},
+        })
+    );
+    // At an id field the guard still withholds another tenant's id.
+    let list = json!([{"tenant": "u_alice"}, {"tenant": "u_bob__x"}]);
+    let body = serde_json::to_vec(&list).unwrap();
+    let got = as_alice_at(
+        "/collections",
+        body,
+        vec![("content-type", "application/json")],
+    )
+    .await;
+    got.assert_refusal(502, "isolation_violation");
 }

@@ -25,6 +25,7 @@ pub struct ResponseSpec {
     pub forget: Option<bool>,
     #[serde(default)]
     pub passthrough: bool,
+    pub ids_at: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -48,6 +49,7 @@ pub fn compile_route(
         || spec.learn.is_some()
         || spec.forget.is_some()
         || !spec.unprepend.is_empty()
+        || spec.ids_at.is_some()
         || spec.passthrough;
     if scope != Scope::Tenant {
         if declared {
@@ -87,12 +89,27 @@ pub fn compile_route(
             }
         }
     }
+    let ids_at = spec.ids_at.as_ref().map(|list| {
+        let mut pointers = Vec::new();
+        for (i, text) in list.iter().enumerate() {
+            match Pointer::parse(text) {
+                Ok(p) => pointers.push(p),
+                Err(e) => {
+                    let mut path = at(base, &["response", "ids_at"]);
+                    path.push(Seg::Index(i));
+                    errors.add(path, e);
+                }
+            }
+        }
+        pointers
+    });
     RouteResponse {
         rules: ResponseRules {
             unwrap: spec.unwrap.unwrap_or(true),
             keep,
             unprepend,
             learn,
+            ids_at,
         },
         passthrough: spec.passthrough,
         forget: spec.forget.unwrap_or(false),

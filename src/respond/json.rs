@@ -39,6 +39,9 @@ pub struct ResponseRules {
     pub unprepend: Vec<Pointer>,
     /// Strings at these pointers become the caller's, as ids of that kind.
     pub learn: Vec<(Pointer, Arc<str>)>,
+    /// `ids_at`: where the answer holds namespaced ids. The guard and unwrap look only
+    /// there (keys not at all); `None`: at every string and key.
+    pub ids_at: Option<Vec<Pointer>>,
 }
 
 /// What the pass made of a body that may be delivered.
@@ -65,9 +68,15 @@ enum Kind {
     Items,
     Unprepend(usize),
     Learn(usize),
+    Ids(usize),
 }
 
 type State = Cursor<Kind>;
+
+static WHOLE_DOCUMENT: Pointer = Pointer {
+    steps: Vec::new(),
+    text: String::new(),
+};
 
 enum Verdict {
     Untouched,
@@ -125,6 +134,8 @@ pub fn process_within(
     }
     states.extend((0..rules.unprepend.len()).map(|i| Cursor::start(Kind::Unprepend(i))));
     states.extend((0..rules.learn.len()).map(|i| Cursor::start(Kind::Learn(i))));
+    let ids = rules.ids_at.as_ref().map_or(0, Vec::len);
+    states.extend((0..ids).map(|i| Cursor::start(Kind::Ids(i))));
     walker.value(&mut jiter, peek, states, None, 0)?;
     jiter.finish().map_err(|_| Blocked::NotJson)?;
     if !walker.leaks.is_empty() {
@@ -155,6 +166,13 @@ impl Walker<'_> {
             }
             Kind::Unprepend(i) => &self.rules.unprepend[i],
             Kind::Learn(i) => &self.rules.learn[i].0,
+            // Ids states are made from `ids_at`, so the entry is there.
+            Kind::Ids(i) => self
+                .rules
+                .ids_at
+                .as_deref()
+                .and_then(|ids| ids.get(i))
+                .unwrap_or(&WHOLE_DOCUMENT),
         }
     }
 
@@ -201,7 +219,10 @@ impl Walker<'_> {
                 let mut before = start;
                 while let Some(k) = key {
                     let open = self.key_open(before);
-                    let verdict = self.judge(k, open);
+                    let verdict = match self.rules.ids_at {
+                        None => self.judge(k, open),
+                        Some(_) => Verdict::Untouched,
+                    };
                     let child = self.advance(&states, Some(k), None);
                     let child_probe = self.owner_step(probe, Some(k), None);
                     self.apply(verdict, self.key_span(before, j.current_index()));
@@ -248,7 +269,14 @@ impl Walker<'_> {
             }
             Peek::String => {
                 let value = j.known_str().map_err(|_| Blocked::NotJson)?;
-                let verdict = self.judge(value, start);
+                let holds_ids = self.rules.ids_at.is_none()
+                    || states
+                        .iter()
+                        .any(|s| matches!(s.tag, Kind::Ids(_)) && s.at_end(self.pointer(s.tag)));
+                let verdict = match holds_ids {
+                    true => self.judge(value, start),
+                    false => Verdict::Untouched,
+                };
                 let is_owner = probe.is_some_and(|step| {
                     self.rules
                         .keep
