@@ -6,16 +6,25 @@ use tenantgate::config::Overrides;
 
 use crate::load;
 
+/// `println!` that ignores a closed stdout (`tenantgate check | head`) instead of
+/// panicking on the broken pipe.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
 pub fn run(path: &std::path::Path) -> ExitCode {
     let snapshot = match load(path, &Overrides::default()) {
         Ok(s) => s,
         Err(code) => return code,
     };
     let c = &snapshot.config;
-    println!("{}: ok", snapshot.origin);
-    println!("  identity  header mode, tenant from {}", c.identity.header);
-    println!("  listen    {} (admin {})", c.listen.addr, c.admin.addr);
-    println!(
+    out!("{}: ok", snapshot.origin);
+    out!("  identity  header mode, tenant from {}", c.identity.header);
+    out!("  listen    {} (admin {})", c.listen.addr, c.admin.addr);
+    out!(
         "  upstream  {}://{}{} (timeout {:?}, retries {})",
         c.forward.upstream.origin,
         c.forward.upstream.authority,
@@ -23,7 +32,7 @@ pub fn run(path: &std::path::Path) -> ExitCode {
         c.forward.upstream.timeout,
         c.forward.upstream.retries
     );
-    println!(
+    out!(
         "  tenants   namespace {}, separator {:?}, unscoped {}, leak guard {}",
         c.namespaces.pattern(),
         c.namespaces.separator(),
@@ -31,9 +40,9 @@ pub fn run(path: &std::path::Path) -> ExitCode {
         if c.respond.leak_guard { "on" } else { "OFF" }
     );
     print_limits(c);
-    println!("  routes    {}", c.route.table.len());
+    out!("  routes    {}", c.route.table.len());
     for route in c.route.table.iter() {
-        println!(
+        out!(
             "    {:<10} {:<40} {}",
             format!("{:?}", route.scope).to_lowercase(),
             route.match_text,
@@ -48,16 +57,16 @@ pub fn run(path: &std::path::Path) -> ExitCode {
         .map(|r| r.name.as_str())
         .collect();
     if !passthrough.is_empty() {
-        println!(
+        out!(
             "  passthrough (answers reach the caller uninspected): {}",
             passthrough.join(", ")
         );
     }
     if !c.respond.configured.is_empty() {
-        println!("  tenants   {} configured", c.respond.configured.len());
+        out!("  tenants   {} configured", c.respond.configured.len());
     }
     for warning in &c.warnings {
-        println!("warning: {warning}");
+        out!("warning: {warning}");
     }
     ExitCode::SUCCESS
 }
@@ -92,11 +101,11 @@ fn print_limits(c: &tenantgate::config::Config) {
         }
     };
     match &c.limits.default_plan {
-        Some(plan) => println!("  plans     default {:?}: {}", plan.name, describe(plan)),
-        None => println!("  plans     no default plan: tenants without one are not limited"),
+        Some(plan) => out!("  plans     default {:?}: {}", plan.name, describe(plan)),
+        None => out!("  plans     no default plan: tenants without one are not limited"),
     }
     for (id, plan) in &c.limits.tenants {
-        println!(
+        out!(
             "    tenant {id:?}: plan {:?}, {}",
             plan.name,
             describe(plan)
@@ -104,7 +113,7 @@ fn print_limits(c: &tenantgate::config::Config) {
     }
     let project = &c.limits.project;
     if project.rate.is_some() || project.daily_units.is_some() {
-        println!(
+        out!(
             "  project   bucket {}, {} units/day{}",
             project
                 .rate
