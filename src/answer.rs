@@ -28,6 +28,8 @@ pub struct Trail<'c> {
     pub limit_headers: HeaderMap,
     /// The caller's in-flight slot, held until the answer's body ends.
     pub permit: Option<Permit>,
+    /// The tenant's request counted in flight, for offboarding to wait on.
+    pub active: Option<crate::tenants::Active>,
     /// Whom the request is metered to (stage 7), once a route admitted it.
     pub caller: Option<Caller>,
     /// The matched route's rules, once stage 2 matched one.
@@ -51,6 +53,7 @@ impl Trail<'_> {
             audit,
             limit_headers: HeaderMap::new(),
             permit: None,
+            active: None,
             caller: None,
             rules: None,
             route: None,
@@ -132,7 +135,8 @@ pub fn answer(
     {
         headers.insert(respond::TENANT_NAMESPACE, root);
     }
-    let (metered, held) = (done.metered, (trail.permit.take(), done.in_flight));
+    let held = (trail.permit.take(), trail.active.take(), done.in_flight);
+    let metered = done.metered;
     response = response.map(|body| {
         body::on_end(body, move |sent| {
             // An answer cut off by the upstream is no full 2xx; one the client hung up

@@ -44,7 +44,7 @@ pub struct App {
     /// Tenants seen on requests: the leak guard's notion of a known root.
     pub known: KnownTenants,
     /// Tenants being offboarded right now: refused as blocked.
-    pub offboarding: Offboarding,
+    pub offboarding: Arc<Offboarding>,
     pub metrics: crate::metrics::Metrics,
     /// Bucket state per tenant (stage 3); the limits themselves are in the snapshot.
     pub limiter: Arc<Limiter>,
@@ -103,7 +103,7 @@ impl App {
             draining: AtomicBool::new(false),
             upstream,
             known: KnownTenants::default(),
-            offboarding: Offboarding::default(),
+            offboarding: Arc::default(),
             metrics,
             limiter: Arc::default(),
             clock: services.clock,

@@ -130,9 +130,9 @@ async fn walk<'c>(
     trail.rules = Some(rules);
     trail.namespace = admitted.namespace.take();
     if let Some(tenant) = admitted.caller.tenant() {
-        if app.offboarding.contains(tenant.as_str()) {
-            return Err(Refusal::TenantBlocked);
-        }
+        // Counted in flight until the answer ends, so an offboarding waits for it.
+        let active = app.offboarding.enter(tenant.as_str());
+        trail.active = Some(active.ok_or(Refusal::TenantBlocked)?);
         app.known.note(tenant.as_str());
     }
 

@@ -190,12 +190,23 @@ fn placeholders_only(text: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn render_path(path: &str, ns: &str, tenant: &str) -> String {
-    path.replace("{ns}", &utf8_percent_encode(ns, SEGMENT).to_string())
+/// The step's path for this subject. A value that would be a dot segment (`.`, `..`)
+/// or an empty one is refused: an upstream that normalises the path would take it as
+/// a step up, `DELETE /v1/users/..` as `DELETE /v1/`.
+fn render_path(path: &str, ns: &str, tenant: &str) -> Result<String, Refusal> {
+    for value in [ns, tenant] {
+        if matches!(value, "" | "." | "..") {
+            return Err(Refusal::BadRequest(format!(
+                "the tenant id {value:?} cannot name a path segment of a provisioning or offboarding step"
+            )));
+        }
+    }
+    Ok(path
+        .replace("{ns}", &utf8_percent_encode(ns, SEGMENT).to_string())
         .replace(
             "{tenant}",
             &utf8_percent_encode(tenant, SEGMENT).to_string(),
-        )
+        ))
 }
 
 /// Fills the placeholders JSON-escaped, so a tenant id with a quote stays one string.
@@ -253,7 +264,9 @@ impl Provisioner {
             return Ok(());
         }
         let result = self.run(steps, subject, backend).await;
-        self.running.remove(subject.root);
+        // Only this run's gate: a later one may have taken the key meanwhile.
+        self.running
+            .remove_if(subject.root, |_, current| Arc::ptr_eq(current, &gate));
         result
     }
 
@@ -296,7 +309,7 @@ pub async fn run_steps(
     what: &'static str,
 ) -> Result<(), Refusal> {
     for (i, step) in steps.iter().enumerate() {
-        let path = render_path(&step.path, subject.root, subject.tenant);
+        let path = render_path(&step.path, subject.root, subject.tenant)?;
         let body = step
             .json
             .as_ref()
@@ -389,7 +402,12 @@ mod tests {
 
     #[test]
     fn placeholders_are_encoded_for_where_they_land() {
-        assert_eq!(render_path("/t/{ns}/x", "u_a/b?c", "a"), "/t/u_a%2Fb%3Fc/x");
+        assert_eq!(
+            render_path("/t/{ns}/x", "u_a/b?c", "a").unwrap(),
+            "/t/u_a%2Fb%3Fc/x"
+        );
+        assert!(render_path("/v1/users/{tenant}", "u_x", "..").is_err());
+        assert!(render_path("/v1/users/{tenant}", "u_x", ".").is_err());
         assert_eq!(
             render_json("{\"n\": \"{tenant}\"}", "u", "a\"b"),
             "{\"n\": \"a\\\"b\"}"

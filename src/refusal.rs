@@ -60,6 +60,8 @@ pub enum Refusal {
     QuotaExceeded { retry_after: u64 },
     #[error("the usage store could not be read or written; retry shortly")]
     StoreUnavailable,
+    #[error("the tenant still has requests in flight after [listen] shutdown_grace; nothing was erased, retry shortly")]
+    TenantBusy,
     #[error(
         "too many large bodies are being handled at once ([limits] max_buffered); retry shortly"
     )]
@@ -90,7 +92,9 @@ impl Refusal {
                 StatusCode::BAD_GATEWAY
             }
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
-            Self::StoreUnavailable | Self::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            Self::StoreUnavailable | Self::Overloaded | Self::TenantBusy => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             Self::RateLimited { .. } | Self::TooManyInFlight | Self::QuotaExceeded { .. } => {
                 StatusCode::TOO_MANY_REQUESTS
@@ -119,6 +123,7 @@ impl Refusal {
         "rate_limited",
         "quota_exceeded",
         "store_unavailable",
+        "tenant_busy",
         "overloaded",
         "internal_error",
     ];
@@ -145,6 +150,7 @@ impl Refusal {
             Self::RateLimited { .. } | Self::TooManyInFlight => "rate_limited",
             Self::QuotaExceeded { .. } => "quota_exceeded",
             Self::StoreUnavailable => "store_unavailable",
+            Self::TenantBusy => "tenant_busy",
             Self::Overloaded => "overloaded",
             Self::Internal => "internal_error",
         }
@@ -173,7 +179,10 @@ impl Refusal {
             Self::RateLimited { retry_after } | Self::QuotaExceeded { retry_after } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
             }
-            Self::TooManyInFlight | Self::StoreUnavailable | Self::Overloaded => {
+            Self::TooManyInFlight
+            | Self::StoreUnavailable
+            | Self::Overloaded
+            | Self::TenantBusy => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             _ => {}
@@ -213,6 +222,7 @@ mod codes {
             Refusal::TooManyInFlight,
             Refusal::QuotaExceeded { retry_after: 1 },
             Refusal::StoreUnavailable,
+            Refusal::TenantBusy,
             Refusal::Overloaded,
             Refusal::Internal,
         ];

@@ -4,6 +4,7 @@
 //! tenant, since an arbitrary `u_...` string may be ordinary data.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use dashmap::DashSet;
 
@@ -98,7 +99,7 @@ mod tests {
 
     #[test]
     fn a_tenant_stays_blocked_until_its_last_offboarding_ends() {
-        let offboarding = Offboarding::default();
+        let offboarding = Arc::new(Offboarding::default());
         let first = offboarding.begin("alice");
         let second = offboarding.begin("alice");
         drop(first);
@@ -106,50 +107,118 @@ mod tests {
         drop(second);
         assert!(!offboarding.contains("alice"));
     }
+
+    #[tokio::test(start_paused = true)]
+    async fn offboarding_waits_for_the_requests_that_got_in_before_it() {
+        let offboarding = Arc::new(Offboarding::default());
+        let request = offboarding.enter("alice").expect("not blocked");
+        let blocked = offboarding.begin("alice");
+        assert!(
+            offboarding.enter("alice").is_none(),
+            "refused while it runs"
+        );
+        let within = std::time::Duration::from_secs(1);
+        assert!(
+            !offboarding.drained("alice", within).await,
+            "one still in flight"
+        );
+        drop(request);
+        assert!(offboarding.drained("alice", within).await);
+        drop(blocked);
+        assert!(offboarding.enter("alice").is_some(), "served again");
+        assert!(offboarding.tenants.len() <= 1);
+    }
 }
 
-/// Tenants being offboarded: refused as blocked while their state is erased, so no
-/// request of theirs writes usage or takes a slot half-way through (SPEC 4.4).
+/// Tenants being offboarded, and each tenant's requests in flight, so offboarding can
+/// block a tenant and then wait for what it already let in: nothing a request does
+/// (provisioning, learning ids) lands after offboarding erased it.
 #[derive(Debug, Default)]
 pub struct Offboarding {
-    /// How many offboardings run: the common case (none) costs one atomic load.
-    running: std::sync::atomic::AtomicUsize,
-    /// Each tenant with the number of offboardings of it under way.
-    ids: dashmap::DashMap<String, usize>,
+    tenants: dashmap::DashMap<Box<str>, State, std::hash::RandomState>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// Offboardings of the tenant under way.
+    blocked: usize,
+    /// Its requests past stage 2 whose answers have not ended.
+    active: usize,
 }
 
 impl Offboarding {
     /// Blocks `tenant` until the returned guard is dropped.
-    pub fn begin<'a>(&'a self, tenant: &str) -> OffboardingGuard<'a> {
-        *self.ids.entry(tenant.to_owned()).or_insert(0) += 1;
-        self.running
-            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    pub fn begin(self: &Arc<Self>, tenant: &str) -> OffboardingGuard {
+        self.tenants.entry(Box::from(tenant)).or_default().blocked += 1;
         OffboardingGuard {
-            of: self,
-            tenant: tenant.to_owned(),
+            of: self.clone(),
+            tenant: Box::from(tenant),
         }
     }
 
     pub fn contains(&self, tenant: &str) -> bool {
-        self.running.load(std::sync::atomic::Ordering::Acquire) > 0 && self.ids.contains_key(tenant)
+        self.tenants.get(tenant).is_some_and(|s| s.blocked > 0)
+    }
+
+    /// Counts a request of `tenant` in flight until the guard is dropped; `None` while
+    /// the tenant is being offboarded. One step, so an offboarding that has begun sees
+    /// every request that got in before it.
+    pub fn enter(self: &Arc<Self>, tenant: &str) -> Option<Active> {
+        let mut state = self.tenants.entry(Box::from(tenant)).or_default();
+        if state.blocked > 0 {
+            return None;
+        }
+        state.active += 1;
+        Some(Active {
+            of: self.clone(),
+            tenant: Box::from(tenant),
+        })
+    }
+
+    /// Waits until the tenant has no request in flight; false when `within` ran out.
+    pub async fn drained(&self, tenant: &str, within: std::time::Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if self.tenants.get(tenant).is_none_or(|s| s.active == 0) {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
+
+    fn release(&self, tenant: &str, what: fn(&mut State)) {
+        self.tenants.remove_if_mut(tenant, |_, state| {
+            what(state);
+            state.blocked == 0 && state.active == 0
+        });
     }
 }
 
 /// Ends one offboarding when dropped, whatever its outcome.
 #[derive(Debug)]
-pub struct OffboardingGuard<'a> {
-    of: &'a Offboarding,
-    tenant: String,
+pub struct OffboardingGuard {
+    of: Arc<Offboarding>,
+    tenant: Box<str>,
 }
 
-impl Drop for OffboardingGuard<'_> {
+impl Drop for OffboardingGuard {
     fn drop(&mut self) {
-        self.of.ids.remove_if_mut(&self.tenant, |_, n| {
-            *n -= 1;
-            *n == 0
-        });
-        self.of
-            .running
-            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+        self.of.release(&self.tenant, |s| s.blocked -= 1);
+    }
+}
+
+/// One request of a tenant in flight; see [`Offboarding::enter`].
+#[derive(Debug)]
+pub struct Active {
+    of: Arc<Offboarding>,
+    tenant: Box<str>,
+}
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        self.of.release(&self.tenant, |s| s.active -= 1);
     }
 }

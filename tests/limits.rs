@@ -613,13 +613,29 @@ async fn offboarding_under_load_keeps_in_flight_counts_exact_and_the_tenant_retu
     let quick = || proxy.send("GET", "/quick", &["X-Tenant-Id: alice"], b"");
 
     let first = hold_open(&proxy, "alice").await;
-    let offboarded = proxy
-        .send_admin("DELETE", "/admin/tenants/alice", &[token])
-        .await;
-    assert_eq!(offboarded.status, 200, "{:?}", offboarded.json());
-    // The request from before still holds its slot: max_concurrent = 1 still holds.
-    quick().await.assert_refusal(429, "rate_limited");
+    // Offboarding blocks alice at once, then waits for the request already in flight.
+    let request = common::request_bytes("DELETE", "/admin/tenants/alice", &[token], b"");
+    let admin = proxy.admin;
+    let offboarding = tokio::spawn(async move { common::raw(admin, &request).await });
+    let mut blocked = false;
+    for _ in 0..100 {
+        if quick().await.status == 403 {
+            blocked = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        blocked,
+        "alice is refused as blocked while offboarding runs"
+    );
+    assert!(
+        !offboarding.is_finished(),
+        "it waits for the request in flight"
+    );
     finish(&upstream, first).await;
+    let offboarded = offboarding.await.unwrap();
+    assert_eq!(offboarded.status, 200, "{:?}", offboarded.json());
 
     // Back and served, and its slots are counted exactly: the old request's slot was
     // released once, against the bucket it came from.

@@ -365,3 +365,51 @@ async fn ownership_and_provisioning_survive_a_restart_of_the_binary() {
     );
     second.stop("-TERM").await;
 }
+
+#[tokio::test]
+async fn offboarding_waits_for_a_request_in_flight_and_erases_what_it_learned() {
+    let upstream = Upstream::start(|seen| match (seen.method.as_str(), seen.target.as_str()) {
+        ("POST", "/collections") => Reply::GatedJson(br#"{"id":"c-late""#, b"}"),
+        _ => backend(seen),
+    })
+    .await;
+    let proxy = Proxy::start(CONFIG, &upstream).await;
+    let addr = proxy.addr;
+    let create = common::request_bytes(
+        "POST",
+        "/collections",
+        &["X-Tenant-Id: alice", "Content-Type: application/json"],
+        br#"{"name":"late"}"#,
+    );
+    let creating = tokio::spawn(async move { common::raw(addr, &create).await });
+    for _ in 0..200 {
+        if forwarded(&upstream, "/collections") == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        forwarded(&upstream, "/collections"),
+        1,
+        "the create is in flight"
+    );
+    let delete = common::request_bytes("DELETE", "/admin/tenants/alice", &[TOKEN], b"");
+    let admin = proxy.admin;
+    let offboarding = tokio::spawn(async move { common::raw(admin, &delete).await });
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert!(
+        !offboarding.is_finished(),
+        "offboarding waits for alice's request"
+    );
+    upstream.gate.notify_one();
+    assert_eq!(creating.await.unwrap().status, 200);
+    let offboarded = offboarding.await.unwrap();
+    assert_eq!(offboarded.status, 200, "{:?}", offboarded.json());
+    assert_eq!(
+        offboarded.json()["owned_ids"],
+        1,
+        "the id learned meanwhile is erased too"
+    );
+    let app = &proxy.running.as_ref().unwrap().app;
+    assert_eq!(app.records.owner("collection", "c-late"), None);
+}

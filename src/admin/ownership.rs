@@ -35,7 +35,15 @@ pub async fn import(
                 Refusal::BadRequest("the body could not be read".to_owned())
             }
         })?;
-    let rows: Vec<Owned> = serde_json::from_slice(&bytes).map_err(|e| {
+    let app = app.clone();
+    // Parsing and writing tens of MiB of rows is blocking work.
+    tokio::task::spawn_blocking(move || import_rows(&app, &bytes))
+        .await
+        .map_err(|_| Refusal::Internal)?
+}
+
+fn import_rows(app: &App, bytes: &[u8]) -> Result<Response<ProxyBody>, Refusal> {
+    let rows: Vec<Owned> = serde_json::from_slice(bytes).map_err(|e| {
         Refusal::BadRequest(format!(
             "the body must be a JSON array of {{\"kind\", \"id\", \"tenant\"}}: {e}"
         ))
@@ -64,11 +72,7 @@ pub async fn import(
             ..row
         });
     }
-    let records = app.records.clone();
-    let imported = tokio::task::spawn_blocking(move || records.import(&by_root))
-        .await
-        .map_err(|_| Refusal::Internal)?;
-    match imported {
+    match app.records.import(&by_root) {
         Ok(count) => Ok(json(StatusCode::OK, &json!({ "imported": count }))),
         Err(ClaimError::OwnedByAnother(_)) => Err(Refusal::BadRequest(
             "an id in the import is owned by another tenant, or named twice with different tenants; nothing was imported".to_owned(),

@@ -82,6 +82,15 @@ pub async fn offboard(app: &Arc<App>, id: &str) -> Result<Response<ProxyBody>, R
     let _blocked = app.offboarding.begin(id);
     let snapshot = app.snapshot();
     let config = &snapshot.config;
+    // What the tenant already has in flight finishes first: nothing it provisions or
+    // learns may land after the erasure.
+    if !app
+        .offboarding
+        .drained(id, config.listen.shutdown_grace)
+        .await
+    {
+        return Err(Refusal::TenantBusy);
+    }
     let root = TenantId::parse(id, None)
         .ok()
         .and_then(|t| config.namespaces.root(&t).ok());

@@ -204,6 +204,9 @@ impl Walker<'_> {
         if depth > MAX_DEPTH {
             return Err(Blocked::NotJson);
         }
+        if self.over_budget {
+            return Err(Blocked::OverBudget);
+        }
         let start = j.current_index();
         let at_end = |kind: fn(&Kind) -> bool, me: &Self| {
             states
@@ -289,6 +292,10 @@ impl Walker<'_> {
                     if let Kind::Learn(i) = s.tag {
                         if s.at_end(&self.rules.learn[i].0) {
                             self.learned.push((start, i, value.to_owned()));
+                            let held = std::mem::size_of::<(usize, usize, String)>() + value.len();
+                            if !self.work.take(held) {
+                                self.over_budget = true;
+                            }
                         }
                     }
                 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use jiter::{Jiter, JiterError, Peek};
 
-use super::{Mode, OwnedIds, Target};
+use super::{Mode, OwnedIds, Target, MAX_OWNED_IDS};
 use crate::budget::Held;
 use crate::json::pointer::{Cursor, Pointer, Step};
 use crate::json::{quote, splice, Edit, Work, MAX_DEPTH};
@@ -388,8 +388,7 @@ impl Walker<'_> {
             }
             (Mode::Owned(kind), Shape::Str { end }) => {
                 let id = self.text(start, *end)?;
-                self.owned.push((kind.to_string(), id));
-                return Ok(());
+                return self.own(kind, id);
             }
             (
                 Mode::Owned(kind),
@@ -400,7 +399,7 @@ impl Walker<'_> {
             ) => {
                 for &(at, end) in items {
                     let id = self.text(at, end)?;
-                    self.owned.push((kind.to_string(), id));
+                    self.own(kind, id)?;
                 }
                 return Ok(());
             }
@@ -483,6 +482,17 @@ impl Walker<'_> {
             .next_str()
             .map(str::to_owned)
             .map_err(|e| invalid(&e))
+    }
+
+    /// Collects an id at an `owned:` location, at most [`MAX_OWNED_IDS`] of them.
+    fn own(&mut self, kind: &str, id: String) -> Result<(), Refusal> {
+        if self.owned.len() >= MAX_OWNED_IDS {
+            return Err(Refusal::BadRequest(format!(
+                "the body names more than {MAX_OWNED_IDS} opaque ids; send fewer at once"
+            )));
+        }
+        self.owned.push((kind.to_owned(), id));
+        Ok(())
     }
 
     /// Records an edit (of two on one value, `splice` keeps the first), taking what

@@ -41,6 +41,10 @@ pub enum Mode {
 /// The opaque ids a request named at `owned:` locations: (kind, id).
 pub type OwnedIds = Vec<(String, String)>;
 
+/// Ids one request may name at `owned:` locations; each is checked and kept for the
+/// audit line and `forget`, so their number is bounded like a body.
+pub const MAX_OWNED_IDS: usize = 1024;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Location {
     Path,
@@ -222,7 +226,12 @@ pub async fn request(
             ),
         };
         if let (Mode::Owned(kind), Some(value)) = (mode, value) {
+            // Forwarded as sent (the header is stripped with every rule's header).
             owned.push((kind.to_string(), value.to_owned()));
+            let sent = HeaderValue::from_str(value).map_err(|_| {
+                Refusal::BadRequest(format!("the header {name} is not a valid header value"))
+            })?;
+            out_headers.push((name.clone(), sent));
             continue;
         }
         if let Some(new) = rewrite_value(mode, value, &target, name.as_str())? {
@@ -262,6 +271,11 @@ pub async fn request(
         });
         let (rewritten, named) = rewritten?;
         owned.extend(named);
+        if owned.len() > MAX_OWNED_IDS {
+            return Err(Refusal::BadRequest(format!(
+                "the request names more than {MAX_OWNED_IDS} opaque ids; send fewer at once"
+            )));
+        }
         match rewritten {
             Some(rewritten) => {
                 let len = rewritten.len();

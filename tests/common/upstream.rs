@@ -62,6 +62,8 @@ pub enum Reply {
     After(Duration),
     /// Streams `first`, waits for the test to open the gate, then sends `rest`.
     Gated(&'static [u8], &'static [u8]),
+    /// As `Gated`, as `application/json`.
+    GatedJson(&'static [u8], &'static [u8]),
     /// As `Gated`, as a `text/event-stream`.
     Sse(&'static [u8], &'static [u8]),
     /// Exactly this status, these headers and these body bytes.
@@ -253,6 +255,7 @@ async fn answer(
                 .unwrap()
         }
         Reply::Gated(first, rest) => gated(gate, first, rest, None),
+        Reply::GatedJson(first, rest) => gated(gate, first, rest, Some("application/json")),
         Reply::Sse(first, rest) => gated(gate, first, rest, Some("text/event-stream")),
         Reply::Raw(status, headers, body) => {
             let mut response = Response::builder().status(status);
