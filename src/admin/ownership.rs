@@ -9,9 +9,10 @@ use serde_json::json;
 
 use super::json;
 use crate::app::App;
-use crate::body::{self, ProxyBody};
+use crate::body::ProxyBody;
 use crate::identity::TenantId;
 use crate::refusal::Refusal;
+use crate::rewrite;
 use crate::store::records::{ClaimError, Owned};
 
 /// The largest import one call takes; bigger imports are sent in batches.
@@ -24,17 +25,7 @@ pub async fn import(
     let body = http_body_util::BodyExt::map_err(request.into_body(), crate::BoxError::from);
     let body = http_body_util::BodyExt::boxed_unsync(body);
     let mut held = app.budget.claim();
-    let bytes = body::collect_within(body, MAX_IMPORT_BYTES, &mut held)
-        .await
-        .map_err(|e| {
-            if body::is_too_large(&e) {
-                Refusal::BodyTooLarge
-            } else if body::is_over_budget(&e) {
-                Refusal::Overloaded
-            } else {
-                Refusal::BadRequest("the body could not be read".to_owned())
-            }
-        })?;
+    let bytes = rewrite::collect_client_body(body, MAX_IMPORT_BYTES, &mut held).await?;
     let app = app.clone();
     // Parsing and writing tens of MiB of rows is blocking work.
     tokio::task::spawn_blocking(move || import_rows(&app, &bytes))

@@ -365,15 +365,7 @@ async fn read_json_body(
             ));
         }
     }
-    let bytes = body::collect_within(body, max, held).await.map_err(|e| {
-        if body::is_too_large(&e) {
-            Refusal::BodyTooLarge
-        } else if body::is_over_budget(&e) {
-            Refusal::Overloaded
-        } else {
-            Refusal::BadRequest("the request body could not be read".to_owned())
-        }
-    })?;
+    let bytes = collect_client_body(body, max, held).await?;
 
     if !bytes.is_empty() && !is_json {
         return Err(Refusal::UnsupportedMediaType(
@@ -381,4 +373,22 @@ async fn read_json_body(
         ));
     }
     Ok(bytes)
+}
+
+/// Reads a client's whole body within `max` and the buffer budget: 413, 503
+/// `overloaded`, or 400 for a body that breaks off.
+pub async fn collect_client_body(
+    body: ProxyBody,
+    max: usize,
+    held: &mut Held,
+) -> Result<Bytes, Refusal> {
+    body::collect_within(body, max, held).await.map_err(|e| {
+        if body::is_too_large(&e) {
+            Refusal::BodyTooLarge
+        } else if body::is_over_budget(&e) {
+            Refusal::Overloaded
+        } else {
+            Refusal::BadRequest("the request body could not be read".to_owned())
+        }
+    })
 }
