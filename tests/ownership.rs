@@ -318,10 +318,12 @@ async fn ownership_and_provisioning_survive_a_restart_of_the_binary() {
     let upstream = Upstream::start(backend).await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("tenantgate.toml");
+    let audit = dir.path().join("audit.jsonl");
     let text = CONFIG.replace("${UPSTREAM}", &upstream.url())
         + &format!(
-            "[store]\npath = \"{}\"\n",
-            dir.path().join("data").display()
+            "[store]\npath = \"{}\"\n[log]\naudit_file = \"{}\"\n",
+            dir.path().join("data").display(),
+            audit.display()
         );
     std::fs::write(&path, text).unwrap();
     let request = |tenant: &str, method: &str, path: &str, body: &str| {
@@ -364,6 +366,16 @@ async fn ownership_and_provisioning_survive_a_restart_of_the_binary() {
         "alice was not provisioned again after the restart"
     );
     second.stop("-TERM").await;
+    // The attempt can be found afterwards: the audit line names the id and the refusal.
+    let lines = std::fs::read_to_string(&audit).unwrap();
+    let attempt: serde_json::Value = lines
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .find(|l: &serde_json::Value| l["tenant"] == "bob")
+        .expect("bob's request is in the audit log");
+    assert_eq!(attempt["owned"], "collection:c-a1");
+    assert_eq!(attempt["reason"], "not_found");
+    assert_eq!(attempt["status"], 404);
 }
 
 #[tokio::test]
