@@ -6,6 +6,7 @@
 //! `"\u0075ser_id"` is `"user_id"`) and nesting deeper than [`MAX_DEPTH`].
 
 use std::collections::HashSet;
+use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 
 use jiter::{Jiter, JiterError, Peek};
@@ -20,6 +21,36 @@ use crate::refusal::Refusal;
 pub struct JsonRule {
     pub pointer: Pointer,
     pub mode: Mode,
+}
+
+/// The keys of one object, as hashes under a per-request random key. Two keys whose
+/// hashes meet are taken as a duplicate: a 400, never a key let through, and with
+/// SipHash's random key nobody can aim for it.
+struct KeySet {
+    hasher: RandomState,
+    seen: HashSet<u64>,
+}
+
+impl KeySet {
+    fn new(hasher: RandomState) -> Self {
+        Self {
+            hasher,
+            seen: HashSet::new(),
+        }
+    }
+
+    /// False when the key was there already.
+    fn insert(&mut self, key: &str) -> bool {
+        self.seen.insert(self.hasher.hash_one(key))
+    }
+
+    fn contains(&self, key: &str) -> bool {
+        self.seen.contains(&self.hasher.hash_one(key))
+    }
+
+    fn is_empty(&self) -> bool {
+        self.seen.is_empty()
+    }
 }
 
 /// Array element spans taken from the budget at once.
@@ -63,6 +94,8 @@ struct Walker<'a> {
     rules: &'a [JsonRule],
     target: &'a Target<'a>,
     edits: Vec<Edit>,
+    /// Hashes the keys of each object for its duplicate check.
+    key_hasher: RandomState,
     /// `{ns}{sep}` as JSON string text, shared by every prefixed id.
     prefix: Option<Arc<str>>,
     /// Ids at `owned:` locations.
@@ -98,6 +131,7 @@ pub fn rewrite_within(
         target,
         edits: Vec::new(),
         prefix: plain.then(|| Arc::from(raw)),
+        key_hasher: RandomState::new(),
         owned: OwnedIds::new(),
         work: Work::within(held),
     };
@@ -225,27 +259,24 @@ impl Walker<'_> {
     }
 
     fn object(&mut self, j: &mut Jiter, states: &[State], depth: usize) -> Result<Shape, Refusal> {
-        // A set, not a list: an object of n keys must not cost n² comparisons.
-        let mut keys: HashSet<String> = HashSet::new();
-        let mut key = j
-            .known_object()
-            .map_err(|e| invalid(&e))?
-            .map(str::to_owned);
+        // A set, not a list: an object of n keys must not cost n² comparisons; and of
+        // hashes, so a key is never copied.
+        let mut keys = KeySet::new(self.key_hasher.clone());
         let targeted = targeted_keys(self.rules, states);
-        while let Some(k) = key {
-            if keys.contains(&k) {
-                return Err(duplicate(&k));
+        let mut next = j.known_object().map_err(|e| invalid(&e))?;
+        while let Some(k) = next {
+            if !keys.insert(k) {
+                return Err(duplicate(k));
             }
-            if let Some(name) = targeted.iter().find(|n| ***n != k && same_folded(n, &k)) {
+            if let Some(name) = targeted.iter().find(|n| **n != k && same_folded(n, k)) {
                 return Err(Refusal::BadRequest(format!(
                     "the body carries {k:?}, which a backend matching keys case-insensitively (Go's encoding/json) reads as {name:?}; send {name:?} exactly as spelled"
                 )));
             }
-            let child = self.advance(states, Some(&k), None);
-            keys.insert(k);
+            let child = self.advance(states, Some(k), None);
             let peek = j.peek().map_err(|e| invalid(&e))?;
             self.value(j, peek, child, depth + 1)?;
-            key = j.next_key().map_err(|e| invalid(&e))?.map(str::to_owned);
+            next = j.next_key().map_err(|e| invalid(&e))?;
         }
         let end = j.current_index();
         self.inject(states, &keys, end)?;
@@ -320,12 +351,7 @@ impl Walker<'_> {
 
     /// Adds the fields that rules without wildcards require but the object lacks,
     /// creating missing parent objects, as one insertion before the closing brace.
-    fn inject(
-        &mut self,
-        states: &[State],
-        keys: &HashSet<String>,
-        end: usize,
-    ) -> Result<(), Refusal> {
+    fn inject(&mut self, states: &[State], keys: &KeySet, end: usize) -> Result<(), Refusal> {
         let mut members: Vec<(Vec<String>, String)> = Vec::new();
         for s in states {
             let rule = &self.rules[s.tag];
