@@ -46,10 +46,18 @@ pub fn collect_within<'a>(
     held: &'a mut Held,
 ) -> Pin<Box<dyn Future<Output = Result<Bytes, BoxError>> + Send + 'a>> {
     Box::pin(async move {
-        // A declared length is read into one allocation instead of a doubling one.
+        // A declared length is taken from the budget, then read into one allocation
+        // instead of a doubling one; bytes past it are taken as they arrive.
         let declared = http_body::Body::size_hint(&body).exact().unwrap_or(0);
-        let mut buf =
-            bytes::BytesMut::with_capacity(usize::try_from(declared).unwrap_or(0).min(max));
+        let declared = usize::try_from(declared).unwrap_or(usize::MAX);
+        if declared > max {
+            return Err(Box::new(TooLarge) as BoxError);
+        }
+        if !held.grow(declared) {
+            return Err(Box::new(OverBudget) as BoxError);
+        }
+        let mut taken = declared;
+        let mut buf = bytes::BytesMut::with_capacity(declared);
         while let Some(frame) = body.frame().await {
             let Ok(data) = frame?.into_data() else {
                 continue;
@@ -57,9 +65,11 @@ pub fn collect_within<'a>(
             if buf.len() + data.len() > max {
                 return Err(Box::new(TooLarge) as BoxError);
             }
-            if !held.grow(data.len()) {
+            let more = (buf.len() + data.len()).saturating_sub(taken);
+            if !held.grow(more) {
                 return Err(Box::new(OverBudget) as BoxError);
             }
+            taken += more;
             buf.extend_from_slice(&data);
         }
         Ok(buf.freeze())
@@ -260,5 +270,26 @@ pub fn heavy<T>(len: usize, work: impl FnOnce() -> T) -> T {
         tokio::task::block_in_place(work)
     } else {
         work()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::budget::Budget;
+
+    #[tokio::test]
+    async fn a_declared_length_is_taken_from_the_budget_before_it_is_read() {
+        let budget = Budget::new(50);
+        let mut held = budget.claim();
+        let refused = collect_within(full(vec![b'x'; 100]), 1000, &mut held).await;
+        assert!(refused.is_err_and(|e| is_over_budget(&e)));
+        assert_eq!(budget.left(), 50, "nothing of a refused body stays taken");
+        let mut held = budget.claim();
+        let read = collect_within(full(vec![b'x'; 40]), 1000, &mut held).await;
+        assert_eq!(read.unwrap().len(), 40);
+        assert_eq!(budget.left(), 10);
+        drop(held);
+        assert_eq!(budget.left(), 50);
     }
 }

@@ -66,18 +66,16 @@ pub async fn handle(
     let mut trail = Trail::new(audit);
     let unread_body = may_leave_body_unread(&request);
     let walked = walk(&app, config, request, peer, &request_id, &mut trail).await;
-    let response = walked.unwrap_or_else(|refusal| {
-        let mut refused = answer::refused(&app, config, &mut trail, refusal);
-        if unread_body {
-            // hyper closes an HTTP/1.1 connection whose request body was not read to
-            // its end; saying so keeps a pooling client from sending its next request
-            // into the closing socket.
-            refused
-                .headers_mut()
-                .insert(CONNECTION, HeaderValue::from_static("close"));
-        }
-        refused
-    });
+    let mut response =
+        walked.unwrap_or_else(|refusal| answer::refused(&app, config, &mut trail, refusal));
+    if unread_body && (trail.audit.reason.is_some() || trail.audit.degraded) {
+        // hyper closes an HTTP/1.1 connection whose request body was not read to its
+        // end (a refusal, a degrade answer); saying so keeps a pooling client from
+        // sending its next request into the closing socket.
+        response
+            .headers_mut()
+            .insert(CONNECTION, HeaderValue::from_static("close"));
+    }
     // 7. meter
     let metered = meter(&app, config, &mut trail, &response);
     // 8. answer

@@ -29,6 +29,8 @@ pub struct JsonRule {
 struct KeySet {
     hasher: RandomState,
     seen: HashSet<u64>,
+    /// The keys rules name, as present in the object.
+    present: Vec<String>,
 }
 
 impl KeySet {
@@ -36,6 +38,7 @@ impl KeySet {
         Self {
             hasher,
             seen: HashSet::new(),
+            present: Vec::new(),
         }
     }
 
@@ -44,8 +47,9 @@ impl KeySet {
         self.seen.insert(self.hasher.hash_one(key))
     }
 
+    /// Whether a key a rule names is present (exact, see `present`).
     fn contains(&self, key: &str) -> bool {
-        self.seen.contains(&self.hasher.hash_one(key))
+        self.present.iter().any(|p| p == key)
     }
 
     fn is_empty(&self) -> bool {
@@ -267,6 +271,11 @@ impl Walker<'_> {
         while let Some(k) = next {
             if !keys.insert(k) {
                 return Err(duplicate(k));
+            }
+            // Whether a rule's own field is present is decided by exact match, never
+            // by hash, so a collision can only refuse, not skip an injection.
+            if targeted.contains(&k) {
+                keys.present.push(k.to_owned());
             }
             if let Some(name) = targeted.iter().find(|n| **n != k && same_folded(n, k)) {
                 return Err(Refusal::BadRequest(format!(
