@@ -10,10 +10,11 @@ use std::sync::Arc;
 use bytes::Bytes;
 use dashmap::DashMap;
 use http::{Method, StatusCode};
-use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 use serde::Deserialize;
 
 use crate::forward::{self, ForwardSettings, Upstream};
+use crate::json::quote;
+use crate::path::encode_segment;
 use crate::refusal::Refusal;
 use crate::spec::{key, Errors, KeyPath, Seg};
 use crate::store::records::Records;
@@ -45,30 +46,6 @@ pub struct ProvisionSettings {
     pub provision: Vec<Step>,
     pub offboard: Vec<Step>,
 }
-
-/// What a path segment's placeholder values are encoded as: everything but
-/// unreserved characters, so a tenant id never adds a segment or a query.
-const SEGMENT: &AsciiSet = &CONTROLS
-    .add(b' ')
-    .add(b'"')
-    .add(b'#')
-    .add(b'%')
-    .add(b'/')
-    .add(b'?')
-    .add(b'<')
-    .add(b'>')
-    .add(b'`')
-    .add(b'{')
-    .add(b'}')
-    .add(b'\\')
-    .add(b'^')
-    .add(b'|')
-    .add(b'[')
-    .add(b']')
-    .add(b';')
-    .add(b'&')
-    .add(b'=')
-    .add(b'+');
 
 pub fn compile(
     provision: &[StepSpec],
@@ -201,18 +178,18 @@ fn render_path(path: &str, ns: &str, tenant: &str) -> Result<String, Refusal> {
             )));
         }
     }
+    // Encoded as a forwarded path segment is, so a tenant id never adds a segment
+    // or a query.
     Ok(path
-        .replace("{ns}", &utf8_percent_encode(ns, SEGMENT).to_string())
-        .replace(
-            "{tenant}",
-            &utf8_percent_encode(tenant, SEGMENT).to_string(),
-        ))
+        .replace("{ns}", &encode_segment(ns).to_string())
+        .replace("{tenant}", &encode_segment(tenant).to_string()))
 }
 
 /// Fills the placeholders JSON-escaped, so a tenant id with a quote stays one string.
 fn render_json(json: &str, ns: &str, tenant: &str) -> String {
+    // The placeholder stands inside the template's own quotes.
     let escaped = |s: &str| {
-        let quoted = serde_json::Value::String(s.to_owned()).to_string();
+        let quoted = quote(s);
         quoted[1..quoted.len() - 1].to_owned()
     };
     json.replace("{ns}", &escaped(ns))

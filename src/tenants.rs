@@ -135,7 +135,7 @@ mod tests {
 /// (provisioning, learning ids) lands after offboarding erased it.
 #[derive(Debug, Default)]
 pub struct Offboarding {
-    tenants: dashmap::DashMap<Box<str>, State, std::hash::RandomState>,
+    tenants: dashmap::DashMap<Arc<str>, State, std::hash::RandomState>,
 }
 
 #[derive(Debug, Default)]
@@ -149,10 +149,11 @@ struct State {
 impl Offboarding {
     /// Blocks `tenant` until the returned guard is dropped.
     pub fn begin(self: &Arc<Self>, tenant: &str) -> OffboardingGuard {
-        self.tenants.entry(Box::from(tenant)).or_default().blocked += 1;
+        let key: Arc<str> = Arc::from(tenant);
+        self.tenants.entry(key.clone()).or_default().blocked += 1;
         OffboardingGuard {
             of: self.clone(),
-            tenant: Box::from(tenant),
+            tenant: key,
         }
     }
 
@@ -164,14 +165,21 @@ impl Offboarding {
     /// the tenant is being offboarded. One step, so an offboarding that has begun sees
     /// every request that got in before it.
     pub fn enter(self: &Arc<Self>, tenant: &str) -> Option<Active> {
-        let mut state = self.tenants.entry(Box::from(tenant)).or_default();
+        // A tenant with requests in flight already has its entry: its key is shared,
+        // nothing is allocated.
+        let key = self
+            .tenants
+            .get(tenant)
+            .map_or_else(|| Arc::from(tenant), |entry| entry.key().clone());
+        let mut state = self.tenants.entry(key.clone()).or_default();
         if state.blocked > 0 {
             return None;
         }
         state.active += 1;
+        drop(state);
         Some(Active {
             of: self.clone(),
-            tenant: Box::from(tenant),
+            tenant: key,
         })
     }
 
@@ -201,7 +209,7 @@ impl Offboarding {
 #[derive(Debug)]
 pub struct OffboardingGuard {
     of: Arc<Offboarding>,
-    tenant: Box<str>,
+    tenant: Arc<str>,
 }
 
 impl Drop for OffboardingGuard {
@@ -214,7 +222,7 @@ impl Drop for OffboardingGuard {
 #[derive(Debug)]
 pub struct Active {
     of: Arc<Offboarding>,
-    tenant: Box<str>,
+    tenant: Arc<str>,
 }
 
 impl Drop for Active {

@@ -121,12 +121,7 @@ fn key(kind: &str, id: &str) -> Box<str> {
 impl Records {
     /// Opens the records over `backend`, reading every row into memory.
     pub fn open(backend: Box<dyn RecordsBackend>) -> Result<Self, StoreError> {
-        let records = Self {
-            owners: DashMap::default(),
-            provisioned: DashSet::default(),
-            claiming: Mutex::new(()),
-            backend,
-        };
+        let records = Self::over(backend);
         let mut tenants: std::collections::HashMap<String, Arc<str>> = Default::default();
         for row in records.backend.owners()? {
             let owner = tenants
@@ -143,8 +138,13 @@ impl Records {
 
     /// In memory only: for tests and the playground.
     pub fn in_memory() -> Self {
+        Self::over(Box::new(MemoryRecords::default()))
+    }
+
+    /// Empty records over `backend`, nothing read from it yet.
+    fn over(backend: Box<dyn RecordsBackend>) -> Self {
         Self {
-            backend: Box::new(MemoryRecords::default()),
+            backend,
             owners: DashMap::default(),
             provisioned: DashSet::default(),
             claiming: Mutex::new(()),
