@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 seconds="${1:-60}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(rewrite_json namespace path query respond config)
+[ ${#targets[@]} -gt 0 ] || targets=(rewrite_json namespace path query respond config identity)
 for target in "${targets[@]}"; do
   echo "== fuzz $target for ${seconds}s"
   mkdir -p "fuzz/corpus/$target"

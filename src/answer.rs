@@ -91,6 +91,9 @@ pub fn refused(
     app.metrics.rejected(refusal.code());
     match (&refusal, &trail.caller) {
         (Refusal::IsolationViolation, _) => app.metrics.isolation_violations.inc(),
+        (Refusal::Unauthenticated(failure), _) => {
+            app.metrics.authentication_failed(failure.reason());
+        }
         (Refusal::RateLimited { .. } | Refusal::TooManyInFlight, Some(caller)) => app
             .metrics
             .rate_limited(limits::policy(&config.limits, caller)),

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use crate::clock::{Clock, SystemClock};
-use crate::config::watch::Reload;
+use crate::config::watch::{Input, Reload};
 use crate::config::{self, Overrides, Snapshot};
 use crate::forward::{PoolSettings, Upstream};
 use crate::limits::Limiter;
@@ -52,6 +52,8 @@ pub struct App {
     pub usage: Arc<Usage>,
     /// Who owns which opaque backend id, and which tenants are provisioned.
     pub records: Arc<Records>,
+    /// The `jwks_url` key sets, kept across reloads that keep their URL.
+    remote_keys: crate::identity::remote::RemoteRegistry,
     /// Provisioning runs in flight, one per tenant.
     pub provisioner: crate::provision::Provisioner,
     /// The bytes every buffered body together may hold (`[limits] max_buffered`).
@@ -83,7 +85,10 @@ impl App {
     ) -> Arc<Self> {
         first.generation = 1;
         let metrics = crate::metrics::Metrics::new();
-        metrics.export_at_zero(crate::refusal::Refusal::CODES);
+        metrics.export_at_zero(
+            crate::refusal::Refusal::CODES,
+            crate::identity::AuthFailure::REASONS,
+        );
         first.route_metrics = first
             .config
             .route
@@ -97,6 +102,8 @@ impl App {
             clock: services.clock.clone(),
         };
         let budget = crate::budget::Budget::new(first.config.max_buffered);
+        let remote_keys = crate::identity::remote::RemoteRegistry::default();
+        remote_keys.adopt_into(&mut first.config.identity, &jwks_counters(&metrics));
         Arc::new(Self {
             config: ArcSwap::from_pointee(first),
             generation: AtomicU64::new(1),
@@ -110,6 +117,7 @@ impl App {
             usage: services.usage,
             records: services.records,
             provisioner: crate::provision::Provisioner::default(),
+            remote_keys,
             ledger,
             budget,
             source,
@@ -120,6 +128,18 @@ impl App {
     /// The snapshot a request uses from start to end.
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.config.load_full()
+    }
+
+    /// False while the running config's `jwks_url` has never been fetched: the pod is
+    /// not ready to verify anyone yet.
+    pub fn identity_keys_loaded(&self) -> bool {
+        match &self.snapshot().config.identity.proof {
+            crate::identity::Proof::Jwt(jwt) => match &jwt.keys {
+                crate::identity::jwt::JwtKeys::Remote(remote) => remote.current().is_some(),
+                _ => true,
+            },
+            _ => true,
+        }
     }
 
     pub fn is_draining(&self) -> bool {
@@ -195,6 +215,8 @@ impl App {
             .iter()
             .map(|r| self.metrics.route(&r.name))
             .collect();
+        self.remote_keys
+            .adopt_into(&mut next.config.identity, &jwks_counters(&self.metrics));
         next.generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
         let generation = next.generation;
         self.config.store(Arc::new(next));
@@ -205,6 +227,13 @@ impl App {
             error: None,
             restart_required,
         }
+    }
+}
+
+fn jwks_counters(metrics: &crate::metrics::Metrics) -> crate::identity::remote::FetchCounters {
+    crate::identity::remote::FetchCounters {
+        success: metrics.jwks_fetches("success"),
+        error: metrics.jwks_fetches("error"),
     }
 }
 
@@ -256,8 +285,17 @@ fn keep_restart_only(running: &config::Config, next: &mut config::Config) -> Vec
 }
 
 impl Reload for App {
-    fn serving_sha256(&self) -> String {
-        self.snapshot().sha256.clone()
+    fn inputs(&self) -> Vec<Input> {
+        let snapshot = self.snapshot();
+        let config = self.source_path().map(|path| Input {
+            path: path.to_owned(),
+            sha256: snapshot.sha256.clone(),
+        });
+        let key_file = snapshot.config.identity.key_file.iter().map(|f| Input {
+            path: f.path.clone(),
+            sha256: f.sha256.clone(),
+        });
+        config.into_iter().chain(key_file).collect()
     }
 
     type Outcome = ReloadOutcome;

@@ -22,7 +22,7 @@ pub fn run(path: &std::path::Path) -> ExitCode {
     };
     let c = &snapshot.config;
     out!("{}: ok", snapshot.origin);
-    out!("  identity  header mode, tenant from {}", c.identity.header);
+    print_identity(&c.identity);
     out!("  listen    {} (admin {})", c.listen.addr, c.admin.addr);
     out!(
         "  upstream  {}://{}{} (timeout {:?}, retries {})",
@@ -69,6 +69,46 @@ pub fn run(path: &std::path::Path) -> ExitCode {
         out!("warning: {warning}");
     }
     ExitCode::SUCCESS
+}
+
+fn print_identity(identity: &tenantgate::identity::IdentitySettings) {
+    use tenantgate::identity::Proof;
+    match &identity.proof {
+        Proof::Header => out!(
+            "  identity  header mode, tenant from {} (trusted as sent)",
+            identity.header
+        ),
+        Proof::Jwt(jwt) => {
+            out!(
+                "  identity  jwt mode, Bearer token in {}, tenant from claim {}",
+                jwt.header,
+                jwt.claim
+            );
+            out!("    keys    {}", jwt.describe_keys());
+            out!(
+                "    checks  exp required, nbf, leeway {} s, issuer {}, audience {}",
+                jwt.leeway_secs,
+                jwt.issuer.as_deref().unwrap_or("any"),
+                jwt.audience.as_deref().unwrap_or("any")
+            );
+            out!(
+                "    {} must match the token's tenant when sent",
+                identity.header
+            );
+        }
+        Proof::ApiKey(keys) => {
+            out!(
+                "  identity  api_key mode, key in {}, {} key(s) from keys_file {}",
+                keys.header,
+                keys.keys.len(),
+                keys.path.display()
+            );
+            out!(
+                "    {} must match the key's tenant when sent",
+                identity.header
+            );
+        }
+    }
 }
 
 fn print_limits(c: &tenantgate::config::Config) {

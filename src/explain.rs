@@ -7,7 +7,8 @@ use http::{HeaderName, HeaderValue, Method, Request};
 use http_body_util::BodyExt;
 use tenantgate::body;
 use tenantgate::config::{self, Overrides};
-use tenantgate::identity::InvalidTenant;
+use tenantgate::identity::jwt::JwtKeys;
+use tenantgate::identity::{How, InvalidTenant, Proof};
 use tenantgate::pipeline;
 use tenantgate::refusal::Refusal;
 
@@ -45,9 +46,29 @@ pub fn run(
         }
     };
     runtime.block_on(async {
+        if let Err(error) = fetch_remote_keys(config).await {
+            eprintln!("{error}");
+            return ExitCode::from(2);
+        }
         match pipeline::dry_run(config, request).await {
             Err(refusal) => print_refusal(&refusal),
-            Ok((route, outgoing)) => {
+            Ok(pipeline::DryRun {
+                route,
+                identity,
+                outgoing,
+            }) => {
+                match &identity.tenant {
+                    Some(tenant) => match (&identity.how, &config.identity.proof) {
+                        (How::Jwt(_), Proof::Jwt(jwt)) => println!(
+                            "tenant: {:?}, from claim {} of {}",
+                            tenant.as_str(),
+                            jwt.claim,
+                            identity.how
+                        ),
+                        _ => println!("tenant: {:?}, from {}", tenant.as_str(), identity.how),
+                    },
+                    None => println!("tenant: none"),
+                }
                 println!("route: {route}");
                 println!("upstream request:");
                 println!("  {} {}", outgoing.method, outgoing.uri);
@@ -68,6 +89,21 @@ pub fn run(
             }
         }
     })
+}
+
+/// A `jwks_url` is fetched once, as the proxy would at start.
+async fn fetch_remote_keys(config: &config::Config) -> Result<(), String> {
+    let Proof::Jwt(jwt) = &config.identity.proof else {
+        return Ok(());
+    };
+    let JwtKeys::Remote(remote) = &jwt.keys else {
+        return Ok(());
+    };
+    remote
+        .fetch_now()
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("cannot fetch [identity] jwks_url {}: {e}", remote.url))
 }
 
 type Built = Result<Request<body::ProxyBody>, Refusal>;

@@ -43,6 +43,8 @@ pub struct Metrics {
     pub upstream_duration: Histogram,
     pub overhead: Histogram,
     rejections: IntCounterVec,
+    authentication_failures: IntCounterVec,
+    jwks_fetches: IntCounterVec,
     rate_limited: IntCounterVec,
     pub queue_wait: Histogram,
     degraded: IntCounterVec,
@@ -110,6 +112,16 @@ impl Metrics {
                 "tenantgate_rejections_total",
                 "Requests refused by tenantgate, by error code.",
                 &["reason"],
+            ),
+            authentication_failures: counter_vec(
+                "tenantgate_authentication_failures_total",
+                "Credentials refused with 401 in jwt and api_key modes (and on the admin API), by reason.",
+                &["reason"],
+            ),
+            jwks_fetches: counter_vec(
+                "tenantgate_jwks_fetches_total",
+                "Fetches of [identity] jwks_url, by result; a failure keeps the last good keys.",
+                &["result"],
             ),
             rate_limited: counter_vec(
                 "tenantgate_rate_limited_total",
@@ -184,6 +196,8 @@ impl Metrics {
             Box::new(metrics.upstream_duration.clone()),
             Box::new(metrics.overhead.clone()),
             Box::new(metrics.rejections.clone()),
+            Box::new(metrics.authentication_failures.clone()),
+            Box::new(metrics.jwks_fetches.clone()),
             Box::new(metrics.rate_limited.clone()),
             Box::new(metrics.queue_wait.clone()),
             Box::new(metrics.degraded.clone()),
@@ -237,9 +251,12 @@ impl Metrics {
 
     /// Exports the counters of these label values at zero, so an alert on them can be
     /// written before the first event.
-    pub fn export_at_zero(&self, rejection_codes: &[&'static str]) {
+    pub fn export_at_zero(&self, rejection_codes: &[&'static str], auth_reasons: &[&'static str]) {
         for code in rejection_codes {
             self.resolve("rejections", &self.rejections, code);
+        }
+        for reason in auth_reasons {
+            self.resolve("auth", &self.authentication_failures, reason);
         }
         for result in ["success", "error"] {
             self.config_reloads.with_label_values(&[result]);
@@ -248,6 +265,16 @@ impl Metrics {
 
     pub fn rejected(&self, code: &'static str) {
         self.resolve("rejections", &self.rejections, code).inc();
+    }
+
+    pub fn authentication_failed(&self, reason: &'static str) {
+        self.resolve("auth", &self.authentication_failures, reason)
+            .inc();
+    }
+
+    /// The counter of JWKS fetches with this result ("success" or "error").
+    pub fn jwks_fetches(&self, result: &str) -> IntCounter {
+        self.jwks_fetches.with_label_values(&[result])
     }
 
     pub fn rate_limited(&self, plan: &str) {

@@ -38,10 +38,11 @@ use crate::app::App;
 use crate::audit::AuditRecord;
 use crate::body::{self, IdleTimeout, ProxyBody};
 use crate::budget::Budget;
+use crate::clock::{Clock, SystemClock, NANOS_PER_SEC};
 use crate::config::{Config, RouteRules};
 use crate::forward::{self, Outgoing};
 use crate::hygiene;
-use crate::identity::TenantId;
+use crate::identity::{Identity, TenantId};
 use crate::limits::{self, Admission, DegradeAnswer};
 use crate::meter;
 use crate::namespace::Namespace;
@@ -116,8 +117,9 @@ async fn walk<'c>(
         trail.client_body_broke.clone(),
     );
 
-    // 1. identity
-    let tenant = identify(config, &parts)?;
+    // 1. identity: verified before anything is charged, so an unverified claim never
+    // becomes a rate-limit key or a metering row
+    let tenant = identify(config, &parts, app.clock.as_ref()).await?.tenant;
     trail.audit.tenant = tenant.as_ref().map(ToString::to_string);
 
     // 2. route
@@ -265,12 +267,11 @@ fn degraded(answer: &DegradeAnswer) -> Response<ProxyBody> {
     response
 }
 
-/// Stage 1 on a request's head.
-fn identify(config: &Config, parts: &Parts) -> Result<Option<TenantId>, Refusal> {
-    config
-        .identity
-        .read(&parts.headers)
-        .map_err(Refusal::InvalidTenant)
+/// Stage 1 on a request's head, at the process's time.
+async fn identify(config: &Config, parts: &Parts, clock: &dyn Clock) -> Result<Identity, Refusal> {
+    let now = clock.unix() as f64 / NANOS_PER_SEC as f64;
+    let identity = config.identity.identify(&parts.headers, now).await?;
+    Ok(identity)
 }
 
 /// Stage 2 on a request's head: the matched route and what it admits.
@@ -339,13 +340,10 @@ async fn rewrite(
 
 /// `tenantgate explain`: stages 1, 2 and 4 on a synthetic request, through the same
 /// functions as the proxy. Returns the matched route's name and the upstream request.
-pub async fn dry_run(
-    config: &Config,
-    request: Request<ProxyBody>,
-) -> Result<(String, Outgoing), Refusal> {
+pub async fn dry_run(config: &Config, request: Request<ProxyBody>) -> Result<DryRun, Refusal> {
     let (parts, body) = request.into_parts();
-    let tenant = identify(config, &parts)?;
-    let mut admitted = admit(config, &parts, tenant)?;
+    let identity = identify(config, &parts, &SystemClock::default()).await?;
+    let mut admitted = admit(config, &parts, identity.tenant.clone())?;
     let rules = config.rules(admitted.route).ok_or(Refusal::Internal)?;
     let name = admitted.route.name.clone();
     let namespace = admitted.namespace.take();
@@ -365,5 +363,17 @@ pub async fn dry_run(
         &request_id,
         &budget,
     );
-    Ok((name, outgoing.await?.0))
+    Ok(DryRun {
+        route: name,
+        identity,
+        outgoing: outgoing.await?.0,
+    })
+}
+
+/// What `explain` shows: who the caller is and how that was learned, the route, and
+/// the request the upstream would receive.
+pub struct DryRun {
+    pub route: String,
+    pub identity: Identity,
+    pub outgoing: Outgoing,
 }

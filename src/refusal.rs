@@ -5,7 +5,7 @@ use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
 
 use crate::body::{self, ProxyBody};
-use crate::identity::InvalidTenant;
+use crate::identity::{AuthFailure, InvalidTenant, Rejected};
 use crate::path::BadPath;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -34,8 +34,10 @@ pub enum Refusal {
     PrivilegedRequired,
     #[error("tenant is blocked by the operator; ask them to set blocked = false for it")]
     TenantBlocked,
-    #[error("authentication required: {0}")]
-    Unauthenticated(&'static str),
+    #[error("authentication failed: {0}")]
+    Unauthenticated(AuthFailure),
+    #[error("the identity provider's keys have not been fetched yet (jwks_url); retry shortly")]
+    IdentityUnavailable,
     #[error("no such admin endpoint; see SPEC section 9 for the list")]
     AdminNotFound,
     /// An opaque id the caller does not own: owned by nobody or by someone else, and
@@ -72,6 +74,17 @@ pub enum Refusal {
     Internal,
 }
 
+impl From<Rejected> for Refusal {
+    fn from(rejected: Rejected) -> Self {
+        match rejected {
+            Rejected::InvalidTenant(invalid) => Self::InvalidTenant(invalid),
+            Rejected::Unauthenticated(failure) => Self::Unauthenticated(failure),
+            Rejected::Mismatch => Self::TenantMismatch,
+            Rejected::KeysUnavailable => Self::IdentityUnavailable,
+        }
+    }
+}
+
 impl Refusal {
     pub fn status(&self) -> StatusCode {
         match self {
@@ -92,9 +105,10 @@ impl Refusal {
                 StatusCode::BAD_GATEWAY
             }
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
-            Self::StoreUnavailable | Self::Overloaded | Self::TenantBusy => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Self::StoreUnavailable
+            | Self::Overloaded
+            | Self::TenantBusy
+            | Self::IdentityUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             Self::RateLimited { .. } | Self::TooManyInFlight | Self::QuotaExceeded { .. } => {
                 StatusCode::TOO_MANY_REQUESTS
@@ -115,6 +129,7 @@ impl Refusal {
         "privileged_required",
         "tenant_blocked",
         "unauthenticated",
+        "identity_unavailable",
         "not_found",
         "upstream_unavailable",
         "upstream_timeout",
@@ -142,6 +157,7 @@ impl Refusal {
             Self::PrivilegedRequired => "privileged_required",
             Self::TenantBlocked => "tenant_blocked",
             Self::Unauthenticated(_) => "unauthenticated",
+            Self::IdentityUnavailable => "identity_unavailable",
             Self::AdminNotFound | Self::NotOwned => "not_found",
             Self::UpstreamUnavailable => "upstream_unavailable",
             Self::UpstreamTimeout => "upstream_timeout",
@@ -182,7 +198,8 @@ impl Refusal {
             Self::TooManyInFlight
             | Self::StoreUnavailable
             | Self::Overloaded
-            | Self::TenantBusy => {
+            | Self::TenantBusy
+            | Self::IdentityUnavailable => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             _ => {}
@@ -211,7 +228,8 @@ mod codes {
             Refusal::RouteDenied { route: "r".into() },
             Refusal::PrivilegedRequired,
             Refusal::TenantBlocked,
-            Refusal::Unauthenticated(""),
+            Refusal::Unauthenticated(AuthFailure::Signature),
+            Refusal::IdentityUnavailable,
             Refusal::AdminNotFound,
             Refusal::NotOwned,
             Refusal::UpstreamUnavailable,

@@ -183,9 +183,9 @@ pub async fn start_with(
     seed_known_tenants(&app).await;
     let sweeper = tokio::spawn(sweep(app.clone()));
     let flusher = tokio::spawn(flush(app.clone(), first_flush));
-    let watcher = app.source_path().map(|path| {
+    let watcher = app.source_path().map(|_| {
         let settings = app.snapshot().config.reload;
-        crate::config::watch::start(app.clone(), path.to_owned(), settings)
+        crate::config::watch::start(app.clone(), settings)
     });
     let (stop_proxy, proxy_stopped) = watch::channel(false);
     let (stop_admin, admin_stopped) = watch::channel(false);

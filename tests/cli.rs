@@ -246,7 +246,9 @@ async fn explain_prints_the_upstream_request_or_the_refusal() {
     .await;
     assert_eq!(code, 0, "{stderr}");
     assert!(
-        stdout.starts_with("route: add\nupstream request:\n"),
+        stdout.starts_with(
+            "tenant: \"Alice\", from the tenant header (header mode)\nroute: add\nupstream request:\n"
+        ),
         "{stdout}"
     );
     assert!(
@@ -280,4 +282,79 @@ async fn explain_prints_the_upstream_request_or_the_refusal() {
     );
     let (_, stdout, _) = tenantgate(&["explain", "--config", &path, "GET /v1/../etc"]).await;
     assert!(stdout.starts_with("refused: 400 bad_path"), "{stdout}");
+}
+
+#[tokio::test]
+async fn check_and_explain_show_the_jwt_identity_and_the_claim_that_became_the_tenant() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/keys/rsa.pub");
+    let config = format!(
+        "[upstream]\nurl = \"http://127.0.0.1:8000\"\n[listen]\naddr = \"0.0.0.0:8080\"\n\
+         [identity]\nmode = \"jwt\"\nkeys_file = {:?}\nclaim = \"org.member\"\naudience = \"memory\"\n\
+         [[route]]\nname = \"list\"\nmatch = \"GET /v1/memories\"\nscope = \"tenant\"\nrewrite.query = {{ user_id = \"bind\" }}\n",
+        keys.display().to_string()
+    );
+    let path = write(dir.path(), "jwt.toml", &config);
+    let (code, stdout, stderr) = tenantgate(&["check", "--config", &path]).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains(
+            "  identity  jwt mode, Bearer token in authorization, tenant from claim org.member\n"
+        ),
+        "{stdout}"
+    );
+    assert!(stdout.contains("    keys    keys_file "), "{stdout}");
+    assert!(stdout.contains("(RS256)"), "{stdout}");
+
+    let key =
+        std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/keys/rsa.key")).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256),
+        &serde_json::json!({"org": {"member": "dana"}, "aud": "memory", "exp": now + 600}),
+        &jsonwebtoken::EncodingKey::from_rsa_pem(&key).unwrap(),
+    )
+    .unwrap();
+    let bearer = format!("Authorization: Bearer {token}");
+    let (code, stdout, stderr) = tenantgate(&[
+        "explain",
+        "--config",
+        &path,
+        "-H",
+        &bearer,
+        "GET /v1/memories",
+    ])
+    .await;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.starts_with(
+            "tenant: \"dana\", from claim org.member of a JWT verified with an RS256 key\n"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("GET http://127.0.0.1:8000/v1/memories?user_id=u_dana"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains(&token),
+        "the token is not forwarded: {stdout}"
+    );
+
+    let (_, stdout, _) = tenantgate(&[
+        "explain",
+        "--config",
+        &path,
+        "-H",
+        "Authorization: Bearer x.y.z",
+        "GET /v1/memories",
+    ])
+    .await;
+    assert!(
+        stdout.starts_with("refused: 401 unauthenticated\n"),
+        "{stdout}"
+    );
 }

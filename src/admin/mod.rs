@@ -9,6 +9,7 @@ use hyper::body::Incoming;
 
 use crate::app::App;
 use crate::body::{self, ProxyBody};
+use crate::identity::AuthFailure;
 use crate::refusal::Refusal;
 
 mod ownership;
@@ -23,6 +24,12 @@ pub async fn handle(app: Arc<App>, request: Request<Incoming>) -> Response<Proxy
         "/healthz" => return text(StatusCode::OK, "ok\n"),
         "/readyz" if app.is_draining() => {
             return text(StatusCode::SERVICE_UNAVAILABLE, "draining\n")
+        }
+        "/readyz" if !app.identity_keys_loaded() => {
+            return text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "waiting for the first fetch of [identity] jwks_url\n",
+            )
         }
         "/readyz" => return text(StatusCode::OK, "ready\n"),
         "/metrics" if method == Method::GET => {
@@ -48,6 +55,9 @@ pub async fn handle(app: Arc<App>, request: Request<Incoming>) -> Response<Proxy
         return Refusal::AdminNotFound.to_response();
     }
     if let Err(refusal) = authorize(&app, request.headers()) {
+        if let Refusal::Unauthenticated(failure) = &refusal {
+            app.metrics.authentication_failed(failure.reason());
+        }
         return refusal.to_response();
     }
     if method == Method::POST && path == "/admin/ownership" {
@@ -115,28 +125,25 @@ async fn blocking(
 }
 
 fn authorize(app: &App, headers: &http::HeaderMap) -> Result<(), Refusal> {
-    const NEED: &str = "send Authorization: Bearer <[admin] token>";
     let snapshot = app.snapshot();
     let secret = snapshot
         .config
         .admin
         .token
         .as_ref()
-        .ok_or(Refusal::Unauthenticated(
-            "[admin] token is not configured, so the admin API is closed",
-        ))?;
+        .ok_or(Refusal::Unauthenticated(AuthFailure::AdminClosed))?;
     let mut sent = headers.get_all(header::AUTHORIZATION).iter();
     let (Some(value), None) = (sent.next(), sent.next()) else {
-        return Err(Refusal::Unauthenticated(NEED));
+        return Err(Refusal::Unauthenticated(AuthFailure::AdminToken));
     };
     let token = value
         .as_bytes()
         .strip_prefix(b"Bearer ")
-        .ok_or(Refusal::Unauthenticated(NEED))?;
+        .ok_or(Refusal::Unauthenticated(AuthFailure::AdminToken))?;
     if secret.matches(token) {
         Ok(())
     } else {
-        Err(Refusal::Unauthenticated(NEED))
+        Err(Refusal::Unauthenticated(AuthFailure::AdminToken))
     }
 }
 

@@ -5,10 +5,11 @@ use super::model::{self, File};
 use super::{admin, Config, ReloadSettings, RouteRules};
 use crate::forward::compile::ForwardSpec;
 use crate::hygiene::PRIVILEGED_TOKEN_HEADER;
-use crate::identity::{self, TenantId};
+use crate::identity::{self, AuthFailure, TenantId};
 use crate::limits::compile::{LimitsSpec, RouteLimitsSpec, TenantLimits};
 use crate::meter::compile::UnitsSpec;
 use crate::namespace::{self, SchemeSpec};
+use crate::refusal::Refusal;
 use crate::respond::RespondSettings;
 use crate::rewrite::compile::RouteRewriteSpec;
 use crate::rewrite::RewriteSettings;
@@ -67,9 +68,7 @@ pub fn compile(file: &File) -> Result<Config, Vec<(KeyPath, String)>> {
                 .filter(|(_, t)| t.blocked)
                 .map(|(id, _)| id.as_str())
                 .collect(),
-            tenant_header: identity
-                .as_ref()
-                .map_or(file.identity.header.as_str(), |i| i.header.as_str()),
+            missing_tenant: missing_tenant(file, identity.as_ref()),
         },
         &mut errors,
         &mut warnings,
@@ -236,6 +235,17 @@ fn check_tenants(file: &File, identity: Option<&identity::IdentitySettings>, err
 
 /// Client headers never forwarded: the identity header, the privileged token, and
 /// every header the config sets itself (so a client cannot pre-empt one).
+/// What a per-user route reached without any identity answers: a request for the
+/// header in header mode, 401 for the credential otherwise.
+fn missing_tenant(file: &File, identity: Option<&identity::IdentitySettings>) -> Refusal {
+    match identity.and_then(|i| i.credential_header()) {
+        Some(credential) => Refusal::Unauthenticated(AuthFailure::Missing(credential.clone())),
+        None => Refusal::TenantRequired {
+            header: identity.map_or(file.identity.header.clone(), |i| i.header.to_string()),
+        },
+    }
+}
+
 fn never_forwarded<'f>(
     file: &'f File,
     identity: Option<&'f identity::IdentitySettings>,
@@ -254,6 +264,11 @@ fn never_forwarded<'f>(
         .chain(tenants)
         .map(String::as_str)
         .chain(identity.map(|i| i.header.as_str()))
+        .chain(
+            identity
+                .and_then(|i| i.credential_header())
+                .map(|h| h.as_str()),
+        )
         .chain([PRIVILEGED_TOKEN_HEADER])
         .collect()
 }

@@ -1,9 +1,11 @@
-//! Reloads the config when its file changes (SPEC 10). The watch is on the file's
-//! directory, not the file: a Kubernetes ConfigMap volume updates by swapping its
-//! `..data` symlink, which a watch on the file itself never reports, and editors save
-//! by renaming a new file over the old one. Events are debounced, then the file's
-//! content hash decides whether anything changed; a slow poll of the same hash backs
-//! up a watch that missed something or could not be (re)armed.
+//! Reloads the config when its file, or a key file it names, changes (SPEC 10). The
+//! watch is on each file's directory, not the file: a Kubernetes ConfigMap or Secret
+//! volume updates by swapping its `..data` symlink, which a watch on the file itself
+//! never reports, and editors save by renaming a new file over the old one. Events are
+//! debounced, then the files' content hashes decide whether anything changed; a slow
+//! poll of the same hashes backs up a watch that missed something or could not be
+//! (re)armed. The set of files is asked for again after every reload, since a new
+//! config may name other key files.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -56,10 +58,18 @@ impl ReloadSettings {
     }
 }
 
+/// A file the running config was read from, and its SHA-256 as it was read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Input {
+    pub path: PathBuf,
+    pub sha256: String,
+}
+
 /// What the watcher drives: whoever holds the running config.
 pub trait Reload: Send + Sync + 'static {
-    /// The SHA-256 of the file the running config was loaded from.
-    fn serving_sha256(&self) -> String;
+    /// The files the running config was loaded from: the config file, then the key
+    /// files it names.
+    fn inputs(&self) -> Vec<Input>;
     /// What a reload did, for the log.
     type Outcome: std::fmt::Debug + Send + 'static;
     /// Reads the file again and installs it if the whole file is valid.
@@ -67,27 +77,40 @@ pub trait Reload: Send + Sync + 'static {
 }
 
 /// Arms the watch now (so a change made after this returns is seen), then watches
-/// `path` on a task until it is aborted.
-pub fn start<R: Reload>(target: Arc<R>, path: PathBuf, settings: ReloadSettings) -> JoinHandle<()> {
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
-        _ => PathBuf::from("."),
-    };
+/// the target's inputs on a task until it is aborted.
+pub fn start<R: Reload>(target: Arc<R>, settings: ReloadSettings) -> JoinHandle<()> {
     let (tx, changes) = mpsc::channel::<Signal>(64);
-    let watcher = settings.watch.then(|| arm(&dir, tx.clone())).flatten();
-    tokio::spawn(run(target, path, dir, settings, watcher, (tx, changes)))
+    let dirs = directories(&target.inputs());
+    let watcher = settings.watch.then(|| arm(&dirs, tx.clone())).flatten();
+    tokio::spawn(run(target, dirs, settings, watcher, (tx, changes)))
+}
+
+/// The directories to watch for these inputs, each once.
+fn directories(inputs: &[Input]) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = inputs
+        .iter()
+        .map(|input| match input.path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
+            _ => PathBuf::from("."),
+        })
+        .collect();
+    dirs.sort();
+    dirs.dedup();
+    dirs
 }
 
 async fn run<R: Reload>(
     target: Arc<R>,
-    path: PathBuf,
-    dir: PathBuf,
+    mut dirs: Vec<PathBuf>,
     settings: ReloadSettings,
     mut watcher: Option<RecommendedWatcher>,
     (tx, mut changes): (mpsc::Sender<Signal>, mpsc::Receiver<Signal>),
 ) {
-    // The hash last read: a file that fails to load is not retried until it changes.
-    let mut last = Some(target.serving_sha256());
+    // The hashes last read: files that fail to load are not retried until one changes.
+    let serving = |inputs: &[Input]| -> Vec<Option<String>> {
+        inputs.iter().map(|i| Some(i.sha256.clone())).collect()
+    };
+    let mut last = serving(&target.inputs());
     let mut poll = (!settings.poll.is_zero()).then(|| {
         let mut every = tokio::time::interval(settings.poll);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -107,18 +130,43 @@ async fn run<R: Reload>(
             }
             _ = tick(&mut poll) => {}
         }
-        if settings.watch && watcher.is_none() {
-            watcher = arm(&dir, tx.clone());
+        let inputs = target.inputs();
+        let wanted = directories(&inputs);
+        if wanted != dirs {
+            dirs = wanted;
+            watcher = None;
         }
-        let now = digest(&path).await;
-        if now.is_some() && now != last {
-            last = now.clone();
-            if now == Some(target.serving_sha256()) {
+        if settings.watch && watcher.is_none() {
+            watcher = arm(&dirs, tx.clone());
+        }
+        let mut now = Vec::with_capacity(inputs.len());
+        for input in &inputs {
+            now.push(digest(&input.path).await);
+        }
+        if now.iter().all(Option::is_some) && now != last {
+            last.clone_from(&now);
+            if now == serving(&inputs) {
                 continue; // already loaded (SIGHUP or the admin endpoint got there first)
             }
-            let target = target.clone();
-            let outcome = tokio::task::spawn_blocking(move || target.reload()).await;
-            tracing::info!(?outcome, file = %path.display(), "config file changed");
+            let changed: Vec<String> = inputs
+                .iter()
+                .zip(&now)
+                .filter(|(input, now)| now.as_deref() != Some(input.sha256.as_str()))
+                .map(|(input, _)| input.path.display().to_string())
+                .collect();
+            let reloading = target.clone();
+            let outcome = tokio::task::spawn_blocking(move || reloading.reload()).await;
+            tracing::info!(?outcome, files = ?changed, "config input changed");
+            // A new config may name other files: from now on, compare against what it
+            // read.
+            let after = target.inputs();
+            let same_files = after
+                .iter()
+                .map(|i| &i.path)
+                .eq(inputs.iter().map(|i| &i.path));
+            if !same_files {
+                last = serving(&after);
+            }
         }
     }
 }
@@ -139,11 +187,14 @@ async fn tick(poll: &mut Option<tokio::time::Interval>) {
     }
 }
 
-fn arm(dir: &Path, tx: mpsc::Sender<Signal>) -> Option<RecommendedWatcher> {
-    let watched = dir.to_owned();
+fn arm(dirs: &[PathBuf], tx: mpsc::Sender<Signal>) -> Option<RecommendedWatcher> {
+    let watched = dirs.to_vec();
     let handler = move |event: notify::Result<notify::Event>| {
         let signal = match event {
-            Ok(e) if matches!(e.kind, EventKind::Remove(_)) && e.paths.contains(&watched) => {
+            Ok(e)
+                if matches!(e.kind, EventKind::Remove(_))
+                    && e.paths.iter().any(|p| watched.contains(p)) =>
+            {
                 Signal::WatchLost
             }
             Ok(e) if matches!(e.kind, EventKind::Access(_)) => return,
@@ -153,12 +204,16 @@ fn arm(dir: &Path, tx: mpsc::Sender<Signal>) -> Option<RecommendedWatcher> {
         // A full channel already holds a pending change.
         let _ = tx.try_send(signal);
     };
-    let result = notify::recommended_watcher(handler)
-        .and_then(|mut w| w.watch(dir, RecursiveMode::NonRecursive).map(|()| w));
+    let result = notify::recommended_watcher(handler).and_then(|mut w| {
+        for dir in dirs {
+            w.watch(dir, RecursiveMode::NonRecursive)?;
+        }
+        Ok(w)
+    });
     match result {
         Ok(watcher) => Some(watcher),
         Err(e) => {
-            tracing::warn!(dir = %dir.display(), error = %e, "cannot watch the config directory; polling only until it can be re-armed");
+            tracing::warn!(dirs = ?dirs, error = %e, "cannot watch the config's directories; polling only until they can be re-armed");
             None
         }
     }

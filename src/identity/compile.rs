@@ -1,12 +1,23 @@
-//! `[identity]` (SPEC 2) and `[tenant] pattern`, compiled into [`IdentitySettings`].
+//! `[identity]` (SPEC 2) and `[tenant] pattern`, compiled into [`IdentitySettings`]:
+//! each mode's keys checked against the mode, and key files read (and fingerprinted
+//! for the watcher) as part of the config.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
 use http::HeaderName;
 use regex::Regex;
+use sha2::{Digest, Sha256};
 
-use super::IdentitySettings;
+use super::api_key::{ApiKeySettings, ApiKeys};
+use super::jwt::{ClaimPath, JwtKeys, JwtSettings};
+use super::keys::KeySet;
+use super::remote::RemoteKeys;
+use super::{IdentitySettings, Proof};
 use crate::hygiene::{self, PRIVILEGED_TOKEN_HEADER};
+use crate::spec::units::Dur;
 use crate::spec::{key, Errors};
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
@@ -25,6 +36,20 @@ pub struct IdentitySpec {
     pub mode: IdentityMode,
     pub header: String,
     pub trust_network: bool,
+    // jwt mode
+    pub jwt_header: String,
+    pub claim: String,
+    pub hs256_secret: Option<String>,
+    /// jwt: a PEM or JWKS file; api_key: the TOML file of key digests.
+    pub keys_file: Option<PathBuf>,
+    pub jwks_url: Option<String>,
+    pub jwks_refresh: Dur,
+    pub jwks_min_refresh: Dur,
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
+    pub leeway: Dur,
+    // api_key mode
+    pub key_header: String,
 }
 
 impl Default for IdentitySpec {
@@ -33,8 +58,27 @@ impl Default for IdentitySpec {
             mode: IdentityMode::Header,
             header: "X-Tenant-Id".to_owned(),
             trust_network: false,
+            jwt_header: "Authorization".to_owned(),
+            claim: "sub".to_owned(),
+            hs256_secret: None,
+            keys_file: None,
+            jwks_url: None,
+            jwks_refresh: Dur(Duration::from_secs(300)),
+            jwks_min_refresh: Dur(Duration::from_secs(5)),
+            issuer: None,
+            audience: None,
+            leeway: Dur(Duration::from_secs(30)),
+            key_header: "X-Api-Key".to_owned(),
         }
     }
+}
+
+/// A file the compiled identity was read from, as it read: the watcher reloads the
+/// config when its content changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyFile {
+    pub path: PathBuf,
+    pub sha256: String,
 }
 
 /// Compiles `[identity]` with `[tenant] pattern`; `listen` is the proxy's address,
@@ -46,9 +90,6 @@ pub fn compile(
     errors: &mut Errors,
 ) -> Option<IdentitySettings> {
     let path = |k: &str| vec![key("identity"), key(k)];
-    if spec.mode != IdentityMode::Header {
-        errors.add(path("mode"), "only mode = \"header\" is supported by this version; jwt and api_key are not built yet");
-    }
     let Ok(header) = HeaderName::from_bytes(spec.header.as_bytes()) else {
         errors.add(
             path("header"),
@@ -66,7 +107,7 @@ pub fn compile(
         errors.add(
             vec![key("listen"), key("addr")],
             format!(
-                "header mode trusts {} from anyone who can reach {listen}; listen on a loopback address, or set [identity] trust_network = true if only the app can reach this port",
+                "header mode trusts {} from anyone who can reach {listen}; listen on a loopback address, verify a credential instead ([identity] mode = \"jwt\" or \"api_key\"), or set [identity] trust_network = true if only the app can reach this port",
                 spec.header
             ),
         );
@@ -84,7 +125,244 @@ pub fn compile(
             }
         },
     };
-    Some(IdentitySettings { header, pattern })
+    not_in_this_mode(spec, errors);
+    let (proof, file) = match spec.mode {
+        IdentityMode::Header => (Proof::Header, None),
+        IdentityMode::Jwt => {
+            let (jwt, file) = compile_jwt(spec, &header, errors)?;
+            (Proof::Jwt(jwt), file)
+        }
+        IdentityMode::ApiKey => {
+            let (keys, file) = compile_api_key(spec, &header, pattern.as_ref(), errors)?;
+            (Proof::ApiKey(keys), Some(file))
+        }
+    };
+    Some(IdentitySettings {
+        header,
+        pattern,
+        proof,
+        key_file: file,
+    })
+}
+
+/// Keys of one mode set in another are mistakes (a forgotten `mode`), not defaults.
+fn not_in_this_mode(spec: &IdentitySpec, errors: &mut Errors) {
+    let defaults = IdentitySpec::default();
+    let jwt_only = [
+        ("jwt_header", spec.jwt_header != defaults.jwt_header),
+        ("claim", spec.claim != defaults.claim),
+        ("hs256_secret", spec.hs256_secret.is_some()),
+        ("jwks_url", spec.jwks_url.is_some()),
+        ("jwks_refresh", spec.jwks_refresh != defaults.jwks_refresh),
+        (
+            "jwks_min_refresh",
+            spec.jwks_min_refresh != defaults.jwks_min_refresh,
+        ),
+        ("issuer", spec.issuer.is_some()),
+        ("audience", spec.audience.is_some()),
+        ("leeway", spec.leeway != defaults.leeway),
+    ];
+    let key_only = [("key_header", spec.key_header != defaults.key_header)];
+    let (mode, wrong): (&str, Vec<&str>) = match spec.mode {
+        IdentityMode::Header => {
+            let mut set: Vec<&str> = jwt_only
+                .iter()
+                .chain(&key_only)
+                .filter(|k| k.1)
+                .map(|k| k.0)
+                .collect();
+            if spec.keys_file.is_some() {
+                set.push("keys_file");
+            }
+            ("header", set)
+        }
+        IdentityMode::Jwt => (
+            "jwt",
+            key_only.iter().filter(|k| k.1).map(|k| k.0).collect(),
+        ),
+        IdentityMode::ApiKey => (
+            "api_key",
+            jwt_only.iter().filter(|k| k.1).map(|k| k.0).collect(),
+        ),
+    };
+    for name in wrong {
+        errors.add(
+            vec![key("identity"), key(name)],
+            format!(
+                "{name} is not used in mode = \"{mode}\"; set the mode it belongs to, or remove it"
+            ),
+        );
+    }
+}
+
+fn credential_header(
+    name: &str,
+    at: &str,
+    tenant_header: &HeaderName,
+    errors: &mut Errors,
+) -> Option<HeaderName> {
+    let Ok(header) = HeaderName::from_bytes(name.as_bytes()) else {
+        errors.add(
+            vec![key("identity"), key(at)],
+            format!("{name:?} is not a valid header name"),
+        );
+        return None;
+    };
+    if hygiene::same_header_loosely(header.as_str(), tenant_header.as_str())
+        || hygiene::same_header_loosely(header.as_str(), PRIVILEGED_TOKEN_HEADER)
+    {
+        errors.add(
+            vec![key("identity"), key(at)],
+            "the credential needs a header of its own, not the tenant header or X-Tenantgate-Token",
+        );
+        return None;
+    }
+    Some(header)
+}
+
+fn compile_jwt(
+    spec: &IdentitySpec,
+    tenant_header: &HeaderName,
+    errors: &mut Errors,
+) -> Option<(JwtSettings, Option<KeyFile>)> {
+    let path = |k: &str| vec![key("identity"), key(k)];
+    let header = credential_header(&spec.jwt_header, "jwt_header", tenant_header, errors);
+    let claim = ClaimPath::parse(&spec.claim)
+        .map_err(|e| errors.add(path("claim"), e))
+        .ok();
+    let sources = [
+        spec.hs256_secret.is_some(),
+        spec.keys_file.is_some(),
+        spec.jwks_url.is_some(),
+    ];
+    let (keys, file) = match sources {
+        [true, false, false] => {
+            let secret = spec.hs256_secret.as_deref().unwrap_or_default();
+            match KeySet::hs256(secret.as_bytes()) {
+                Ok(set) => (JwtKeys::Secret(Arc::new(set)), None),
+                Err(e) => {
+                    errors.add(path("hs256_secret"), format!("{e}; is its ${{VAR}} set?"));
+                    return None;
+                }
+            }
+        }
+        [false, true, false] => {
+            let file_path = spec.keys_file.clone().unwrap_or_default();
+            let (bytes, file) = read_key_file(&file_path, errors)?;
+            match KeySet::parse(&bytes) {
+                Ok(set) => (
+                    JwtKeys::File {
+                        path: file_path,
+                        set: Arc::new(set),
+                    },
+                    Some(file),
+                ),
+                Err(e) => {
+                    errors.add(path("keys_file"), format!("{}: {e}", file_path.display()));
+                    return None;
+                }
+            }
+        }
+        [false, false, true] => {
+            let url = spec.jwks_url.as_deref().unwrap_or_default();
+            let remote = remote_keys(url, spec, errors)?;
+            (JwtKeys::Remote(Arc::new(remote)), None)
+        }
+        _ => {
+            errors.add(
+                path("mode"),
+                "jwt mode needs exactly one key source: hs256_secret, keys_file or jwks_url",
+            );
+            return None;
+        }
+    };
+    let jwt = JwtSettings {
+        header: header?,
+        claim: claim?,
+        keys,
+        issuer: spec.issuer.clone(),
+        audience: spec.audience.clone(),
+        leeway_secs: spec.leeway.0.as_secs(),
+    };
+    Some((jwt, file))
+}
+
+fn remote_keys(url: &str, spec: &IdentitySpec, errors: &mut Errors) -> Option<RemoteKeys> {
+    let at = vec![key("identity"), key("jwks_url")];
+    let uri = match url.parse::<http::Uri>() {
+        Ok(uri) if uri.scheme_str() == Some("http") && uri.authority().is_some() => uri,
+        Ok(uri) if uri.scheme_str() == Some("https") => {
+            errors.add(at, "jwks_url over https is not supported by this version; use the provider's in-cluster http address, or mount its JWKS as keys_file");
+            return None;
+        }
+        _ => {
+            errors.add(at, format!("{url:?} is not an http:// URL"));
+            return None;
+        }
+    };
+    if spec.jwks_refresh.0 < spec.jwks_min_refresh.0 || spec.jwks_min_refresh.0.is_zero() {
+        errors.add(
+            vec![key("identity"), key("jwks_min_refresh")],
+            "jwks_min_refresh must be above zero and at most jwks_refresh",
+        );
+        return None;
+    }
+    Some(RemoteKeys::new(
+        uri,
+        spec.jwks_refresh.0,
+        spec.jwks_min_refresh.0,
+    ))
+}
+
+fn compile_api_key(
+    spec: &IdentitySpec,
+    tenant_header: &HeaderName,
+    pattern: Option<&Regex>,
+    errors: &mut Errors,
+) -> Option<(ApiKeySettings, KeyFile)> {
+    let at = vec![key("identity"), key("keys_file")];
+    let header = credential_header(&spec.key_header, "key_header", tenant_header, errors);
+    let Some(file_path) = spec.keys_file.clone() else {
+        errors.add(
+            vec![key("identity"), key("mode")],
+            "api_key mode needs keys_file: a TOML file of [keys] \"<sha256 hex>\" = \"tenant\"",
+        );
+        return None;
+    };
+    let (bytes, file) = read_key_file(&file_path, errors)?;
+    let text = String::from_utf8_lossy(&bytes);
+    let keys = match ApiKeys::parse(&text, pattern) {
+        Ok(keys) => keys,
+        Err(e) => {
+            errors.add(at, format!("{}: {e}", file_path.display()));
+            return None;
+        }
+    };
+    let settings = ApiKeySettings {
+        header: header?,
+        path: file_path,
+        keys: Arc::new(keys),
+    };
+    Some((settings, file))
+}
+
+fn read_key_file(path: &Path, errors: &mut Errors) -> Option<(Vec<u8>, KeyFile)> {
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            let file = KeyFile {
+                path: path.to_owned(),
+                sha256: hex::encode(Sha256::digest(&bytes)),
+            };
+            Some((bytes, file))
+        }
+        Err(e) => {
+            errors.add(
+                vec![key("identity"), key("keys_file")],
+                format!("cannot read {}: {e}", path.display()),
+            );
+            None
+        }
+    }
 }
 
 #[cfg(test)]
@@ -135,8 +413,8 @@ mod tests {
         assert_eq!(
             compiled("[identity]\nmode = \"jwt\"\nheader = \"X-Tenantgate-Token\"\n").unwrap_err(),
             [
-                "2:8: only mode = \"header\" is supported by this version; jwt and api_key are not built yet",
                 "3:10: the identity header cannot be X-Tenantgate-Token",
+                "2:8: jwt mode needs exactly one key source: hs256_secret, keys_file or jwks_url",
             ]
         );
         assert_eq!(
@@ -156,5 +434,38 @@ mod tests {
             ),
             "{open:?}"
         );
+    }
+
+    #[test]
+    fn each_mode_takes_only_its_own_keys() {
+        assert_eq!(
+            compiled("[identity]\nissuer = \"x\"\nkey_header = \"X-Key\"\n").unwrap_err(),
+            [
+                "2:10: issuer is not used in mode = \"header\"; set the mode it belongs to, or remove it",
+                "3:14: key_header is not used in mode = \"header\"; set the mode it belongs to, or remove it",
+            ]
+        );
+        assert_eq!(
+            compiled("[identity]\nmode = \"jwt\"\nhs256_secret = \"s\"\njwks_url = \"http://idp/certs\"\n").unwrap_err(),
+            ["2:8: jwt mode needs exactly one key source: hs256_secret, keys_file or jwks_url"]
+        );
+        assert_eq!(
+            compiled("[identity]\nmode = \"jwt\"\njwks_url = \"https://idp/certs\"\n").unwrap_err()[0]
+                .split(": ").nth(1),
+            Some("jwks_url over https is not supported by this version; use the provider's in-cluster http address, or mount its JWKS as keys_file")
+        );
+        assert_eq!(
+            compiled("[identity]\nmode = \"jwt\"\nhs256_secret = \"s\"\njwt_header = \"X-Tenant-Id\"\n").unwrap_err(),
+            ["4:14: the credential needs a header of its own, not the tenant header or X-Tenantgate-Token"]
+        );
+        let open = compiled(
+            "[identity]\nmode = \"jwt\"\nhs256_secret = \"s\"\n[listen]\naddr = \"0.0.0.0:8080\"\n",
+        );
+        assert!(
+            open.is_ok(),
+            "a verified mode may listen on the network: {open:?}"
+        );
+        assert!(compiled("[identity]\nmode = \"api_key\"\n").unwrap_err()[0]
+            .contains("needs keys_file"));
     }
 }

@@ -1,14 +1,25 @@
-//! Stage 1: who is calling. Header mode reads the end-user id from one header and fails
-//! closed on anything ambiguous: a blank or malformed id is never "no tenant".
+//! Stage 1: who is calling. Header mode reads the end-user id from one header; jwt and
+//! api_key modes verify a credential and take the tenant from it. Every mode fails
+//! closed on anything ambiguous: a blank, malformed or unverified id is never "no
+//! tenant".
 
 use http::{HeaderMap, HeaderName};
 use regex::Regex;
 
 use crate::hygiene;
 
+pub mod api_key;
 pub mod compile;
+mod failure;
+mod header;
+pub mod jwt;
+pub mod keys;
+pub mod remote;
 
+pub use api_key::ApiKeySettings;
 pub use compile::{IdentityMode, IdentitySpec};
+pub use failure::AuthFailure;
+pub use jwt::JwtSettings;
 
 pub const MAX_TENANT_BYTES: usize = 256;
 
@@ -95,11 +106,67 @@ impl Caller {
     }
 }
 
-#[derive(Debug, Clone)]
+/// `[identity]` compiled: the tenant header every mode reads, and what proves the
+/// caller is who the request says.
+#[derive(Debug)]
 pub struct IdentitySettings {
     pub header: HeaderName,
     /// Matched in full against every tenant id.
     pub pattern: Option<Regex>,
+    pub proof: Proof,
+    /// The key file this mode read, if any, as it read.
+    pub key_file: Option<compile::KeyFile>,
+}
+
+#[derive(Debug)]
+pub enum Proof {
+    /// The app in the pod is trusted to name the user in `header`.
+    Header,
+    Jwt(JwtSettings),
+    ApiKey(ApiKeySettings),
+}
+
+/// Why stage 1 refused a request; `refusal.rs` maps each to its status and code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejected {
+    #[error(transparent)]
+    InvalidTenant(InvalidTenant),
+    #[error(transparent)]
+    Unauthenticated(AuthFailure),
+    #[error("the tenant header names another tenant than the credential")]
+    Mismatch,
+    #[error("the jwks_url keys have not been fetched yet")]
+    KeysUnavailable,
+}
+
+/// Who a request is from, once stage 1 has checked it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub tenant: Option<TenantId>,
+    pub how: How,
+}
+
+/// How the tenant was learned, for `explain` and the audit line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum How {
+    Nobody,
+    Header,
+    Jwt(jwt::Verified),
+    ApiKey,
+}
+
+impl std::fmt::Display for How {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Nobody => f.write_str("no tenant"),
+            Self::Header => f.write_str("the tenant header (header mode)"),
+            Self::Jwt(v) => match &v.kid {
+                Some(kid) => write!(f, "a JWT verified with {:?} key {kid:?}", v.alg),
+                None => write!(f, "a JWT verified with an {:?} key", v.alg),
+            },
+            Self::ApiKey => f.write_str("an API key listed in keys_file"),
+        }
+    }
 }
 
 impl IdentitySettings {
@@ -109,27 +176,70 @@ impl IdentitySettings {
         hygiene::same_header_loosely(name, self.header.as_str())
     }
 
-    /// Reads the tenant from the request headers: `Ok(None)` when the identity header is
-    /// absent altogether (the route's scope decides whether that is acceptable).
-    pub fn read(&self, headers: &HeaderMap) -> Result<Option<TenantId>, InvalidTenant> {
-        if headers
-            .keys()
-            .any(|name| *name != self.header && self.is_lookalike(name.as_str()))
-        {
-            return Err(InvalidTenant::LookAlike);
+    /// The header that carries the credential, outside header mode.
+    pub fn credential_header(&self) -> Option<&HeaderName> {
+        match &self.proof {
+            Proof::Header => None,
+            Proof::Jwt(jwt) => Some(&jwt.header),
+            Proof::ApiKey(keys) => Some(&keys.header),
         }
-        if hygiene::connection_tokens(headers).any(|token| self.is_lookalike(token)) {
-            return Err(InvalidTenant::NamedInConnection);
-        }
-        let mut values = headers.get_all(&self.header).iter();
-        let Some(value) = values.next() else {
-            return Ok(None);
+    }
+
+    /// Stage 1: the tenant, verified in jwt and api_key modes, at `now` (Unix
+    /// seconds). A tenant header next to a credential must name the same tenant.
+    pub async fn identify(&self, headers: &HeaderMap, now: f64) -> Result<Identity, Rejected> {
+        let claimed = header::read_tenant(self, headers).map_err(Rejected::InvalidTenant)?;
+        let Some(credential_header) = self.credential_header() else {
+            let how = if claimed.is_some() {
+                How::Header
+            } else {
+                How::Nobody
+            };
+            return Ok(Identity {
+                tenant: claimed,
+                how,
+            });
         };
-        if values.next().is_some() {
-            return Err(InvalidTenant::Repeated);
+        let credential =
+            header::credential(headers, credential_header).map_err(Rejected::Unauthenticated)?;
+        let Some(credential) = credential else {
+            if claimed.is_some() {
+                let unverified = AuthFailure::Unverified(credential_header.clone());
+                return Err(Rejected::Unauthenticated(unverified));
+            }
+            return Ok(Identity {
+                tenant: None,
+                how: How::Nobody,
+            });
+        };
+        let (tenant, how) = match &self.proof {
+            Proof::Header => {
+                return Ok(Identity {
+                    tenant: claimed,
+                    how: How::Header,
+                })
+            }
+            Proof::Jwt(jwt) => {
+                let verified = jwt.verify(credential, now).await?;
+                let tenant = TenantId::parse(&verified.tenant, self.pattern.as_ref())
+                    .map_err(Rejected::InvalidTenant)?;
+                (tenant, How::Jwt(verified))
+            }
+            Proof::ApiKey(keys) => {
+                let tenant = keys.keys.tenant_of(credential.as_bytes());
+                (
+                    tenant.map_err(Rejected::Unauthenticated)?.clone(),
+                    How::ApiKey,
+                )
+            }
+        };
+        if claimed.as_ref().is_some_and(|claimed| *claimed != tenant) {
+            return Err(Rejected::Mismatch);
         }
-        let text = std::str::from_utf8(value.as_bytes()).map_err(|_| InvalidTenant::NotUtf8)?;
-        TenantId::parse(text, self.pattern.as_ref()).map(Some)
+        Ok(Identity {
+            tenant: Some(tenant),
+            how,
+        })
     }
 }
 

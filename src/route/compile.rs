@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 
 use super::table::{Route, RouteTable};
 use super::{RouteSettings, Scope};
+use crate::refusal::Refusal;
 use crate::secret::Secret;
 use crate::spec::{key, Errors, Seg};
 
@@ -20,7 +21,9 @@ pub struct RouteSpec<'a> {
     pub routes: Vec<RouteHead<'a>>,
     pub privileged_token: Option<&'a str>,
     pub blocked: Vec<&'a str>,
-    pub tenant_header: &'a str,
+    /// The refusal for a per-user route reached without any identity (stage 1 knows
+    /// whether that asks for a header or a credential).
+    pub missing_tenant: Refusal,
 }
 
 pub fn compile(
@@ -94,7 +97,7 @@ pub fn compile(
             .iter()
             .map(|t| (*t).to_owned())
             .collect::<BTreeSet<_>>(),
-        tenant_header: spec.tenant_header.to_owned(),
+        missing_tenant: spec.missing_tenant.clone(),
     })
 }
 
@@ -146,7 +149,9 @@ mod tests {
                     .collect(),
                 privileged_token: r.tenant.as_ref().map(|t| t.privileged_token.as_str()),
                 blocked: vec!["mallory"],
-                tenant_header: "x-tenant-id",
+                missing_tenant: Refusal::TenantRequired {
+                    header: "x-tenant-id".to_owned(),
+                },
             };
             let mut warnings = Vec::new();
             compile(&spec, errors, &mut warnings).map(|s| (s, warnings))

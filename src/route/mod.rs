@@ -35,8 +35,8 @@ pub struct RouteSettings {
     pub privileged_token: Option<Secret>,
     /// Tenants with `blocked = true`.
     pub blocked: BTreeSet<String>,
-    /// The identity header's name, for the refusal that asks for it.
-    pub tenant_header: String,
+    /// What a per-user route reached without any identity answers.
+    pub missing_tenant: Refusal,
 }
 
 /// A request the route stage let through, with everything later stages need.
@@ -84,11 +84,7 @@ pub fn admit<'c>(
             };
             (Caller::Project, Some(main))
         }
-        (Scope::Tenant, None, _) => {
-            return Err(Refusal::TenantRequired {
-                header: settings.tenant_header.clone(),
-            })
-        }
+        (Scope::Tenant, None, _) => return Err(settings.missing_tenant.clone()),
         (Scope::Privileged, _, _) => {
             require_privileged_token(settings, headers)?;
             (Caller::Project, None)

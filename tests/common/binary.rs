@@ -16,6 +16,8 @@ pub struct Binary {
     pub admin: SocketAddr,
     /// Everything it printed on stdout (the audit log), collected as it comes.
     pub stdout: Arc<Mutex<Vec<u8>>>,
+    /// Its stderr (the operational log), line by line.
+    pub stderr: Arc<Mutex<Vec<String>>>,
 }
 
 impl Binary {
@@ -67,6 +69,7 @@ impl Binary {
             }
         });
         let mut stderr = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+        let logged: Arc<Mutex<Vec<String>>> = Arc::default();
         let (proxy, admin) = tokio::time::timeout(PATIENCE, async {
             loop {
                 let line = stderr
@@ -74,6 +77,7 @@ impl Binary {
                     .await
                     .unwrap()
                     .expect("tenantgate serves");
+                logged.lock().unwrap().push(line.clone());
                 let field = |name: &str| {
                     let at = line.find(name)? + name.len();
                     line[at..]
@@ -90,13 +94,19 @@ impl Binary {
         .await
         .unwrap();
         // Keep draining stderr so the child never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = stderr.next_line().await {} });
+        let keep = logged.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = stderr.next_line().await {
+                keep.lock().unwrap().push(line);
+            }
+        });
         Self {
             child,
             pid,
             proxy,
             admin,
             stdout,
+            stderr: logged,
         }
     }
 

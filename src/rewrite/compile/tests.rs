@@ -16,6 +16,8 @@ fn compiled(toml: &str) -> Result<RouteRewrite, Vec<String>> {
     let identity = IdentitySettings {
         header: http::HeaderName::from_static("x-tenant-id"),
         pattern: None,
+        proof: crate::identity::Proof::Header,
+        key_file: None,
     };
     compile_str(toml, |r: &Route, errors| {
         let (_, template) = crate::route::table::Route::parse_match(&r.matcher).ok()?;
