@@ -187,7 +187,18 @@ impl App {
             };
         };
         match config::load_file(path, overrides, &config::process_env) {
-            Ok(next) => self.install(next),
+            Ok(next) => match self.fetch_new_provider(&next) {
+                Ok(()) => self.install(next),
+                Err(error) => {
+                    tracing::error!(%error, "config reload refused; the previous config keeps serving");
+                    ReloadOutcome {
+                        applied: false,
+                        generation: current.generation,
+                        error: Some(error),
+                        restart_required: Vec::new(),
+                    }
+                }
+            },
             Err(errors) => {
                 tracing::error!(%errors, "config reload refused; the previous config keeps serving");
                 ReloadOutcome {
@@ -198,6 +209,27 @@ impl App {
                 }
             }
         }
+    }
+
+    /// A reload that names a new `jwks_url` fetches it first (reloads run on blocking
+    /// threads, so waiting here holds no worker).
+    fn fetch_new_provider(&self, next: &Snapshot) -> Result<(), String> {
+        let Some(remote) = self.remote_keys.unknown(&next.config.identity) else {
+            return Ok(());
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return Ok(());
+        };
+        // On a thread of its own: `block_on` is refused on a runtime's own threads.
+        let fetched = std::thread::scope(|scope| {
+            scope
+                .spawn(|| runtime.block_on(remote.fetch_now()))
+                .join()
+                .unwrap_or_else(|_| Err("the fetch panicked".to_owned()))
+        });
+        fetched
+            .map(|_| ())
+            .map_err(|e| format!("[identity] jwks_url {} cannot be fetched: {e}", remote.url))
     }
 
     /// Swaps in a validated snapshot. Settings bound to sockets or to the connection pool
@@ -302,5 +334,9 @@ impl Reload for App {
 
     fn reload(&self) -> ReloadOutcome {
         App::reload(self)
+    }
+
+    fn applied(outcome: &ReloadOutcome) -> bool {
+        outcome.applied
     }
 }

@@ -277,3 +277,41 @@ async fn keys_appear_in_no_log_line_at_debug_level() {
     }
     binary.stop("-TERM").await;
 }
+
+#[tokio::test]
+async fn a_config_naming_a_keys_file_that_appears_later_loads_when_it_does() {
+    let setup = Setup::start(&[(ALICE_OLD, "alice")], "X-Api-Key").await;
+    let path = setup.keys.with_file_name("tenantgate.toml");
+    let later = setup.keys.with_file_name("keys-v2.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let errors = "tenantgate_config_reloads_total{result=\"error\"}";
+    let before = metric(&setup.proxy, errors).await;
+    // The ConfigMap is updated before the Secret it names is.
+    replace(&path, &text.replace("keys.toml", "keys-v2.toml"));
+    let started = Instant::now();
+    while metric(&setup.proxy, errors).await == before {
+        assert!(
+            started.elapsed() < common::PATIENCE,
+            "the new config was never read"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        setup.get(ALICE_OLD, &[]).await.status,
+        200,
+        "old config serves"
+    );
+    std::fs::write(&later, keys_file(&[(BOB, "bob")])).unwrap();
+    let started = Instant::now();
+    while setup.get(BOB, &[]).await.status != 200 {
+        assert!(
+            started.elapsed() < common::PATIENCE,
+            "the new keys file was never loaded"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    setup
+        .get(ALICE_OLD, &[])
+        .await
+        .assert_refusal(401, "unauthenticated");
+}

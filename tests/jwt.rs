@@ -33,7 +33,9 @@ fn key_bytes(name: &str) -> Vec<u8> {
 
 fn encoding_key(alg: Algorithm) -> EncodingKey {
     match alg {
-        Algorithm::HS256 => EncodingKey::from_secret(b"a-shared-secret-of-some-length").unwrap(),
+        Algorithm::HS256 => {
+            EncodingKey::from_secret(b"a-shared-secret-of-at-least-32-bytes").unwrap()
+        }
         Algorithm::RS256 => EncodingKey::from_rsa_pem(&key_bytes("rsa.key")).unwrap(),
         Algorithm::ES256 => EncodingKey::from_ec_pem(&key_bytes("ec.key")).unwrap(),
         Algorithm::EdDSA => EncodingKey::from_ed_pem(&key_bytes("ed.key")).unwrap(),
@@ -178,7 +180,7 @@ async fn a_valid_token_of_each_algorithm_names_the_tenant_and_never_reaches_the_
         );
     }
 
-    let secret = Setup::start("hs256_secret = \"a-shared-secret-of-some-length\"").await;
+    let secret = Setup::start("hs256_secret = \"a-shared-secret-of-at-least-32-bytes\"").await;
     let token = sign(Algorithm::HS256, None, &claims("bob"));
     assert_eq!(secret.get(&token, &[]).await.status, 200);
     assert!(secret
@@ -190,7 +192,7 @@ async fn a_valid_token_of_each_algorithm_names_the_tenant_and_never_reaches_the_
 
 #[tokio::test]
 async fn expiry_and_not_before_are_judged_by_the_proxy_clock_with_leeway() {
-    let setup = Setup::start("hs256_secret = \"a-shared-secret-of-some-length\"").await;
+    let setup = Setup::start("hs256_secret = \"a-shared-secret-of-at-least-32-bytes\"").await;
     let mut c = claims("alice");
     c["exp"] = json!(NOW + 60);
     let token = sign(Algorithm::HS256, None, &c);
@@ -311,7 +313,7 @@ async fn every_bad_token_is_401_with_its_reason_and_nothing_reaches_the_upstream
 
 #[tokio::test]
 async fn the_tenant_header_must_agree_with_the_token_and_is_not_proof_alone() {
-    let setup = Setup::start("hs256_secret = \"a-shared-secret-of-some-length\"").await;
+    let setup = Setup::start("hs256_secret = \"a-shared-secret-of-at-least-32-bytes\"").await;
     let token = sign(Algorithm::HS256, None, &claims("alice"));
     assert_eq!(
         setup.get(&token, &["X-Tenant-Id: alice"]).await.status,
@@ -339,7 +341,7 @@ async fn the_tenant_header_must_agree_with_the_token_and_is_not_proof_alone() {
 
 #[tokio::test]
 async fn invalid_credentials_claiming_a_tenant_consume_none_of_its_rate_limit() {
-    let setup = Setup::start("hs256_secret = \"a-shared-secret-of-some-length\"").await;
+    let setup = Setup::start("hs256_secret = \"a-shared-secret-of-at-least-32-bytes\"").await;
     let forged = sign_with(
         Algorithm::HS256,
         &EncodingKey::from_secret(b"the attacker's guess").unwrap(),
@@ -365,7 +367,7 @@ async fn invalid_credentials_claiming_a_tenant_consume_none_of_its_rate_limit() 
 
 #[tokio::test]
 async fn a_tenants_own_upstream_credential_replaces_the_token_in_authorization() {
-    let setup = Setup::start("hs256_secret = \"a-shared-secret-of-some-length\"").await;
+    let setup = Setup::start("hs256_secret = \"a-shared-secret-of-at-least-32-bytes\"").await;
     let token = sign(Algorithm::HS256, None, &claims("erin"));
     assert_eq!(setup.get(&token, &[]).await.status, 200);
     let seen = setup.upstream.only_request();
@@ -383,7 +385,7 @@ async fn a_nested_claim_by_dotted_path_or_json_pointer_becomes_the_tenant() {
         ),
     ] {
         let identity =
-            format!("hs256_secret = \"a-shared-secret-of-some-length\"\nclaim = {claim:?}\n");
+            format!("hs256_secret = \"a-shared-secret-of-at-least-32-bytes\"\nclaim = {claim:?}\n");
         let setup = Setup::start(&identity).await;
         let mut c = claims("ignored");
         for (k, v) in value.as_object().unwrap() {
@@ -600,6 +602,14 @@ async fn jwks_url_keeps_the_last_good_keys_while_the_provider_is_down() {
         "last good keys kept"
     );
     assert_eq!(setup.proxy.admin_get("/readyz", &[]).await.status, 200);
+
+    // Back, with key a retired: the token verified (and cached) before is refused
+    // once the new set is in.
+    *provider.document.lock().unwrap() = jwks(&[jwk(Algorithm::ES256, "b")]);
+    provider.down.store(false, Ordering::SeqCst);
+    until_status(&setup, &token, 401).await;
+    let b = sign(Algorithm::ES256, Some("b"), &claims("alice"));
+    assert_eq!(setup.get(&b, &[]).await.status, 200);
 }
 
 #[tokio::test]
@@ -620,4 +630,79 @@ async fn before_the_first_jwks_fetch_the_proxy_is_not_ready_and_answers_503() {
     provider.down.store(false, Ordering::SeqCst);
     until_status(&setup, &token, 200).await;
     assert_eq!(setup.proxy.admin_get("/readyz", &[]).await.status, 200);
+}
+
+#[tokio::test]
+async fn a_reload_keeps_the_fetched_keys_and_refuses_a_new_provider_it_cannot_reach() {
+    let provider = Provider::start(jwks(&[jwk(Algorithm::RS256, "a")])).await;
+    let dir = tempfile::tempdir().unwrap();
+    let identity = |url: &str, refresh: &str| {
+        format!("jwks_url = {url:?}\njwks_refresh = \"{refresh}\"\njwks_min_refresh = \"1s\"\n")
+    };
+    let setup = from_file(dir.path(), &identity(&provider.url(), "1h")).await;
+    let token = sign(Algorithm::RS256, Some("a"), &claims("alice"));
+    until_status(&setup, &token, 200).await;
+    let path = dir.path().join("tenantgate.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let reloads = |result: &str| format!("tenantgate_config_reloads_total{{result=\"{result}\"}}");
+
+    // The provider goes away; a reload that changes only the timings keeps the keys.
+    provider.down.store(true, Ordering::SeqCst);
+    let retimed = text.replace("jwks_refresh = \"1h\"", "jwks_refresh = \"2h\"");
+    assert_ne!(retimed, text);
+    let before = metric(&setup.proxy, &reloads("success")).await;
+    replace(&path, &retimed);
+    let started = Instant::now();
+    while metric(&setup.proxy, &reloads("success")).await == before {
+        assert!(
+            started.elapsed() < PATIENCE,
+            "the retimed config never loaded"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        setup.get(&token, &[]).await.status,
+        200,
+        "keys kept across the reload"
+    );
+    assert_eq!(setup.proxy.admin_get("/readyz", &[]).await.status, 200);
+
+    // A new provider that cannot be fetched is refused like a bad file.
+    let elsewhere = retimed.replace(&provider.url(), "http://127.0.0.1:9/certs");
+    let before = metric(&setup.proxy, &reloads("error")).await;
+    replace(&path, &elsewhere);
+    let started = Instant::now();
+    while metric(&setup.proxy, &reloads("error")).await == before {
+        assert!(
+            started.elapsed() < PATIENCE,
+            "the new provider was never tried"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        setup.get(&token, &[]).await.status,
+        200,
+        "the old provider's keys serve"
+    );
+}
+
+#[test]
+fn unscoped_main_is_refused_in_a_verified_mode() {
+    let text = config("hs256_secret = \"a-shared-secret-of-at-least-32-bytes\"")
+        .replace("${UPSTREAM}", "http://127.0.0.1:1")
+        + "[tenant]\nunscoped = \"main\"\n";
+    let errors = tenantgate::config::load_str(
+        &text,
+        "t.toml",
+        &tenantgate::config::Overrides::default(),
+        &|_| None,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        errors.contains(
+            "unscoped = \"main\" would let callers without a credential into tenant routes"
+        ),
+        "{errors}"
+    );
 }

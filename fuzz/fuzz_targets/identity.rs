@@ -6,6 +6,7 @@ use std::sync::{Arc, OnceLock};
 
 use libfuzzer_sys::fuzz_target;
 use tenantgate::identity::api_key::ApiKeys;
+use tenantgate::identity::cache::TokenCache;
 use tenantgate::identity::jwt::{ClaimPath, JwtKeys, JwtSettings};
 use tenantgate::identity::keys::KeySet;
 
@@ -18,6 +19,7 @@ fn settings() -> &'static JwtSettings {
         issuer: None,
         audience: None,
         leeway_secs: 30,
+        cache: TokenCache::default(),
     })
 }
 

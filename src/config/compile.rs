@@ -42,6 +42,17 @@ pub fn compile(file: &File) -> Result<Config, Vec<(KeyPath, String)>> {
         &mut errors,
     );
     check_tenants(file, identity.as_ref(), &mut errors);
+    let verified = identity
+        .as_ref()
+        .and_then(|i| i.credential_header())
+        .is_some();
+    if verified && tenant.unscoped == namespace::Unscoped::Main {
+        // Anyone without a credential would otherwise reach tenant routes, as "main".
+        errors.add(
+            vec![key("tenant"), key("unscoped")],
+            "unscoped = \"main\" would let callers without a credential into tenant routes; in jwt and api_key modes a tenant route needs a verified tenant",
+        );
+    }
     // Each route's template, for the stages that read it; `None` where the match does
     // not parse (stage 2 reports it).
     let templates: Vec<Option<Template>> = file
@@ -233,8 +244,6 @@ fn check_tenants(file: &File, identity: Option<&identity::IdentitySettings>, err
     }
 }
 
-/// Client headers never forwarded: the identity header, the privileged token, and
-/// every header the config sets itself (so a client cannot pre-empt one).
 /// What a per-user route reached without any identity answers: a request for the
 /// header in header mode, 401 for the credential otherwise.
 fn missing_tenant(file: &File, identity: Option<&identity::IdentitySettings>) -> Refusal {
@@ -246,6 +255,9 @@ fn missing_tenant(file: &File, identity: Option<&identity::IdentitySettings>) ->
     }
 }
 
+/// Client headers never forwarded: the identity header, the credential header of jwt
+/// and api_key mode, the privileged token, and
+/// every header the config sets itself (so a client cannot pre-empt one).
 fn never_forwarded<'f>(
     file: &'f File,
     identity: Option<&'f identity::IdentitySettings>,

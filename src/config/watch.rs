@@ -74,6 +74,8 @@ pub trait Reload: Send + Sync + 'static {
     type Outcome: std::fmt::Debug + Send + 'static;
     /// Reads the file again and installs it if the whole file is valid.
     fn reload(&self) -> Self::Outcome;
+    /// Whether that reload installed a new config.
+    fn applied(outcome: &Self::Outcome) -> bool;
 }
 
 /// Arms the watch now (so a change made after this returns is seen), then watches
@@ -106,7 +108,10 @@ async fn run<R: Reload>(
     mut watcher: Option<RecommendedWatcher>,
     (tx, mut changes): (mpsc::Sender<Signal>, mpsc::Receiver<Signal>),
 ) {
-    // The hashes last read: files that fail to load are not retried until one changes.
+    // The hashes last read: files that fail to load are not retried until one changes,
+    // or, while they fail, at each poll (a key file the failed config names may appear
+    // later: a Secret updated after its ConfigMap).
+    let mut failing = false;
     let serving = |inputs: &[Input]| -> Vec<Option<String>> {
         inputs.iter().map(|i| Some(i.sha256.clone())).collect()
     };
@@ -117,7 +122,7 @@ async fn run<R: Reload>(
         every
     });
     loop {
-        tokio::select! {
+        let polled = tokio::select! {
             Some(signal) = changes.recv() => {
                 let mut lost = signal == Signal::WatchLost;
                 // Debounce: a swap is several events; read once they stop.
@@ -127,25 +132,21 @@ async fn run<R: Reload>(
                 if lost {
                     watcher = None;
                 }
+                false
             }
-            _ = tick(&mut poll) => {}
-        }
+            _ = tick(&mut poll) => true,
+        };
         let inputs = target.inputs();
-        let wanted = directories(&inputs);
-        if wanted != dirs {
-            dirs = wanted;
-            watcher = None;
-        }
-        if settings.watch && watcher.is_none() {
-            watcher = arm(&dirs, tx.clone());
-        }
+        rearm(&mut dirs, &inputs, &mut watcher, settings.watch, &tx);
         let mut now = Vec::with_capacity(inputs.len());
         for input in &inputs {
             now.push(digest(&input.path).await);
         }
-        if now.iter().all(Option::is_some) && now != last {
+        let changed_since = now.iter().all(Option::is_some) && now != last;
+        if changed_since || (failing && polled) {
             last.clone_from(&now);
-            if now == serving(&inputs) {
+            if changed_since && now == serving(&inputs) {
+                failing = false;
                 continue; // already loaded (SIGHUP or the admin endpoint got there first)
             }
             let changed: Vec<String> = inputs
@@ -156,10 +157,12 @@ async fn run<R: Reload>(
                 .collect();
             let reloading = target.clone();
             let outcome = tokio::task::spawn_blocking(move || reloading.reload()).await;
+            failing = !outcome.as_ref().is_ok_and(R::applied);
             tracing::info!(?outcome, files = ?changed, "config input changed");
             // A new config may name other files: from now on, compare against what it
-            // read.
+            // read, and watch where they are at once.
             let after = target.inputs();
+            rearm(&mut dirs, &after, &mut watcher, settings.watch, &tx);
             let same_files = after
                 .iter()
                 .map(|i| &i.path)
@@ -168,6 +171,25 @@ async fn run<R: Reload>(
                 last = serving(&after);
             }
         }
+    }
+}
+
+/// Moves the watch to the directories `inputs` live in, when they changed or the watch
+/// was lost.
+fn rearm(
+    dirs: &mut Vec<PathBuf>,
+    inputs: &[Input],
+    watcher: &mut Option<RecommendedWatcher>,
+    watch: bool,
+    tx: &mpsc::Sender<Signal>,
+) {
+    let wanted = directories(inputs);
+    if wanted != *dirs {
+        *dirs = wanted;
+        *watcher = None;
+    }
+    if watch && watcher.is_none() {
+        *watcher = arm(dirs, tx.clone());
     }
 }
 

@@ -12,6 +12,7 @@ use regex::Regex;
 use sha2::{Digest, Sha256};
 
 use super::api_key::{ApiKeySettings, ApiKeys};
+use super::cache::TokenCache;
 use super::jwt::{ClaimPath, JwtKeys, JwtSettings};
 use super::keys::KeySet;
 use super::remote::RemoteKeys;
@@ -72,6 +73,11 @@ impl Default for IdentitySpec {
         }
     }
 }
+
+/// RFC 7518 3.2: an HS256 secret at least as long as the SHA-256 output.
+const MIN_HS256_SECRET: usize = 32;
+/// More clock skew than this is a misconfiguration, not skew.
+const MAX_LEEWAY: Duration = Duration::from_secs(300);
 
 /// A file the compiled identity was read from, as it read: the watcher reloads the
 /// config when its content changes.
@@ -238,6 +244,14 @@ fn compile_jwt(
     let (keys, file) = match sources {
         [true, false, false] => {
             let secret = spec.hs256_secret.as_deref().unwrap_or_default();
+            if !secret.is_empty() && secret.len() < MIN_HS256_SECRET {
+                // RFC 7518 3.2: an HS256 key is at least as long as the hash.
+                errors.add(
+                    path("hs256_secret"),
+                    format!("the HS256 secret is {} bytes; use at least {MIN_HS256_SECRET} (openssl rand -base64 32)", secret.len()),
+                );
+                return None;
+            }
             match KeySet::hs256(secret.as_bytes()) {
                 Ok(set) => (JwtKeys::Secret(Arc::new(set)), None),
                 Err(e) => {
@@ -276,6 +290,13 @@ fn compile_jwt(
             return None;
         }
     };
+    if spec.leeway.0 > MAX_LEEWAY {
+        errors.add(
+            path("leeway"),
+            format!("leeway above {MAX_LEEWAY:?} would accept tokens long expired; clocks in a cluster agree within seconds"),
+        );
+        return None;
+    }
     let jwt = JwtSettings {
         header: header?,
         claim: claim?,
@@ -283,6 +304,7 @@ fn compile_jwt(
         issuer: spec.issuer.clone(),
         audience: spec.audience.clone(),
         leeway_secs: spec.leeway.0.as_secs(),
+        cache: TokenCache::default(),
     };
     Some((jwt, file))
 }
@@ -300,10 +322,19 @@ fn remote_keys(url: &str, spec: &IdentitySpec, errors: &mut Errors) -> Option<Re
             return None;
         }
     };
-    if spec.jwks_refresh.0 < spec.jwks_min_refresh.0 || spec.jwks_min_refresh.0.is_zero() {
+    if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+        errors.add(
+            at,
+            "jwks_url must not carry credentials (user:password@); it is logged",
+        );
+        return None;
+    }
+    if spec.jwks_refresh.0 < spec.jwks_min_refresh.0
+        || spec.jwks_min_refresh.0 < Duration::from_secs(1)
+    {
         errors.add(
             vec![key("identity"), key("jwks_min_refresh")],
-            "jwks_min_refresh must be above zero and at most jwks_refresh",
+            "jwks_min_refresh must be at least 1s and at most jwks_refresh, so unknown kids cannot make tenantgate hammer the provider",
         );
         return None;
     }
@@ -446,7 +477,7 @@ mod tests {
             ]
         );
         assert_eq!(
-            compiled("[identity]\nmode = \"jwt\"\nhs256_secret = \"s\"\njwks_url = \"http://idp/certs\"\n").unwrap_err(),
+            compiled("[identity]\nmode = \"jwt\"\nhs256_secret = \"0123456789abcdef0123456789abcdef\"\njwks_url = \"http://idp/certs\"\n").unwrap_err(),
             ["2:8: jwt mode needs exactly one key source: hs256_secret, keys_file or jwks_url"]
         );
         assert_eq!(
@@ -455,11 +486,11 @@ mod tests {
             Some("jwks_url over https is not supported by this version; use the provider's in-cluster http address, or mount its JWKS as keys_file")
         );
         assert_eq!(
-            compiled("[identity]\nmode = \"jwt\"\nhs256_secret = \"s\"\njwt_header = \"X-Tenant-Id\"\n").unwrap_err(),
+            compiled("[identity]\nmode = \"jwt\"\nhs256_secret = \"0123456789abcdef0123456789abcdef\"\njwt_header = \"X-Tenant-Id\"\n").unwrap_err(),
             ["4:14: the credential needs a header of its own, not the tenant header or X-Tenantgate-Token"]
         );
         let open = compiled(
-            "[identity]\nmode = \"jwt\"\nhs256_secret = \"s\"\n[listen]\naddr = \"0.0.0.0:8080\"\n",
+            "[identity]\nmode = \"jwt\"\nhs256_secret = \"0123456789abcdef0123456789abcdef\"\n[listen]\naddr = \"0.0.0.0:8080\"\n",
         );
         assert!(
             open.is_ok(),
@@ -467,5 +498,18 @@ mod tests {
         );
         assert!(compiled("[identity]\nmode = \"api_key\"\n").unwrap_err()[0]
             .contains("needs keys_file"));
+        let first = |toml: &str| compiled(toml).unwrap_err().remove(0);
+        assert!(
+            first("[identity]\nmode = \"jwt\"\nhs256_secret = \"short\"\n")
+                .contains("the HS256 secret is 5 bytes; use at least 32")
+        );
+        assert!(first("[identity]\nmode = \"jwt\"\nhs256_secret = \"0123456789abcdef0123456789abcdef\"\nleeway = \"1h\"\n")
+            .contains("would accept tokens long expired"));
+        assert!(
+            first("[identity]\nmode = \"jwt\"\njwks_url = \"http://u:p@idp/certs\"\n")
+                .contains("must not carry credentials")
+        );
+        assert!(first("[identity]\nmode = \"jwt\"\njwks_url = \"http://idp/certs\"\njwks_min_refresh = \"10ms\"\n")
+            .contains("at least 1s"));
     }
 }

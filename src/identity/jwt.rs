@@ -13,6 +13,7 @@ use http::HeaderName;
 use jsonwebtoken::Algorithm;
 use serde_json::Value;
 
+use super::cache::{Entry, TokenCache};
 use super::keys::KeySet;
 use super::remote::RemoteKeys;
 use super::{AuthFailure, Rejected};
@@ -29,6 +30,8 @@ pub struct JwtSettings {
     pub issuer: Option<String>,
     pub audience: Option<String>,
     pub leeway_secs: u64,
+    /// Tokens this config has verified (a reload starts afresh).
+    pub cache: TokenCache,
 }
 
 /// Where the verifying keys come from.
@@ -55,28 +58,55 @@ pub struct Verified {
 impl JwtSettings {
     /// Verifies `token` at `now` (Unix seconds) and returns its tenant claim's text.
     pub async fn verify(&self, token: &str, now: f64) -> Result<Verified, Rejected> {
-        let head = Head::parse(token).map_err(Rejected::Unauthenticated)?;
         let set = self.key_set()?;
+        let key = TokenCache::key(token);
+        if let Some(hit) = self.cache.get(&key, set.generation) {
+            self.check_times(hit.exp, hit.nbf, now)
+                .map_err(Rejected::Unauthenticated)?;
+            return Ok(hit.verified);
+        }
+        let head = Head::parse(token).map_err(Rejected::Unauthenticated)?;
+        let mut set = set;
         let claims = match verify_with(&set, &head, token) {
             Err(AuthFailure::UnknownKid) => match &self.keys {
                 // A rotation at the provider: fetch again (at most once per
                 // `jwks_min_refresh`) and try the new set once.
                 JwtKeys::Remote(remote) if remote.refetch_for_unknown_kid().await => {
-                    verify_with(&*self.key_set()?, &head, token)
+                    set = self.key_set()?;
+                    verify_with(&set, &head, token)
                 }
                 _ => Err(AuthFailure::UnknownKid),
             },
             other => other,
         }
         .map_err(Rejected::Unauthenticated)?;
-        let tenant = self
+        let (tenant, exp, nbf) = self
             .check(&claims, now)
             .map_err(Rejected::Unauthenticated)?;
-        Ok(Verified {
+        let verified = Verified {
             tenant,
             alg: head.alg,
             kid: head.kid,
-        })
+        };
+        let entry = Entry {
+            verified: verified.clone(),
+            exp,
+            nbf,
+            keys: set.generation,
+        };
+        self.cache.insert(key, entry);
+        Ok(verified)
+    }
+
+    fn check_times(&self, exp: f64, nbf: Option<f64>, now: f64) -> Result<(), AuthFailure> {
+        let leeway = self.leeway_secs as f64;
+        if now >= exp + leeway {
+            return Err(AuthFailure::Expired);
+        }
+        if nbf.is_some_and(|nbf| now + leeway < nbf) {
+            return Err(AuthFailure::NotYetValid);
+        }
+        Ok(())
     }
 
     fn key_set(&self) -> Result<Arc<KeySet>, Rejected> {
@@ -86,24 +116,20 @@ impl JwtSettings {
         }
     }
 
-    /// The registered claims, then the tenant claim.
-    fn check(&self, claims: &Value, now: f64) -> Result<String, AuthFailure> {
-        let leeway = self.leeway_secs as f64;
+    /// The registered claims, then the tenant claim: the tenant, `exp` and `nbf`.
+    fn check(&self, claims: &Value, now: f64) -> Result<(String, f64, Option<f64>), AuthFailure> {
         let exp = claims.get("exp").ok_or(AuthFailure::NoExpiry)?;
         let exp = exp
             .as_f64()
             .ok_or(AuthFailure::Malformed("exp is not a number"))?;
-        if now >= exp + leeway {
-            return Err(AuthFailure::Expired);
-        }
-        if let Some(nbf) = claims.get("nbf") {
-            let nbf = nbf
-                .as_f64()
-                .ok_or(AuthFailure::Malformed("nbf is not a number"))?;
-            if now + leeway < nbf {
-                return Err(AuthFailure::NotYetValid);
-            }
-        }
+        let nbf = match claims.get("nbf") {
+            None => None,
+            Some(nbf) => Some(
+                nbf.as_f64()
+                    .ok_or(AuthFailure::Malformed("nbf is not a number"))?,
+            ),
+        };
+        self.check_times(exp, nbf, now)?;
         if let Some(issuer) = &self.issuer {
             if claims.get("iss").and_then(Value::as_str) != Some(issuer.as_str()) {
                 return Err(AuthFailure::Issuer);
@@ -119,11 +145,12 @@ impl JwtSettings {
                 return Err(AuthFailure::Audience);
             }
         }
-        match self.claim.find(claims) {
-            Some(Value::String(text)) => Ok(text.clone()),
-            Some(Value::Number(n)) if n.is_i64() || n.is_u64() => Ok(n.to_string()),
-            _ => Err(AuthFailure::Claim),
-        }
+        let tenant = match self.claim.find(claims) {
+            Some(Value::String(text)) => text.clone(),
+            Some(Value::Number(n)) if n.is_i64() || n.is_u64() => n.to_string(),
+            _ => return Err(AuthFailure::Claim),
+        };
+        Ok((tenant, exp, nbf))
     }
 
     /// For `check`: where the keys come from.
@@ -135,7 +162,8 @@ impl JwtSettings {
             }
             JwtKeys::Remote(remote) => format!(
                 "jwks_url {} (refreshed every {:?})",
-                remote.url, remote.refresh
+                remote.url,
+                remote.refresh()
             ),
         }
     }
@@ -293,6 +321,7 @@ mod tests {
             issuer: issuer.map(str::to_owned),
             audience: audience.map(str::to_owned),
             leeway_secs: 30,
+            cache: TokenCache::default(),
         }
     }
 
@@ -304,7 +333,7 @@ mod tests {
             if let Some(nbf) = nbf {
                 c["nbf"] = nbf.into();
             }
-            s.check(&c, 1000.0)
+            s.check(&c, 1000.0).map(|(tenant, ..)| tenant)
         };
         assert_eq!(at(1100.0, None), Ok("alice".to_owned()));
         assert_eq!(
@@ -316,11 +345,13 @@ mod tests {
         assert_eq!(at(1100.0, Some(1020.0)), Ok("alice".to_owned()));
         assert_eq!(at(1100.0, Some(1031.0)), Err(AuthFailure::NotYetValid));
         assert_eq!(
-            s.check(&serde_json::json!({"sub": "alice"}), 1000.0),
+            s.check(&serde_json::json!({"sub": "alice"}), 1000.0)
+                .map(|(tenant, ..)| tenant),
             Err(AuthFailure::NoExpiry)
         );
         assert_eq!(
-            s.check(&serde_json::json!({"sub": true, "exp": 2000}), 1000.0),
+            s.check(&serde_json::json!({"sub": true, "exp": 2000}), 1000.0)
+                .map(|(tenant, ..)| tenant),
             Err(AuthFailure::Claim)
         );
     }
@@ -333,6 +364,7 @@ mod tests {
                 &serde_json::json!({"sub": "a", "exp": 2000, "iss": iss, "aud": aud}),
                 1000.0,
             )
+            .map(|(tenant, ..)| tenant)
         };
         assert!(c("https://auth", "memory".into()).is_ok());
         assert!(c("https://auth", serde_json::json!(["x", "memory"])).is_ok());
@@ -348,7 +380,8 @@ mod tests {
             s.check(
                 &serde_json::json!({"sub": "a", "exp": 2000, "iss": "https://auth"}),
                 1000.0
-            ),
+            )
+            .map(|(tenant, ..)| tenant),
             Err(AuthFailure::Audience)
         );
     }

@@ -9,9 +9,11 @@ use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, Validation};
 
 use super::AuthFailure;
 
-/// More keys than any identity provider publishes; a bound on the work one token
-/// without a `kid` can cause.
+/// More keys than any identity provider publishes.
 pub const MAX_KEYS: usize = 64;
+/// Keys without a `kid` are all tried on a token of their algorithm: this bounds the
+/// signature checks one forged token can cost.
+pub const MAX_KEYS_WITHOUT_KID: usize = 8;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KeyError {
@@ -19,8 +21,14 @@ pub enum KeyError {
     Unrecognised,
     #[error("it is not valid JSON: {0}")]
     Json(String),
-    #[error("PEM block {0} is not an RSA, P-256 or Ed25519 public key")]
+    #[error("PEM block {0} is not an RSA, P-256, P-384 or Ed25519 public key")]
     Pem(usize),
+    #[error("PEM block {0} is a private key; give tenantgate only the public key (openssl pkey -pubout)")]
+    PrivateKey(usize),
+    #[error(
+        "more than {MAX_KEYS_WITHOUT_KID} keys have no kid; publish them as a JWKS with a kid each"
+    )]
+    TooManyWithoutKid,
     #[error("it holds no signing key tenantgate can use (RS256, ES256 or EdDSA){0}")]
     NoKeys(String),
     #[error("it holds more than {MAX_KEYS} keys")]
@@ -91,6 +99,13 @@ pub struct KeySet {
     keys: Vec<VerifyKey>,
     /// Keys of the document that were left out (encryption keys, other algorithms).
     pub skipped: usize,
+    /// Unique to this set in the process: what a cached verification is tied to.
+    pub generation: u64,
+}
+
+fn next_generation() -> u64 {
+    static GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 impl KeySet {
@@ -102,6 +117,7 @@ impl KeySet {
         Ok(Self {
             keys: vec![VerifyKey::new(None, Algorithm::HS256, key)],
             skipped: 0,
+            generation: next_generation(),
         })
     }
 
@@ -109,15 +125,19 @@ impl KeySet {
     pub fn parse(bytes: &[u8]) -> Result<Self, KeyError> {
         let text = std::str::from_utf8(bytes).map_err(|_| KeyError::Unrecognised)?;
         let trimmed = text.trim_start();
-        let set = if trimmed.starts_with("-----BEGIN") {
+        let mut set = if trimmed.starts_with("-----BEGIN") {
             Self::from_pem(text)?
         } else if trimmed.starts_with('{') {
             Self::from_jwks(text)?
         } else {
             return Err(KeyError::Unrecognised);
         };
+        set.generation = next_generation();
         if set.keys.len() > MAX_KEYS {
             return Err(KeyError::TooMany);
+        }
+        if set.keys.iter().filter(|k| k.kid.is_none()).count() > MAX_KEYS_WITHOUT_KID {
+            return Err(KeyError::TooManyWithoutKid);
         }
         Ok(set)
     }
@@ -126,9 +146,21 @@ impl KeySet {
         let mut keys = Vec::new();
         for (i, block) in pem_blocks(text).enumerate() {
             let bytes = block.as_bytes();
+            if block
+                .lines()
+                .next()
+                .is_some_and(|l| l.contains("PRIVATE KEY"))
+            {
+                return Err(KeyError::PrivateKey(i + 1));
+            }
             let key = DecodingKey::from_rsa_pem(bytes)
                 .map(|k| (Algorithm::RS256, k))
-                .or_else(|_| DecodingKey::from_ec_pem(bytes).map(|k| (Algorithm::ES256, k)))
+                .or_else(|_| {
+                    let alg = ec_curve(block).ok_or(())?;
+                    DecodingKey::from_ec_pem(bytes)
+                        .map(|k| (alg, k))
+                        .map_err(|_| ())
+                })
                 .or_else(|_| DecodingKey::from_ed_pem(bytes).map(|k| (Algorithm::EdDSA, k)))
                 .map_err(|_| KeyError::Pem(i + 1))?;
             keys.push(VerifyKey::new(None, key.0, key.1));
@@ -139,7 +171,11 @@ impl KeySet {
         if keys.is_empty() {
             return Err(KeyError::NoKeys(String::new()));
         }
-        Ok(Self { keys, skipped: 0 })
+        Ok(Self {
+            keys,
+            skipped: 0,
+            generation: 0,
+        })
     }
 
     /// Keys are read one by one, so one key of a kind this proxy does not use (an
@@ -183,8 +219,10 @@ impl KeySet {
     }
 
     /// The keys that may verify a token of algorithm `alg` naming `kid`: those with
-    /// that `kid`, else those without one. A key found by `kid` with another algorithm
-    /// is refused, never tried.
+    /// that `kid`, else those without one (at most [`MAX_KEYS_WITHOUT_KID`]). A token
+    /// without a `kid` against a set whose keys all have one may use the set's only
+    /// key of its algorithm, never try many. A key found by `kid` with another
+    /// algorithm is refused, never tried.
     pub fn candidates(
         &self,
         alg: Algorithm,
@@ -199,10 +237,14 @@ impl KeySet {
             None => Vec::new(),
         };
         let pool: Vec<&VerifyKey> = if named.is_empty() {
-            self.keys
-                .iter()
-                .filter(|k| k.kid.is_none() || kid.is_none())
-                .collect()
+            let without_kid: Vec<&VerifyKey> =
+                self.keys.iter().filter(|k| k.kid.is_none()).collect();
+            let of_alg = || self.keys.iter().filter(|k| k.alg == alg);
+            if without_kid.is_empty() && kid.is_none() && of_alg().count() == 1 {
+                of_alg().collect()
+            } else {
+                without_kid
+            }
         } else {
             named
         };
@@ -262,6 +304,26 @@ fn signing_key(jwk: Jwk) -> Option<VerifyKey> {
     }
     let key = DecodingKey::from_jwk(&jwk).ok()?;
     Some(VerifyKey::new(jwk.common.key_id, alg, key))
+}
+
+/// The algorithm of an EC public key's curve, read from its SPKI's curve OID:
+/// P-256 is ES256, P-384 is ES384, any other curve is not used.
+fn ec_curve(block: &str) -> Option<Algorithm> {
+    use base64::Engine;
+    const P256: &[u8] = &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
+    const P384: &[u8] = &[0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22];
+    let body: String = block.lines().filter(|l| !l.starts_with("-----")).collect();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .ok()?;
+    let has = |oid: &[u8]| der.windows(oid.len()).any(|w| w == oid);
+    if has(P256) {
+        Some(Algorithm::ES256)
+    } else if has(P384) {
+        Some(Algorithm::ES384)
+    } else {
+        None
+    }
 }
 
 /// Each `-----BEGIN ...-----` to `-----END ...-----` block of a PEM file.
@@ -328,6 +390,44 @@ mod tests {
             KeyError::Pem(1)
         );
         assert_eq!(KeySet::hs256(b"").unwrap_err(), KeyError::EmptySecret);
+    }
+
+    fn test_key(name: &str) -> Vec<u8> {
+        std::fs::read(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/keys")
+                .join(name),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn pem_keys_get_the_algorithm_of_their_type_and_curve() {
+        let describe = |name: &str| KeySet::parse(&test_key(name)).map(|s| s.describe());
+        assert_eq!(describe("rsa.pub").as_deref(), Ok("RS256"));
+        assert_eq!(describe("ec.pub").as_deref(), Ok("ES256"));
+        assert_eq!(describe("ec384.pub").as_deref(), Ok("ES384"));
+        assert_eq!(describe("ed.pub").as_deref(), Ok("EdDSA"));
+        assert_eq!(describe("k256.pub"), Err(KeyError::Pem(1)));
+        assert_eq!(describe("rsa.key"), Err(KeyError::PrivateKey(1)));
+        let nine: Vec<u8> = (0..9).flat_map(|_| test_key("ed.pub")).collect();
+        assert_eq!(
+            KeySet::parse(&nine).unwrap_err(),
+            KeyError::TooManyWithoutKid
+        );
+    }
+
+    #[test]
+    fn a_token_without_kid_tries_only_keys_without_one_or_the_only_key_of_its_alg() {
+        let one = KeySet::from_jwks(r#"{"keys":[{"kty":"OKP","crv":"Ed25519","kid":"a","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}"#).unwrap();
+        assert_eq!(one.candidates(Algorithm::EdDSA, None).unwrap().len(), 1);
+        let two = KeySet::from_jwks(r#"{"keys":[
+            {"kty":"OKP","crv":"Ed25519","kid":"a","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"},
+            {"kty":"OKP","crv":"Ed25519","kid":"b","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}"#).unwrap();
+        assert_eq!(
+            two.candidates(Algorithm::EdDSA, None).unwrap_err(),
+            AuthFailure::UnknownKid
+        );
     }
 
     #[test]

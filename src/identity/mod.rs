@@ -9,6 +9,7 @@ use regex::Regex;
 use crate::hygiene;
 
 pub mod api_key;
+pub mod cache;
 pub mod compile;
 mod failure;
 mod header;

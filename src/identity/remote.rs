@@ -6,6 +6,7 @@
 //! does not log anyone out.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -23,18 +24,35 @@ use super::keys::KeySet;
 /// How long one fetch may take, and the most a JWKS document may weigh.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
+/// How long, and how many, requests naming an unknown `kid` wait for the fetch they
+/// caused: a bound on the connections a slow provider and random kids can hold.
+const KID_WAIT: Duration = Duration::from_secs(3);
+const MAX_KID_WAITERS: usize = 32;
 
-#[derive(Debug)]
 pub struct RemoteKeys {
     pub url: http::Uri,
-    pub refresh: Duration,
-    pub min_refresh: Duration,
+    /// Nanoseconds; a reload that changes them updates the running set in place.
+    refresh: AtomicU64,
+    min_refresh: AtomicU64,
     current: ArcSwapOption<KeySet>,
     /// Counts finished fetch attempts, good or bad, so a waiter learns of either.
     attempts: watch::Sender<u64>,
     wake: Arc<Notify>,
     /// When an unknown `kid` last asked for a fetch, and the attempt it waits for.
     kid_refetch: Mutex<Option<(Instant, u64)>>,
+    kid_waiters: AtomicUsize,
+    /// Whether a refresher runs for this set (`explain` fetches once, without one).
+    refreshed: std::sync::atomic::AtomicBool,
+}
+
+impl std::fmt::Debug for RemoteKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteKeys")
+            .field("url", &self.url)
+            .field("refresh", &self.refresh())
+            .field("min_refresh", &self.min_refresh())
+            .finish_non_exhaustive()
+    }
 }
 
 /// The counters a refresher bumps: fetches that worked and fetches that failed.
@@ -48,13 +66,31 @@ impl RemoteKeys {
     pub fn new(url: http::Uri, refresh: Duration, min_refresh: Duration) -> Self {
         Self {
             url,
-            refresh,
-            min_refresh,
+            refresh: AtomicU64::new(nanos(refresh)),
+            min_refresh: AtomicU64::new(nanos(min_refresh)),
             current: ArcSwapOption::empty(),
             attempts: watch::Sender::new(0),
             wake: Arc::new(Notify::new()),
             kid_refetch: Mutex::new(None),
+            kid_waiters: AtomicUsize::new(0),
+            refreshed: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    pub fn refresh(&self) -> Duration {
+        Duration::from_nanos(self.refresh.load(Ordering::Relaxed))
+    }
+
+    pub fn min_refresh(&self) -> Duration {
+        Duration::from_nanos(self.min_refresh.load(Ordering::Relaxed))
+    }
+
+    /// Takes a reloaded config's timings; the refresher wakes to use them.
+    fn retime(&self, from: &Self) {
+        self.refresh.store(nanos(from.refresh()), Ordering::Relaxed);
+        self.min_refresh
+            .store(nanos(from.min_refresh()), Ordering::Relaxed);
+        self.wake.notify_one();
     }
 
     /// The last good set; `None` until a fetch has worked once.
@@ -64,7 +100,9 @@ impl RemoteKeys {
 
     /// Fetches once now; `explain` uses this, the process uses [`spawn_refresher`].
     pub async fn fetch_now(&self) -> Result<usize, String> {
-        let set = fetch(&client(), &self.url).await?;
+        let fetched = fetch(&client(), &self.url).await;
+        self.attempts.send_modify(|n| *n += 1);
+        let set = fetched?;
         let count = set.len();
         self.current.store(Some(Arc::new(set)));
         Ok(count)
@@ -73,6 +111,9 @@ impl RemoteKeys {
     /// Asks the refresher for a fetch because a token named an unknown `kid`, and
     /// waits for it; false when one was asked for within `min_refresh` and is done.
     pub async fn refetch_for_unknown_kid(&self) -> bool {
+        if !self.refreshed.load(Ordering::Acquire) {
+            return false;
+        }
         let target = {
             let mut last = self
                 .kid_refetch
@@ -80,7 +121,7 @@ impl RemoteKeys {
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             let done = *self.attempts.borrow();
             match *last {
-                Some((at, wanted)) if at.elapsed() < self.min_refresh => {
+                Some((at, wanted)) if at.elapsed() < self.min_refresh() => {
                     if done >= wanted {
                         return false;
                     }
@@ -93,15 +134,21 @@ impl RemoteKeys {
                 }
             }
         };
+        if self.kid_waiters.fetch_add(1, Ordering::AcqRel) >= MAX_KID_WAITERS {
+            self.kid_waiters.fetch_sub(1, Ordering::AcqRel);
+            return false;
+        }
         let mut attempts = self.attempts.subscribe();
-        let waited = tokio::time::timeout(FETCH_TIMEOUT * 2, attempts.wait_for(|n| *n >= target));
+        let waited = tokio::time::timeout(KID_WAIT, attempts.wait_for(|n| *n >= target));
         let fetched = matches!(waited.await, Ok(Ok(_)));
+        self.kid_waiters.fetch_sub(1, Ordering::AcqRel);
         fetched
     }
 
     /// Starts the task that keeps this set fresh. It holds the keys only weakly, so it
     /// ends once no config names this URL any more.
     fn spawn_refresher(self: &Arc<Self>, counters: FetchCounters) {
+        self.refreshed.store(true, Ordering::Release);
         let weak = Arc::downgrade(self);
         let wake = self.wake.clone();
         tokio::spawn(async move {
@@ -113,13 +160,13 @@ impl RemoteKeys {
                         tracing::info!(url = %this.url, keys = set.len(), skipped = set.skipped, "JWKS fetched");
                         this.current.store(Some(Arc::new(set)));
                         counters.success.inc();
-                        this.refresh
+                        this.refresh()
                     }
                     Err(error) => {
                         let kept = this.current.load().as_ref().map_or(0, |s| s.len());
                         tracing::warn!(url = %this.url, %error, kept, "JWKS fetch failed; the last good keys stay in use");
                         counters.error.inc();
-                        this.min_refresh.min(this.refresh)
+                        this.min_refresh().min(this.refresh())
                     }
                 };
                 this.attempts.send_modify(|n| *n += 1);
@@ -131,6 +178,18 @@ impl RemoteKeys {
             }
         });
     }
+}
+
+impl Drop for RemoteKeys {
+    /// Wakes the refresher, which then finds its keys gone and ends, instead of
+    /// sleeping out a `jwks_refresh` first.
+    fn drop(&mut self) {
+        self.wake.notify_one();
+    }
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 fn client() -> Client<HttpConnector, Empty<Bytes>> {
@@ -166,11 +225,11 @@ async fn fetch(
     KeySet::parse(&bytes).map_err(|e| format!("the document is not usable: {e}"))
 }
 
-/// The remote key sets of every installed config, by URL and timings, so that a
-/// reload which keeps a `jwks_url` keeps its keys and its one refresher.
+/// The remote key sets of every installed config, by URL, so that a reload which
+/// keeps a `jwks_url` keeps its keys and its one refresher (with the new timings).
 #[derive(Debug, Default)]
 pub struct RemoteRegistry {
-    by_source: Mutex<HashMap<(String, Duration, Duration), Weak<RemoteKeys>>>,
+    by_url: Mutex<HashMap<String, Weak<RemoteKeys>>>,
 }
 
 impl RemoteRegistry {
@@ -186,21 +245,41 @@ impl RemoteRegistry {
     /// The running set for `compiled`'s source if there is one; else `compiled`,
     /// with its refresher started.
     pub fn adopt(&self, compiled: &Arc<RemoteKeys>, counters: &FetchCounters) -> Arc<RemoteKeys> {
-        let mut by_source = self
-            .by_source
+        let mut by_url = self
+            .by_url
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        by_source.retain(|_, weak| weak.strong_count() > 0);
-        let source = (
-            compiled.url.to_string(),
-            compiled.refresh,
-            compiled.min_refresh,
-        );
-        if let Some(running) = by_source.get(&source).and_then(Weak::upgrade) {
+        by_url.retain(|_, weak| weak.strong_count() > 0);
+        let url = compiled.url.to_string();
+        if let Some(running) = by_url.get(&url).and_then(Weak::upgrade) {
+            running.retime(compiled);
             return running;
         }
         compiled.spawn_refresher(counters.clone());
-        by_source.insert(source, Arc::downgrade(compiled));
+        by_url.insert(url, Arc::downgrade(compiled));
         compiled.clone()
+    }
+
+    /// A `jwks_url` of `identity` that no running config uses yet: a reload fetches
+    /// it before it is installed, so a new provider that cannot be reached is refused
+    /// like a bad file instead of logging everyone out.
+    pub fn unknown<'i>(
+        &self,
+        identity: &'i super::IdentitySettings,
+    ) -> Option<&'i Arc<RemoteKeys>> {
+        let super::Proof::Jwt(jwt) = &identity.proof else {
+            return None;
+        };
+        let super::jwt::JwtKeys::Remote(remote) = &jwt.keys else {
+            return None;
+        };
+        let by_url = self
+            .by_url
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let running = by_url
+            .get(&remote.url.to_string())
+            .is_some_and(|w| w.strong_count() > 0);
+        (!running).then_some(remote)
     }
 }
