@@ -33,12 +33,6 @@ fn keys_file(entries: &[(&str, &str)]) -> String {
     text
 }
 
-fn replace(path: &Path, text: &str) {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text).unwrap();
-    std::fs::rename(&tmp, path).unwrap();
-}
-
 fn config(upstream: &Upstream, keys: &Path, key_header: &str) -> String {
     format!(
         r#"[listen]
@@ -120,15 +114,6 @@ impl Setup {
     }
 }
 
-async fn metric(proxy: &Proxy, series: &str) -> f64 {
-    let body = proxy.admin_get("/metrics", &[]).await.body;
-    String::from_utf8(body)
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
-        .unwrap_or(0.0)
-}
-
 #[tokio::test]
 async fn a_key_names_its_tenant_and_is_never_forwarded() {
     let setup = Setup::start(&[(ALICE_OLD, "alice"), (BOB, "bob")], "X-Api-Key").await;
@@ -198,7 +183,7 @@ async fn keys_rotate_with_an_overlap_and_are_revoked_by_deleting_their_line() {
         .assert_refusal(401, "unauthenticated");
 
     // Rotation: the new key is listed beside the old; both work.
-    replace(
+    common::replace_file(
         &setup.keys,
         &keys_file(&[(ALICE_OLD, "alice"), (ALICE_NEW, "alice")]),
     );
@@ -207,23 +192,19 @@ async fn keys_rotate_with_an_overlap_and_are_revoked_by_deleting_their_line() {
     eprintln!("new key in effect after {took:?}");
 
     // Revocation: the old key's line is deleted.
-    replace(&setup.keys, &keys_file(&[(ALICE_NEW, "alice")]));
+    common::replace_file(&setup.keys, &keys_file(&[(ALICE_NEW, "alice")]));
     let took = setup.until(ALICE_OLD, 401).await;
     eprintln!("old key revoked after {took:?}");
     assert_eq!(setup.get(ALICE_NEW, &[]).await.status, 200);
 
     // A broken edit keeps the keys in use.
     let errors = "tenantgate_config_reloads_total{result=\"error\"}";
-    let before = metric(&setup.proxy, errors).await;
-    replace(&setup.keys, "[keys]\n\"not-a-digest\" = \"alice\"\n");
-    let started = Instant::now();
-    while metric(&setup.proxy, errors).await == before {
-        assert!(
-            started.elapsed() < IN_EFFECT,
-            "the broken file was never read"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let before = setup.proxy.metric(errors).await;
+    common::replace_file(&setup.keys, "[keys]\n\"not-a-digest\" = \"alice\"\n");
+    setup
+        .proxy
+        .until_metric_moves(errors, before, IN_EFFECT)
+        .await;
     assert_eq!(setup.get(ALICE_NEW, &[]).await.status, 200);
     setup
         .get(ALICE_OLD, &[])
@@ -285,17 +266,13 @@ async fn a_config_naming_a_keys_file_that_appears_later_loads_when_it_does() {
     let later = setup.keys.with_file_name("keys-v2.toml");
     let text = std::fs::read_to_string(&path).unwrap();
     let errors = "tenantgate_config_reloads_total{result=\"error\"}";
-    let before = metric(&setup.proxy, errors).await;
+    let before = setup.proxy.metric(errors).await;
     // The ConfigMap is updated before the Secret it names is.
-    replace(&path, &text.replace("keys.toml", "keys-v2.toml"));
-    let started = Instant::now();
-    while metric(&setup.proxy, errors).await == before {
-        assert!(
-            started.elapsed() < common::PATIENCE,
-            "the new config was never read"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    common::replace_file(&path, &text.replace("keys.toml", "keys-v2.toml"));
+    setup
+        .proxy
+        .until_metric_moves(errors, before, common::PATIENCE)
+        .await;
     assert_eq!(
         setup.get(ALICE_OLD, &[]).await.status,
         200,

@@ -132,21 +132,12 @@ impl Setup {
     }
 
     async fn failures(&self, reason: &str) -> f64 {
-        metric(
-            &self.proxy,
-            &format!("tenantgate_authentication_failures_total{{reason=\"{reason}\"}}"),
-        )
-        .await
+        self.proxy
+            .metric(&format!(
+                "tenantgate_authentication_failures_total{{reason=\"{reason}\"}}"
+            ))
+            .await
     }
-}
-
-async fn metric(proxy: &Proxy, series: &str) -> f64 {
-    let body = proxy.admin_get("/metrics", &[]).await.body;
-    String::from_utf8(body)
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
-        .unwrap_or(0.0)
 }
 
 fn file_identity(path: &Path) -> String {
@@ -403,13 +394,6 @@ async fn a_nested_claim_by_dotted_path_or_json_pointer_becomes_the_tenant() {
     }
 }
 
-/// Replaces a watched file the way a Secret volume or an editor does.
-fn replace(path: &Path, text: &str) {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text).unwrap();
-    std::fs::rename(&tmp, path).unwrap();
-}
-
 /// Polls (bounded) until the token's answer has this status.
 async fn until_status(setup: &Setup, token: &str, status: u16) {
     let started = Instant::now();
@@ -462,37 +446,24 @@ async fn a_watched_jwks_file_rotates_keys_and_a_corrupt_one_keeps_the_old_keys()
         .assert_refusal(401, "unauthenticated");
 
     // Rotation, step 1: both keys listed. Step 2: the old one removed.
-    replace(
+    common::replace_file(
         &keys,
         &jwks(&[jwk(Algorithm::RS256, "old"), jwk(Algorithm::ES256, "new")]),
     );
     until_status(&setup, &new, 200).await;
     assert_eq!(setup.get(&old, &[]).await.status, 200, "overlap: both work");
-    replace(&keys, &jwks(&[jwk(Algorithm::ES256, "new")]));
+    common::replace_file(&keys, &jwks(&[jwk(Algorithm::ES256, "new")]));
     until_status(&setup, &old, 401).await;
     assert_eq!(setup.get(&new, &[]).await.status, 200);
 
     // A corrupt file is refused whole: the keys in use stay, and it is counted.
-    let errors_before = metric(
-        &setup.proxy,
-        "tenantgate_config_reloads_total{result=\"error\"}",
-    )
-    .await;
-    replace(&keys, "{\"keys\": [ {\"kty\": \"RSA\", ");
-    let started = Instant::now();
-    while metric(
-        &setup.proxy,
-        "tenantgate_config_reloads_total{result=\"error\"}",
-    )
-    .await
-        == errors_before
-    {
-        assert!(
-            started.elapsed() < PATIENCE,
-            "the corrupt file was never read"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let errors = "tenantgate_config_reloads_total{result=\"error\"}";
+    let before = setup.proxy.metric(errors).await;
+    common::replace_file(&keys, "{\"keys\": [ {\"kty\": \"RSA\", ");
+    setup
+        .proxy
+        .until_metric_moves(errors, before, PATIENCE)
+        .await;
     assert_eq!(setup.get(&new, &[]).await.status, 200, "old keys kept");
     setup
         .get(&old, &[])
@@ -586,11 +557,10 @@ async fn jwks_url_keeps_the_last_good_keys_while_the_provider_is_down() {
 
     provider.down.store(true, Ordering::SeqCst);
     let started = Instant::now();
-    while metric(
-        &setup.proxy,
-        "tenantgate_jwks_fetches_total{result=\"error\"}",
-    )
-    .await
+    while setup
+        .proxy
+        .metric("tenantgate_jwks_fetches_total{result=\"error\"}")
+        .await
         < 2.0
     {
         assert!(started.elapsed() < PATIENCE, "the outage was never seen");
@@ -650,16 +620,12 @@ async fn a_reload_keeps_the_fetched_keys_and_refuses_a_new_provider_it_cannot_re
     provider.down.store(true, Ordering::SeqCst);
     let retimed = text.replace("jwks_refresh = \"1h\"", "jwks_refresh = \"2h\"");
     assert_ne!(retimed, text);
-    let before = metric(&setup.proxy, &reloads("success")).await;
-    replace(&path, &retimed);
-    let started = Instant::now();
-    while metric(&setup.proxy, &reloads("success")).await == before {
-        assert!(
-            started.elapsed() < PATIENCE,
-            "the retimed config never loaded"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let before = setup.proxy.metric(&reloads("success")).await;
+    common::replace_file(&path, &retimed);
+    setup
+        .proxy
+        .until_metric_moves(&reloads("success"), before, PATIENCE)
+        .await;
     assert_eq!(
         setup.get(&token, &[]).await.status,
         200,
@@ -669,16 +635,12 @@ async fn a_reload_keeps_the_fetched_keys_and_refuses_a_new_provider_it_cannot_re
 
     // A new provider that cannot be fetched is refused like a bad file.
     let elsewhere = retimed.replace(&provider.url(), "http://127.0.0.1:9/certs");
-    let before = metric(&setup.proxy, &reloads("error")).await;
-    replace(&path, &elsewhere);
-    let started = Instant::now();
-    while metric(&setup.proxy, &reloads("error")).await == before {
-        assert!(
-            started.elapsed() < PATIENCE,
-            "the new provider was never tried"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let before = setup.proxy.metric(&reloads("error")).await;
+    common::replace_file(&path, &elsewhere);
+    setup
+        .proxy
+        .until_metric_moves(&reloads("error"), before, PATIENCE)
+        .await;
     assert_eq!(
         setup.get(&token, &[]).await.status,
         200,

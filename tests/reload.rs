@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -32,14 +32,6 @@ fn config(upstream: &Upstream, reload: &str, burst: u64, routes: &[&str]) -> Str
     text
 }
 
-/// Writes `text` to `path` the way editors and config tools do: a new file renamed
-/// over the old one, so a reader never sees half a file.
-fn replace(path: &Path, text: &str) {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text).unwrap();
-    std::fs::rename(&tmp, path).unwrap();
-}
-
 async fn get(proxy: &Proxy, path: &str) -> RawResponse {
     proxy.send("GET", path, &["X-Tenant-Id: alice"], b"").await
 }
@@ -54,15 +46,6 @@ async fn until(proxy: &Proxy, path: &str, ready: impl Fn(&RawResponse) -> bool) 
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     panic!("{path} did not change within {IN_EFFECT:?}");
-}
-
-async fn metric(proxy: &Proxy, name: &str) -> f64 {
-    let body = proxy.admin_get("/metrics", &[]).await.body;
-    String::from_utf8(body)
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
-        .unwrap_or(0.0)
 }
 
 /// A ConfigMap volume: `tenantgate.toml -> ..data/tenantgate.toml`, `..data -> ..<ts>`.
@@ -136,7 +119,7 @@ async fn the_poll_backstop_sees_changes_without_a_watch() {
     let path = dir.path().join("tenantgate.toml");
     std::fs::write(&path, config(&upstream, reload, 10, &["/a"])).unwrap();
     let proxy = Proxy::start_file(&path, Services::default()).await;
-    replace(&path, &config(&upstream, reload, 10, &["/b"]));
+    common::replace_file(&path, &config(&upstream, reload, 10, &["/b"]));
     until(&proxy, "/b", |r| r.status == 200).await;
 }
 
@@ -169,14 +152,17 @@ async fn reload_under_load_drops_nothing() {
     let (mut valid, mut invalid, mut slowest) = (0, 0, Duration::ZERO);
     for n in 0..50u64 {
         if n % 5 == 4 {
-            let errors_before =
-                metric(&proxy, "tenantgate_config_reloads_total{result=\"error\"}").await;
+            let errors_before = proxy
+                .metric("tenantgate_config_reloads_total{result=\"error\"}")
+                .await;
             let broken =
                 config(&upstream, reload, 50_000, &["/load"]).replace("rate = 100000", "rate = 0");
-            replace(&path, &broken);
+            common::replace_file(&path, &broken);
             invalid += 1;
             let started = Instant::now();
-            while metric(&proxy, "tenantgate_config_reloads_total{result=\"error\"}").await
+            while proxy
+                .metric("tenantgate_config_reloads_total{result=\"error\"}")
+                .await
                 <= errors_before
             {
                 assert!(
@@ -187,7 +173,7 @@ async fn reload_under_load_drops_nothing() {
             }
         } else {
             let burst = 50_001 + n;
-            replace(&path, &config(&upstream, reload, burst, &["/load"]));
+            common::replace_file(&path, &config(&upstream, reload, burst, &["/load"]));
             valid += 1;
             let took = until(&proxy, "/load", |r| {
                 r.header("x-ratelimit-limit") == Some(burst.to_string().as_str())
@@ -204,20 +190,18 @@ async fn reload_under_load_drops_nothing() {
         failed.len()
     );
     assert!(sent > 50, "the client kept sending ({sent})");
-    let errors = metric(&proxy, "tenantgate_config_reloads_total{result=\"error\"}").await;
-    let successes = metric(
-        &proxy,
-        "tenantgate_config_reloads_total{result=\"success\"}",
-    )
-    .await;
+    let errors = proxy
+        .metric("tenantgate_config_reloads_total{result=\"error\"}")
+        .await;
+    let successes = proxy
+        .metric("tenantgate_config_reloads_total{result=\"success\"}")
+        .await;
     assert_eq!(errors, f64::from(invalid));
     assert_eq!(successes, f64::from(valid));
     assert!(
-        metric(
-            &proxy,
-            "tenantgate_config_last_reload_success_timestamp_seconds"
-        )
-        .await
+        proxy
+            .metric("tenantgate_config_last_reload_success_timestamp_seconds")
+            .await
             > 1.7e9
     );
     eprintln!("{sent} requests, {valid} valid and {invalid} invalid reloads, slowest took effect in {slowest:?}");
@@ -236,7 +220,7 @@ async fn the_admin_endpoint_reloads_and_reports_restart_only_settings() {
     unauthorized.assert_refusal(401, "unauthenticated");
 
     let moved = config(&upstream, reload, 10, &["/b"]).replacen("127.0.0.1:0", "127.0.0.1:1", 1);
-    replace(&path, &moved);
+    common::replace_file(&path, &moved);
     let answer = proxy
         .send_admin(
             "POST",
@@ -255,7 +239,7 @@ async fn the_admin_endpoint_reloads_and_reports_restart_only_settings() {
     // The rest applied; the proxy still listens where it did.
     assert_eq!(get(&proxy, "/b").await.status, 200);
 
-    replace(&path, "[upstream]\nurl = 7\n");
+    common::replace_file(&path, "[upstream]\nurl = 7\n");
     let refused = proxy
         .send_admin(
             "POST",
@@ -303,7 +287,7 @@ async fn buckets_survive_a_reload_rescaled_to_the_new_limit() {
     get(&proxy, "/r").await.assert_refusal(429, "rate_limited");
 
     // Raised to 10/s, burst 10: alice used 3 tokens, so 7 are left, not 3 s of debt.
-    replace(&path, &plan(10, 10));
+    common::replace_file(&path, &plan(10, 10));
     assert!(app.reload().applied);
     let raised = get(&proxy, "/r").await;
     assert_eq!(raised.status, 200);
@@ -314,7 +298,7 @@ async fn buckets_survive_a_reload_rescaled_to_the_new_limit() {
     get(&proxy, "/r").await.assert_refusal(429, "rate_limited");
 
     // Lowered to 1/s, burst 3: 10 used is more than 3, so alice stays limited.
-    replace(&path, &plan(1, 3));
+    common::replace_file(&path, &plan(1, 3));
     assert!(app.reload().applied);
     let lowered = get(&proxy, "/r").await;
     lowered.assert_refusal(429, "rate_limited");
@@ -341,7 +325,7 @@ async fn a_request_in_flight_finishes_on_the_config_it_started_with() {
         assert!(started.elapsed() < IN_EFFECT);
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    replace(&path, &config(&upstream, reload, 10, &["/new"]));
+    common::replace_file(&path, &config(&upstream, reload, 10, &["/new"]));
     let app = proxy.running.as_ref().unwrap().app.clone();
     assert!(app.reload().applied);
     assert_eq!(
@@ -369,7 +353,7 @@ async fn drain_timings_apply_on_reload_and_the_log_level_needs_a_restart() {
         "[listen]\ndrain_delay = \"3s\"\nshutdown_grace = \"7s\"\n",
         1,
     ) + "[log]\nlevel = \"debug\"\n";
-    replace(&path, &changed);
+    common::replace_file(&path, &changed);
     let answer = proxy
         .send_admin(
             "POST",

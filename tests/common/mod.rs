@@ -25,5 +25,13 @@ pub use self::{
     upstream::{Reply, Seen, Upstream},
 };
 
+/// Writes `text` to `path` the way editors, config tools and Kubernetes volumes do: a
+/// new file renamed over the old one, so a reader never sees half a file.
+pub fn replace_file(path: &std::path::Path, text: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
 /// Upper bound for any single wait in a test: nothing here should take this long.
 pub const PATIENCE: Duration = Duration::from_secs(10);

@@ -95,4 +95,26 @@ impl Proxy {
     pub async fn admin_get(&self, path: &str, headers: &[&str]) -> RawResponse {
         raw(self.admin, &request_bytes("GET", path, headers, b"")).await
     }
+
+    /// The value of one `/metrics` series (name and labels as printed), 0 if absent.
+    pub async fn metric(&self, series: &str) -> f64 {
+        let body = self.admin_get("/metrics", &[]).await.body;
+        String::from_utf8(body)
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+            .unwrap_or(0.0)
+    }
+
+    /// Polls (bounded by `within`) until `series` is no longer `from`.
+    pub async fn until_metric_moves(&self, series: &str, from: f64, within: std::time::Duration) {
+        let started = std::time::Instant::now();
+        while self.metric(series).await == from {
+            assert!(
+                started.elapsed() < within,
+                "{series} stayed at {from} for {within:?}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
 }
