@@ -97,6 +97,7 @@ impl App {
             .map(|r| metrics.route(&r.name))
             .collect();
         let upstream = Upstream::new(PoolSettings::of(&first.config.forward.upstream));
+        upstream.use_tls(&first.config.forward.upstream);
         let ledger = Ledger {
             usage: services.usage.clone(),
             clock: services.clock.clone(),
@@ -249,6 +250,7 @@ impl App {
             .collect();
         self.remote_keys
             .adopt_into(&mut next.config.identity, &jwks_counters(&self.metrics));
+        self.upstream.use_tls(&next.config.forward.upstream);
         next.generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
         let generation = next.generation;
         self.config.store(Arc::new(next));
@@ -323,11 +325,13 @@ impl Reload for App {
             path: path.to_owned(),
             sha256: snapshot.sha256.clone(),
         });
-        let key_file = snapshot.config.identity.key_file.iter().map(|f| Input {
+        let identity = snapshot.config.identity.key_file.iter();
+        let upstream = snapshot.config.forward.upstream.watched.iter();
+        let files = identity.chain(upstream).map(|f| Input {
             path: f.path.clone(),
             sha256: f.sha256.clone(),
         });
-        config.into_iter().chain(key_file).collect()
+        config.into_iter().chain(files).collect()
     }
 
     type Outcome = ReloadOutcome;

@@ -39,6 +39,9 @@ pub fn run(path: &std::path::Path) -> ExitCode {
         format!("{:?}", c.namespaces.unscoped).to_lowercase(),
         if c.respond.leak_guard { "on" } else { "OFF" }
     );
+    if let Some(tls) = &c.forward.upstream.tls {
+        out!("    tls     {}", tenantgate::forward::tls::describe(tls));
+    }
     print_limits(c);
     out!("  routes    {}", c.route.table.len());
     for route in c.route.table.iter() {

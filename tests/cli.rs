@@ -358,3 +358,28 @@ async fn check_and_explain_show_the_jwt_identity_and_the_claim_that_became_the_t
         "{stdout}"
     );
 }
+
+#[tokio::test]
+async fn check_shows_the_upstream_tls_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = params
+        .self_signed(&rcgen::KeyPair::generate().unwrap())
+        .unwrap();
+    let ca_file = write(dir.path(), "ca.pem", &ca.pem());
+    let config = format!(
+        "[upstream]\nurl = \"https://memory.internal:8443\"\nca_file = {ca_file:?}\n[[route]]\nmatch = \"GET /x\"\nscope = \"shared\"\n"
+    );
+    let path = write(dir.path(), "tls.toml", &config);
+    let (code, stdout, stderr) = tenantgate(&["check", "--config", &path]).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("  upstream  https://memory.internal:8443"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("    tls     webpki roots + 1 from ca_file\n"),
+        "{stdout}"
+    );
+}

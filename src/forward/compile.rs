@@ -3,13 +3,15 @@
 //! tenant's `upstream_headers`.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use http::{HeaderName, HeaderValue, Uri};
 
+use super::tls::{self, TlsFiles, UpstreamTls};
 use crate::hygiene::{self, StripSet};
 use crate::spec::units::Dur;
-use crate::spec::{at, key, Errors, KeyPath};
+use crate::spec::{at, key, Errors, KeyPath, WatchedFile};
 
 pub type HeaderList = Vec<(HeaderName, HeaderValue)>;
 
@@ -30,6 +32,10 @@ pub struct UpstreamSpec {
     pub pool_idle_timeout: Dur,
     #[serde(default)]
     pub set_headers: BTreeMap<String, String>,
+    /// https: extra roots (a private CA), and a client certificate for mTLS.
+    pub ca_file: Option<PathBuf>,
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
 }
 
 mod defaults {
@@ -64,6 +70,10 @@ pub struct UpstreamSettings {
     pub retries: u32,
     pub pool_idle_timeout: Duration,
     pub set_headers: HeaderList,
+    /// The https settings; `None` for an http upstream.
+    pub tls: Option<UpstreamTls>,
+    /// The TLS files read for `tls`, for the watcher.
+    pub watched: Vec<WatchedFile>,
 }
 
 /// Everything stage 5 needs besides the request.
@@ -121,12 +131,32 @@ pub fn upstream(
         );
         return None;
     };
-    if scheme != http::uri::Scheme::HTTP {
-        errors.add(
-            path("url"),
-            "only http:// upstreams are supported by this version (https comes with TLS)",
-        );
-    }
+    let files = TlsFiles {
+        ca_file: spec.ca_file.as_deref(),
+        client_cert: spec.client_cert.as_deref(),
+        client_key: spec.client_key.as_deref(),
+    };
+    let mut watched = Vec::new();
+    let tls = if scheme == http::uri::Scheme::HTTPS {
+        Some(tls::compile(&files, base, &mut watched, errors)?)
+    } else if scheme == http::uri::Scheme::HTTP {
+        for (k, set) in [
+            ("ca_file", files.ca_file.is_some()),
+            ("client_cert", files.client_cert.is_some()),
+            ("client_key", files.client_key.is_some()),
+        ] {
+            if set {
+                errors.add(
+                    path(k),
+                    format!("{k} is for https:// upstreams; this one is http://"),
+                );
+            }
+        }
+        None
+    } else {
+        errors.add(path("url"), "the upstream url must be http:// or https://");
+        None
+    };
     if uri.query().is_some() {
         errors.add(path("url"), "the upstream url cannot carry a query string");
     }
@@ -150,6 +180,8 @@ pub fn upstream(
         retries: spec.retries,
         pool_idle_timeout: spec.pool_idle_timeout.0,
         set_headers,
+        tls,
+        watched,
     })
 }
 
@@ -206,13 +238,13 @@ mod tests {
     #[test]
     fn refuses_each_bad_value_at_its_key() {
         let errors = compiled(
-            "url = \"https://backend/?a=1\"\ntimeout = \"0s\"\n[set_headers]\nHost = \"x\"\nX-Key = \"{ns}\"\nX-Bad = \"a\\nb\"\n",
+            "url = \"ftp://backend/?a=1\"\ntimeout = \"0s\"\n[set_headers]\nHost = \"x\"\nX-Key = \"{ns}\"\nX-Bad = \"a\\nb\"\n",
         )
         .unwrap_err();
         assert_eq!(
             errors,
             [
-                "1:7: only http:// upstreams are supported by this version (https comes with TLS)",
+                "1:7: the upstream url must be http:// or https://",
                 "1:7: the upstream url cannot carry a query string",
                 "2:11: timeout must be more than 0s",
                 "4:8: Host cannot be set by the config (it frames or routes the request)",

@@ -4,6 +4,7 @@
 
 pub mod compile;
 pub mod outgoing;
+pub mod tls;
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -43,16 +44,21 @@ impl PoolSettings {
 
 #[derive(Clone)]
 pub struct Upstream {
-    client: Client<HttpConnector, Reclaimable>,
+    client: Client<tls::Connector, Reclaimable>,
     pool: PoolSettings,
+    /// The TLS client settings new connections use; swapped with the config.
+    tls: Arc<arc_swap::ArcSwap<rustls::ClientConfig>>,
 }
 
 impl Upstream {
     pub fn new(pool: PoolSettings) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(pool.connect_timeout));
-        connector.set_nodelay(true);
-        connector.enforce_http(true);
+        let mut http = HttpConnector::new();
+        http.set_connect_timeout(Some(pool.connect_timeout));
+        http.set_nodelay(true);
+        // https is layered on by the connector.
+        http.enforce_http(false);
+        let tls = Arc::new(arc_swap::ArcSwap::new(tls::default_config()));
+        let connector = tls::Connector::new(http, tls.clone());
         let client = Client::builder(TokioExecutor::new())
             // Without a timer the idle timeout is never enforced and idle sockets pile up.
             .pool_timer(TokioTimer::new())
@@ -60,7 +66,16 @@ impl Upstream {
             .pool_idle_timeout(pool.idle_timeout)
             .pool_max_idle_per_host(256)
             .build(connector);
-        Self { client, pool }
+        Self { client, pool, tls }
+    }
+
+    /// New connections use these TLS settings (those in the pool keep theirs).
+    pub fn use_tls(&self, settings: &UpstreamSettings) {
+        let config = settings
+            .tls
+            .as_ref()
+            .map_or_else(tls::default_config, |t| t.config.clone());
+        self.tls.store(config);
     }
 
     pub fn pool(&self) -> &PoolSettings {

@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use http::HeaderName;
 use regex::Regex;
-use sha2::{Digest, Sha256};
 
 use super::api_key::{ApiKeySettings, ApiKeys};
 use super::cache::TokenCache;
@@ -19,7 +18,7 @@ use super::remote::RemoteKeys;
 use super::{IdentitySettings, Proof};
 use crate::hygiene::{self, PRIVILEGED_TOKEN_HEADER};
 use crate::spec::units::Dur;
-use crate::spec::{key, Errors};
+use crate::spec::{key, read_watched, Errors, WatchedFile};
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -78,14 +77,6 @@ impl Default for IdentitySpec {
 const MIN_HS256_SECRET: usize = 32;
 /// More clock skew than this is a misconfiguration, not skew.
 const MAX_LEEWAY: Duration = Duration::from_secs(300);
-
-/// A file the compiled identity was read from, as it read: the watcher reloads the
-/// config when its content changes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KeyFile {
-    pub path: PathBuf,
-    pub sha256: String,
-}
 
 /// Compiles `[identity]` with `[tenant] pattern`; `listen` is the proxy's address,
 /// which header mode must keep off the network unless told it may trust it.
@@ -230,7 +221,7 @@ fn compile_jwt(
     spec: &IdentitySpec,
     tenant_header: &HeaderName,
     errors: &mut Errors,
-) -> Option<(JwtSettings, Option<KeyFile>)> {
+) -> Option<(JwtSettings, Option<WatchedFile>)> {
     let path = |k: &str| vec![key("identity"), key(k)];
     let header = credential_header(&spec.jwt_header, "jwt_header", tenant_header, errors);
     let claim = ClaimPath::parse(&spec.claim)
@@ -350,7 +341,7 @@ fn compile_api_key(
     tenant_header: &HeaderName,
     pattern: Option<&Regex>,
     errors: &mut Errors,
-) -> Option<(ApiKeySettings, KeyFile)> {
+) -> Option<(ApiKeySettings, WatchedFile)> {
     let at = vec![key("identity"), key("keys_file")];
     let header = credential_header(&spec.key_header, "key_header", tenant_header, errors);
     let Some(file_path) = spec.keys_file.clone() else {
@@ -377,23 +368,8 @@ fn compile_api_key(
     Some((settings, file))
 }
 
-fn read_key_file(path: &Path, errors: &mut Errors) -> Option<(Vec<u8>, KeyFile)> {
-    match std::fs::read(path) {
-        Ok(bytes) => {
-            let file = KeyFile {
-                path: path.to_owned(),
-                sha256: hex::encode(Sha256::digest(&bytes)),
-            };
-            Some((bytes, file))
-        }
-        Err(e) => {
-            errors.add(
-                vec![key("identity"), key("keys_file")],
-                format!("cannot read {}: {e}", path.display()),
-            );
-            None
-        }
-    }
+fn read_key_file(path: &Path, errors: &mut Errors) -> Option<(Vec<u8>, WatchedFile)> {
+    read_watched(path, vec![key("identity"), key("keys_file")], errors)
 }
 
 #[cfg(test)]

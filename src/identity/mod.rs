@@ -116,7 +116,7 @@ pub struct IdentitySettings {
     pub pattern: Option<Regex>,
     pub proof: Proof,
     /// The key file this mode read, if any, as it read.
-    pub key_file: Option<compile::KeyFile>,
+    pub key_file: Option<crate::spec::WatchedFile>,
 }
 
 #[derive(Debug)]

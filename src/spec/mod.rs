@@ -26,6 +26,38 @@ pub fn at(base: &[Seg], keys: &[&str]) -> KeyPath {
     path
 }
 
+/// A file a compiled config was read from besides the config file itself (a key
+/// file, a certificate), as it read: the watcher reloads the config when its content
+/// changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WatchedFile {
+    pub path: std::path::PathBuf,
+    pub sha256: String,
+}
+
+/// Reads a file the config names, for the stage that compiles it; a read error is
+/// reported at `at`.
+pub fn read_watched(
+    path: &std::path::Path,
+    at: KeyPath,
+    errors: &mut Errors,
+) -> Option<(Vec<u8>, WatchedFile)> {
+    use sha2::{Digest, Sha256};
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            let file = WatchedFile {
+                path: path.to_owned(),
+                sha256: hex::encode(Sha256::digest(&bytes)),
+            };
+            Some((bytes, file))
+        }
+        Err(e) => {
+            errors.add(at, format!("cannot read {}: {e}", path.display()));
+            None
+        }
+    }
+}
+
 /// Every error a compile step found, each at its key path; compiling goes on after an
 /// error so that one run reports them all.
 #[derive(Debug, Default)]

@@ -1,0 +1,193 @@
+//! https upstreams: rustls with the webpki roots, plus a private CA from `ca_file`, and
+//! a client certificate for mTLS from `client_cert`/`client_key`. The files are read
+//! as part of the config, so the watcher swaps them with it; the pool's connector reads
+//! the current settings at every new connection, so pooled connections keep theirs.
+
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use arc_swap::ArcSwap;
+use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioIo;
+use rustls::ClientConfig;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::net::TcpStream;
+
+use crate::spec::{key, read_watched, Errors, KeyPath, WatchedFile};
+use crate::BoxError;
+
+/// The TLS side of `[upstream]`.
+#[derive(Clone)]
+pub struct UpstreamTls {
+    pub config: Arc<ClientConfig>,
+    /// Certificates `ca_file` added to the webpki roots.
+    pub extra_roots: usize,
+    pub client_cert: bool,
+}
+
+impl std::fmt::Debug for UpstreamTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamTls")
+            .field("extra_roots", &self.extra_roots)
+            .field("client_cert", &self.client_cert)
+            .finish()
+    }
+}
+
+/// The files `[upstream]` names for TLS.
+pub struct TlsFiles<'a> {
+    pub ca_file: Option<&'a Path>,
+    pub client_cert: Option<&'a Path>,
+    pub client_key: Option<&'a Path>,
+}
+
+/// Builds the client side of TLS; every file read is pushed onto `watched`.
+pub fn compile(
+    files: &TlsFiles<'_>,
+    base: &[crate::spec::Seg],
+    watched: &mut Vec<WatchedFile>,
+    errors: &mut Errors,
+) -> Option<UpstreamTls> {
+    let at = |k: &str| -> KeyPath {
+        let mut path = base.to_vec();
+        path.push(key(k));
+        path
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    let mut extra_roots = 0;
+    if let Some(path) = files.ca_file {
+        let (bytes, file) = read_watched(path, at("ca_file"), errors)?;
+        watched.push(file);
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&bytes)
+            .collect::<Result<_, _>>()
+            .unwrap_or_default();
+        if certs.is_empty() {
+            errors.add(
+                at("ca_file"),
+                format!("{}: no PEM certificate in it", path.display()),
+            );
+            return None;
+        }
+        for cert in certs {
+            if let Err(e) = roots.add(cert) {
+                errors.add(at("ca_file"), format!("{}: {e}", path.display()));
+                return None;
+            }
+            extra_roots += 1;
+        }
+    }
+    let builder = ClientConfig::builder().with_root_certificates(roots);
+    let config = match (files.client_cert, files.client_key) {
+        (None, None) => builder.with_no_client_auth(),
+        (Some(cert_path), Some(key_path)) => {
+            let (cert_bytes, cert_file) = read_watched(cert_path, at("client_cert"), errors)?;
+            let (key_bytes, key_file) = read_watched(key_path, at("client_key"), errors)?;
+            watched.extend([cert_file, key_file]);
+            let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_bytes)
+                .collect::<Result<_, _>>()
+                .unwrap_or_default();
+            if chain.is_empty() {
+                errors.add(
+                    at("client_cert"),
+                    format!("{}: no PEM certificate in it", cert_path.display()),
+                );
+                return None;
+            }
+            let Ok(key) = PrivateKeyDer::from_pem_slice(&key_bytes) else {
+                errors.add(
+                    at("client_key"),
+                    format!("{}: no PEM private key in it", key_path.display()),
+                );
+                return None;
+            };
+            match builder.with_client_auth_cert(chain, key) {
+                Ok(config) => config,
+                Err(e) => {
+                    errors.add(
+                        at("client_key"),
+                        format!("the client certificate and key do not make a pair: {e}"),
+                    );
+                    return None;
+                }
+            }
+        }
+        _ => {
+            errors.add(
+                at("client_cert"),
+                "mTLS needs both client_cert and client_key",
+            );
+            return None;
+        }
+    };
+    Some(UpstreamTls {
+        config: Arc::new(config),
+        extra_roots,
+        client_cert: files.client_cert.is_some(),
+    })
+}
+
+/// The pool's connector: plain TCP for `http://`, rustls for `https://` with the TLS
+/// settings of the config installed when the connection is made.
+#[derive(Clone)]
+pub struct Connector {
+    http: HttpConnector,
+    tls: Arc<ArcSwap<ClientConfig>>,
+}
+
+impl Connector {
+    pub fn new(http: HttpConnector, tls: Arc<ArcSwap<ClientConfig>>) -> Self {
+        Self { http, tls }
+    }
+}
+
+/// A client config for a config without https settings (an http upstream).
+pub fn default_config() -> Arc<ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    Arc::new(
+        ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    )
+}
+
+type Connecting = Pin<
+    Box<
+        dyn std::future::Future<Output = Result<MaybeHttpsStream<TokioIo<TcpStream>>, BoxError>>
+            + Send,
+    >,
+>;
+
+impl tower_service::Service<http::Uri> for Connector {
+    type Response = MaybeHttpsStream<TokioIo<TcpStream>>;
+    type Error = BoxError;
+    type Future = Connecting;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, uri: http::Uri) -> Self::Future {
+        let mut https = HttpsConnector::from((self.http.clone(), self.tls.load_full()));
+        Box::pin(async move { tower_service::Service::call(&mut https, uri).await })
+    }
+}
+
+/// For `check`: what the upstream's TLS trusts and presents.
+pub fn describe(tls: &UpstreamTls) -> String {
+    let extra = match tls.extra_roots {
+        0 => String::new(),
+        n => format!(" + {n} from ca_file"),
+    };
+    let mtls = if tls.client_cert {
+        ", client certificate (mTLS)"
+    } else {
+        ""
+    };
+    format!("webpki roots{extra}{mtls}")
+}
