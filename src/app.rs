@@ -52,6 +52,11 @@ pub struct App {
     pub usage: Arc<Usage>,
     /// Who owns which opaque backend id, and which tenants are provisioned.
     pub records: Arc<Records>,
+    /// The proxy listener's TLS settings, when it serves HTTPS: new connections take
+    /// the ones installed last.
+    pub listen_tls: Option<crate::listen::Terminator>,
+    /// The same for the admin listener (`[admin.tls]`).
+    pub admin_tls: Option<crate::listen::Terminator>,
     /// The `jwks_url` key sets, kept across reloads that keep their URL.
     remote_keys: crate::identity::remote::RemoteRegistry,
     /// Provisioning runs in flight, one per tenant.
@@ -104,6 +109,11 @@ impl App {
         };
         let budget = crate::budget::Budget::new(first.config.max_buffered);
         let remote_keys = crate::identity::remote::RemoteRegistry::default();
+        let terminator = |tls: &crate::listen::tls::ServerTls| {
+            Arc::new(arc_swap::ArcSwap::new(tls.config.clone()))
+        };
+        let listen_tls = first.config.listen.tls.as_ref().map(terminator);
+        let admin_tls = first.config.admin.tls.as_ref().map(terminator);
         remote_keys.adopt_into(&mut first.config.identity, &jwks_counters(&metrics));
         Arc::new(Self {
             config: ArcSwap::from_pointee(first),
@@ -119,6 +129,8 @@ impl App {
             records: services.records,
             provisioner: crate::provision::Provisioner::default(),
             remote_keys,
+            listen_tls,
+            admin_tls,
             ledger,
             budget,
             source,
@@ -251,6 +263,12 @@ impl App {
         self.remote_keys
             .adopt_into(&mut next.config.identity, &jwks_counters(&self.metrics));
         self.upstream.use_tls(&next.config.forward.upstream);
+        if let (Some(terminator), Some(tls)) = (&self.listen_tls, &next.config.listen.tls) {
+            terminator.store(tls.config.clone());
+        }
+        if let (Some(terminator), Some(tls)) = (&self.admin_tls, &next.config.admin.tls) {
+            terminator.store(tls.config.clone());
+        }
         next.generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
         let generation = next.generation;
         self.config.store(Arc::new(next));
@@ -309,10 +327,21 @@ fn keep_restart_only(running: &config::Config, next: &mut config::Config) -> Vec
     // The drain timings are read when the drain starts, so they apply on reload; the
     // address and connection bounds shape the running listeners.
     let (drain_delay, shutdown_grace) = (next.listen.drain_delay, next.listen.shutdown_grace);
+    // New certificates apply on reload; turning TLS on or off rebinds the listener.
+    let tls = next.listen.tls.take();
     next.listen = running.listen.clone();
+    if running.listen.tls.is_some() == tls.is_some() {
+        next.listen.tls = tls;
+    } else {
+        changed.push("listen.tls (on or off)");
+    }
     next.listen.drain_delay = drain_delay;
     next.listen.shutdown_grace = shutdown_grace;
     next.admin.addr = running.admin.addr;
+    if running.admin.tls.is_some() != next.admin.tls.is_some() {
+        changed.push("admin.tls (on or off)");
+        next.admin.tls.clone_from(&running.admin.tls);
+    }
     next.forward.upstream.connect_timeout = running.forward.upstream.connect_timeout;
     next.forward.upstream.pool_idle_timeout = running.forward.upstream.pool_idle_timeout;
     changed
@@ -327,7 +356,20 @@ impl Reload for App {
         });
         let identity = snapshot.config.identity.key_file.iter();
         let upstream = snapshot.config.forward.upstream.watched.iter();
-        let files = identity.chain(upstream).map(|f| Input {
+        let listener = snapshot
+            .config
+            .listen
+            .tls
+            .iter()
+            .flat_map(|t| t.watched.iter());
+        let admin = snapshot
+            .config
+            .admin
+            .tls
+            .iter()
+            .flat_map(|t| t.watched.iter());
+        let listener = listener.chain(admin);
+        let files = identity.chain(upstream).chain(listener).map(|f| Input {
             path: f.path.clone(),
             sha256: f.sha256.clone(),
         });

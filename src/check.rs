@@ -24,6 +24,16 @@ pub fn run(path: &std::path::Path) -> ExitCode {
     out!("{}: ok", snapshot.origin);
     print_identity(&c.identity);
     out!("  listen    {} (admin {})", c.listen.addr, c.admin.addr);
+    let https = |tls: &Option<tenantgate::listen::tls::ServerTls>| match tls {
+        None => "plain HTTP",
+        Some(t) if t.client_certs => "HTTPS, client certificates required (client_ca)",
+        Some(_) => "HTTPS",
+    };
+    out!(
+        "    tls     proxy {}; admin {}",
+        https(&c.listen.tls),
+        https(&c.admin.tls)
+    );
     out!(
         "  upstream  {}://{}{} (timeout {:?}, retries {})",
         c.forward.upstream.origin,

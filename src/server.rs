@@ -195,6 +195,7 @@ pub async fn start_with(
         proxy_listener,
         listen::http_builder(&listen),
         listen.bounds(),
+        app.listen_tls.clone(),
         proxy_stopped,
         move |request, peer| pipeline::handle(proxy_app.clone(), request, peer),
     ));
@@ -203,6 +204,7 @@ pub async fn start_with(
         admin_listener,
         listen::http_builder(&listen),
         listen.bounds(),
+        app.admin_tls.clone(),
         admin_stopped,
         move |request, _peer| admin::handle(admin_app.clone(), request),
     ));

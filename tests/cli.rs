@@ -383,3 +383,25 @@ async fn check_shows_the_upstream_tls_settings() {
         "{stdout}"
     );
 }
+
+#[tokio::test]
+async fn check_shows_the_listener_tls_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let cert = write(dir.path(), "tls.crt", &cert.pem());
+    let key = write(dir.path(), "tls.key", &key.serialize_pem());
+    let config = format!(
+        "[listen.tls]\ncert = {cert:?}\nkey = {key:?}\n[upstream]\nurl = \"http://127.0.0.1:8000\"\n[[route]]\nmatch = \"GET /x\"\nscope = \"shared\"\n"
+    );
+    let path = write(dir.path(), "tls.toml", &config);
+    let (code, stdout, stderr) = tenantgate(&["check", "--config", &path]).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("    tls     proxy HTTPS; admin plain HTTP\n"),
+        "{stdout}"
+    );
+}

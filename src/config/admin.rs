@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 
 use serde::Deserialize;
 
+use crate::listen::tls::{self, ServerTls, TlsSpec};
 use crate::secret::Secret;
 use crate::spec::{key, Errors};
 
@@ -14,6 +15,8 @@ use crate::spec::{key, Errors};
 pub struct AdminSpec {
     pub addr: SocketAddr,
     pub token: Option<String>,
+    /// `[admin.tls]`: HTTPS on the admin listener, set apart from the proxy's.
+    pub tls: Option<TlsSpec>,
 }
 
 impl Default for AdminSpec {
@@ -21,6 +24,7 @@ impl Default for AdminSpec {
         Self {
             addr: SocketAddr::from(([127, 0, 0, 1], 9090)),
             token: None,
+            tls: None,
         }
     }
 }
@@ -29,6 +33,7 @@ impl Default for AdminSpec {
 pub struct AdminSettings {
     pub addr: SocketAddr,
     pub token: Option<Secret>,
+    pub tls: Option<ServerTls>,
 }
 
 /// Compiles `[admin]`; `listen` is the proxy's address, which the admin listener may
@@ -58,8 +63,13 @@ pub fn compile(
             "the admin listener needs its own address, not [listen] addr",
         );
     }
+    let tls = spec
+        .tls
+        .as_ref()
+        .and_then(|t| tls::compile(t, &[key("admin"), key("tls")], errors));
     AdminSettings {
         addr: spec.addr,
         token,
+        tls,
     }
 }

@@ -28,7 +28,13 @@ pub fn compile(file: &File) -> Result<Config, Vec<(KeyPath, String)>> {
     let identity = identity::compile::compile(
         &file.identity,
         tenant.pattern.as_deref(),
-        file.listen.addr,
+        (
+            file.listen.addr,
+            file.listen
+                .tls
+                .as_ref()
+                .is_some_and(|t| t.client_ca.is_some()),
+        ),
         &mut errors,
     );
     let namespaces = namespace::compile(
@@ -129,6 +135,7 @@ pub fn compile(file: &File) -> Result<Config, Vec<(KeyPath, String)>> {
                 .map(|(id, t)| (id.as_str(), &t.upstream_headers))
                 .collect(),
             strip: never_forwarded(file, identity.as_ref()),
+            listener_tls: file.listen.tls.is_some(),
         },
         &mut errors,
     );

@@ -84,6 +84,8 @@ pub struct ForwardSettings {
     pub tenant_headers: BTreeMap<String, HeaderList>,
     /// Client headers removed before forwarding, fixed per snapshot.
     pub strip: StripSet,
+    /// How clients reach the proxy listener, for `X-Forwarded-Proto`.
+    pub listener_scheme: &'static str,
 }
 
 /// What stage 5 compiles from: `[upstream]`, each tenant's credentials, and the header
@@ -92,6 +94,8 @@ pub struct ForwardSpec<'a> {
     pub upstream: &'a UpstreamSpec,
     pub tenant_headers: Vec<(&'a str, &'a BTreeMap<String, String>)>,
     pub strip: Vec<&'a str>,
+    /// The proxy listener serves HTTPS.
+    pub listener_tls: bool,
 }
 
 pub fn compile(spec: &ForwardSpec<'_>, errors: &mut Errors) -> Option<ForwardSettings> {
@@ -105,6 +109,7 @@ pub fn compile(spec: &ForwardSpec<'_>, errors: &mut Errors) -> Option<ForwardSet
         upstream: upstream?,
         tenant_headers,
         strip: StripSet::new(spec.strip.iter().copied()),
+        listener_scheme: if spec.listener_tls { "https" } else { "http" },
     })
 }
 

@@ -14,9 +14,6 @@ use crate::identity::TenantId;
 use crate::path::{BadPath, CanonicalPath};
 use crate::refusal::Refusal;
 
-/// The scheme clients use to reach the proxy listener.
-const LISTENER_SCHEME: &str = "http";
-
 /// What tenantgate sends upstream: everything but the body, which travels separately
 /// so that a request refused by a connect failure can be sent again.
 pub struct Outgoing {
@@ -53,7 +50,7 @@ pub fn prepare(
 ) -> Result<Outgoing, Refusal> {
     let uri = upstream_uri(settings, rewritten.path, rewritten.query)?;
     let mut headers = settings.strip.clean(client_headers);
-    hygiene::add_forwarding(&mut headers, origin.peer, LISTENER_SCHEME);
+    hygiene::add_forwarding(&mut headers, origin.peer, settings.listener_scheme);
     headers.insert(REQUEST_ID, origin.request_id.clone());
     let tenant_headers = origin
         .tenant

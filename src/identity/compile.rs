@@ -79,11 +79,12 @@ const MIN_HS256_SECRET: usize = 32;
 const MAX_LEEWAY: Duration = Duration::from_secs(300);
 
 /// Compiles `[identity]` with `[tenant] pattern`; `listen` is the proxy's address,
-/// which header mode must keep off the network unless told it may trust it.
+/// which header mode must keep off the network unless told it may trust it, or unless
+/// the listener only admits clients with a certificate (`client_certs`).
 pub fn compile(
     spec: &IdentitySpec,
     pattern: Option<&str>,
-    listen: SocketAddr,
+    (listen, client_certs): (SocketAddr, bool),
     errors: &mut Errors,
 ) -> Option<IdentitySettings> {
     let path = |k: &str| vec![key("identity"), key(k)];
@@ -100,7 +101,8 @@ pub fn compile(
             "the identity header cannot be X-Tenantgate-Token",
         );
     }
-    if spec.mode == IdentityMode::Header && !spec.trust_network && !listen.ip().is_loopback() {
+    let exposed = !listen.ip().is_loopback() && !client_certs;
+    if spec.mode == IdentityMode::Header && !spec.trust_network && exposed {
         errors.add(
             vec![key("listen"), key("addr")],
             format!(
@@ -401,7 +403,7 @@ mod tests {
             let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
             let listen = t.listen.as_ref().map_or(loopback, |l| l.addr);
             let pattern = t.tenant.as_ref().map(|t| t.pattern.as_str());
-            compile(&t.identity, pattern, listen, errors)
+            compile(&t.identity, pattern, (listen, false), errors)
         })
     }
 

@@ -5,6 +5,7 @@
 
 pub mod connection;
 mod sniff;
+pub mod tls;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -42,6 +43,7 @@ pub struct ListenSpec {
     pub idle_timeout: Dur,
     pub max_header_bytes: Size,
     pub max_connections: usize,
+    pub tls: Option<tls::TlsSpec>,
 }
 
 impl Default for ListenSpec {
@@ -54,6 +56,7 @@ impl Default for ListenSpec {
             idle_timeout: Dur(Duration::from_secs(300)),
             max_header_bytes: Size(64 * 1024),
             max_connections: 10_000,
+            tls: None,
         }
     }
 }
@@ -67,6 +70,9 @@ pub struct ListenSettings {
     pub idle_timeout: Duration,
     pub max_header_bytes: usize,
     pub max_connections: usize,
+    /// `[listen.tls]`: HTTPS; its files are swapped on reload, turning it on or off
+    /// needs a restart.
+    pub tls: Option<tls::ServerTls>,
 }
 
 impl ListenSettings {
@@ -119,6 +125,10 @@ pub fn compile(spec: &ListenSpec, base: &KeyPath, errors: &mut Errors) -> Listen
         idle_timeout: spec.idle_timeout.0,
         max_header_bytes: usize::try_from(spec.max_header_bytes.0).unwrap_or(usize::MAX),
         max_connections: spec.max_connections,
+        tls: spec
+            .tls
+            .as_ref()
+            .and_then(|t| tls::compile(t, &at(base, &["tls"]), errors)),
     }
 }
 
@@ -173,12 +183,18 @@ impl ListenSettings {
     }
 }
 
-/// Accepts until `stop` turns true, then stops accepting and hands back the tracker of
-/// the connections still open, so the caller can drain them.
+/// The server settings a TLS listener hands each new connection; the config swaps
+/// them on reload.
+pub type Terminator = Arc<arc_swap::ArcSwap<rustls::ServerConfig>>;
+
+/// Serves `listener` until `stop`: each connection gets a slot, TLS when `tls` is
+/// set (the handshake and the first bytes together within `header_read_timeout`),
+/// then HTTP/1.1 or HTTP/2 by ALPN or by its first bytes.
 pub async fn serve<H, F>(
     listener: TcpListener,
     builder: auto::Builder<TokioExecutor>,
     bounds: Bounds,
+    tls: Option<Terminator>,
     mut stop: watch::Receiver<bool>,
     handler: H,
 ) -> Connections
@@ -213,54 +229,102 @@ where
             }
         };
         let _ = stream.set_nodelay(true);
-        let handler = handler.clone();
-        let (builders, drain) = (builders.clone(), connections.watcher());
-        let first_bytes = bounds.header_read_timeout;
+        let connection = Accepted {
+            peer,
+            builders: builders.clone(),
+            drain: connections.watcher(),
+            bounds,
+            handler: handler.clone(),
+        };
+        let tls = tls.as_ref().map(|t| t.load_full());
         tokio::spawn(async move {
-            // Until the protocol is known hyper has no timer of its own running.
-            let (protocol, io) = match tokio::time::timeout(first_bytes, sniff::sniff(stream)).await
-            {
-                Ok(Ok(sniffed)) => sniffed,
-                Ok(Err(error)) => {
-                    tracing::debug!(%error, %peer, "connection closed before a request");
-                    return;
+            let deadline = tokio::time::Instant::now() + connection.bounds.header_read_timeout;
+            match tls {
+                None => connection.serve(stream, deadline).await,
+                Some(config) => {
+                    let handshake = tokio_rustls::TlsAcceptor::from(config).accept(stream);
+                    match tokio::time::timeout_at(deadline, handshake).await {
+                        Ok(Ok(stream)) => connection.serve(stream, deadline).await,
+                        Ok(Err(error)) => {
+                            tracing::debug!(%error, peer = %connection.peer, "TLS handshake failed");
+                        }
+                        Err(_) => {
+                            tracing::debug!(peer = %connection.peer, "no TLS handshake within header_read_timeout; closing");
+                        }
+                    }
                 }
-                Err(_) => {
-                    tracing::debug!(%peer, "no request within header_read_timeout; closing");
-                    return;
-                }
-            };
-            let streams = (protocol == sniff::Protocol::Http2).then(Arc::<Streams>::default);
-            let open = streams.clone();
-            let service = service_fn(move |request| {
-                let stream = open.as_ref().map(Streams::open);
-                let response = handler(request, peer);
-                async move {
-                    let response = response.await;
-                    Ok::<_, Infallible>(match stream {
-                        // The stream is open until its answer's body ends.
-                        Some(stream) => response.map(|b| body::on_end(b, move |_| drop(stream))),
-                        None => response,
-                    })
-                }
-            });
-            let builder = match protocol {
-                sniff::Protocol::Http1 => &builders.0,
-                sniff::Protocol::Http2 => &builders.1,
-            };
-            let connection = builder.serve_connection(TokioIo::new(io), service);
-            let idle = streams.map(|streams| Idle {
-                streams,
-                timeout: bounds.idle_timeout,
-            });
-            let shutdown = |c: Pin<&mut _>| auto::Connection::graceful_shutdown(c);
-            if let Err(error) = connection::drive(connection, shutdown, drain, idle).await {
-                tracing::debug!(%error, %peer, "connection ended with an error");
             }
             drop(permit);
         });
     }
     connections
+}
+
+/// One accepted connection and what serving it needs.
+struct Accepted<H> {
+    peer: SocketAddr,
+    builders: Arc<(auto::Builder<TokioExecutor>, auto::Builder<TokioExecutor>)>,
+    drain: tokio::sync::watch::Receiver<()>,
+    bounds: Bounds,
+    handler: H,
+}
+
+impl<H, F> Accepted<H>
+where
+    H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<ProxyBody>> + Send + 'static,
+{
+    async fn serve<S>(self, io: S, deadline: tokio::time::Instant)
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let Self {
+            peer,
+            builders,
+            drain,
+            bounds,
+            handler,
+        } = self;
+        // Until the protocol is known hyper has no timer of its own running.
+        let (protocol, io) = match tokio::time::timeout_at(deadline, sniff::sniff(io)).await {
+            Ok(Ok(sniffed)) => sniffed,
+            Ok(Err(error)) => {
+                tracing::debug!(%error, %peer, "connection closed before a request");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(%peer, "no request within header_read_timeout; closing");
+                return;
+            }
+        };
+        let streams = (protocol == sniff::Protocol::Http2).then(Arc::<Streams>::default);
+        let open = streams.clone();
+        let service = service_fn(move |request| {
+            let stream = open.as_ref().map(Streams::open);
+            let response = handler(request, peer);
+            async move {
+                let response = response.await;
+                Ok::<_, Infallible>(match stream {
+                    // The stream is open until its answer's body ends.
+                    Some(stream) => response.map(|b| body::on_end(b, move |_| drop(stream))),
+                    None => response,
+                })
+            }
+        });
+        let builder = match protocol {
+            sniff::Protocol::Http1 => &builders.0,
+            sniff::Protocol::Http2 => &builders.1,
+        };
+        let connection = builder.serve_connection(TokioIo::new(io), service);
+        let idle = streams.map(|streams| Idle {
+            streams,
+            timeout: bounds.idle_timeout,
+        });
+        let shutdown = |c: Pin<&mut _>| auto::Connection::graceful_shutdown(c);
+        if let Err(error) = connection::drive(connection, shutdown, drain, idle).await {
+            tracing::debug!(%error, %peer, "connection ended with an error");
+        }
+    }
 }
 
 /// Resolves once the stop flag is true (or its sender is gone).
