@@ -249,6 +249,15 @@ impl App {
     /// keep their running values (reported, not half-applied).
     pub fn install(&self, mut next: Snapshot) -> ReloadOutcome {
         let current = self.snapshot();
+        if let Err(error) = listeners_unchanged_in_kind(&current.config, &next.config) {
+            tracing::error!(%error, "config reload refused; the previous config keeps serving");
+            return ReloadOutcome {
+                applied: false,
+                generation: current.generation,
+                error: Some(error),
+                restart_required: Vec::new(),
+            };
+        }
         let restart_required = keep_restart_only(&current.config, &mut next.config);
         if !restart_required.is_empty() {
             tracing::warn!(settings = ?restart_required, "config changes that need a restart were not applied");
@@ -280,6 +289,43 @@ impl App {
             restart_required,
         }
     }
+}
+
+/// A reload may not turn a listener's TLS on or off (that rebinds it), nor leave the
+/// running listener exposed to an identity the new file only allowed for another
+/// address or for client certificates: such a reload is refused whole, so the
+/// listener and the config never disagree.
+fn listeners_unchanged_in_kind(
+    running: &config::Config,
+    next: &config::Config,
+) -> Result<(), String> {
+    let flips = |a: bool, b: bool, what: &str| {
+        if a == b {
+            Ok(())
+        } else {
+            Err(format!(
+                "turning {what} on or off needs a restart; the reload is refused"
+            ))
+        }
+    };
+    flips(
+        running.listen.tls.is_some(),
+        next.listen.tls.is_some(),
+        "[listen.tls]",
+    )?;
+    flips(
+        running.admin.tls.is_some(),
+        next.admin.tls.is_some(),
+        "[admin.tls]",
+    )?;
+    let client_certs = next.listen.tls.as_ref().is_some_and(|t| t.client_certs);
+    if !next.identity.may_serve(running.listen.addr, client_certs) {
+        return Err(format!(
+            "header mode would trust the tenant header from anyone who can reach the running listener {}; the reload is refused",
+            running.listen.addr
+        ));
+    }
+    Ok(())
 }
 
 fn jwks_counters(metrics: &crate::metrics::Metrics) -> crate::identity::remote::FetchCounters {
@@ -327,21 +373,15 @@ fn keep_restart_only(running: &config::Config, next: &mut config::Config) -> Vec
     // The drain timings are read when the drain starts, so they apply on reload; the
     // address and connection bounds shape the running listeners.
     let (drain_delay, shutdown_grace) = (next.listen.drain_delay, next.listen.shutdown_grace);
-    // New certificates apply on reload; turning TLS on or off rebinds the listener.
+    // New certificates apply on reload (TLS cannot flip: see
+    // `listeners_unchanged_in_kind`).
     let tls = next.listen.tls.take();
     next.listen = running.listen.clone();
-    if running.listen.tls.is_some() == tls.is_some() {
-        next.listen.tls = tls;
-    } else {
-        changed.push("listen.tls (on or off)");
-    }
+    next.listen.tls = tls;
     next.listen.drain_delay = drain_delay;
     next.listen.shutdown_grace = shutdown_grace;
     next.admin.addr = running.admin.addr;
-    if running.admin.tls.is_some() != next.admin.tls.is_some() {
-        changed.push("admin.tls (on or off)");
-        next.admin.tls.clone_from(&running.admin.tls);
-    }
+
     next.forward.upstream.connect_timeout = running.forward.upstream.connect_timeout;
     next.forward.upstream.pool_idle_timeout = running.forward.upstream.pool_idle_timeout;
     changed
@@ -384,5 +424,30 @@ impl Reload for App {
 
     fn applied(outcome: &ReloadOutcome) -> bool {
         outcome.applied
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> config::Config {
+        let text = format!("{text}[upstream]\nurl = \"http://127.0.0.1:1\"\n");
+        config::load_str(&text, "t.toml", &Overrides::default(), &|_| None)
+            .unwrap()
+            .config
+    }
+
+    #[test]
+    fn a_reload_that_would_expose_header_mode_on_the_running_listener_is_refused() {
+        let jwt_public = load(
+            "[listen]\naddr = \"0.0.0.0:8080\"\n[identity]\nmode = \"jwt\"\nhs256_secret = \"0123456789abcdef0123456789abcdef\"\n",
+        );
+        // Valid on its own (loopback), but the listener that keeps running is public.
+        let header_loopback = load("[listen]\naddr = \"127.0.0.1:8080\"\n");
+        let refused = listeners_unchanged_in_kind(&jwt_public, &header_loopback).unwrap_err();
+        assert!(refused.contains("header mode would trust"), "{refused}");
+        assert!(listeners_unchanged_in_kind(&header_loopback, &header_loopback).is_ok());
+        assert!(listeners_unchanged_in_kind(&jwt_public, &jwt_public).is_ok());
     }
 }

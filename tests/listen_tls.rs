@@ -248,6 +248,26 @@ async fn a_new_certificate_serves_new_connections_while_an_open_one_keeps_workin
         .await
         .unwrap();
     assert_eq!(presented(&tls), der(&second.0));
+
+    // A config without [listen.tls] would turn TLS off: refused whole, TLS kept.
+    common::replace_file(&setup.dir.path().join("tls.crt"), &second.0);
+    let config = setup.dir.path().join("tenantgate.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let (start, end) = (
+        text.find("[listen.tls]").unwrap(),
+        text.find("[admin]").unwrap(),
+    );
+    let plain = format!("{}{}", &text[..start], &text[end..]);
+    let before = setup.proxy.metric(errors).await;
+    common::replace_file(&config, &plain);
+    setup
+        .proxy
+        .until_metric_moves(errors, before, PATIENCE)
+        .await;
+    let tls = connect(setup.proxy.addr, &ca, &[b"http/1.1"], None)
+        .await
+        .unwrap();
+    assert_eq!(status_h1(&mut http1(tls).await).await.unwrap(), 200);
 }
 
 #[tokio::test]

@@ -264,3 +264,29 @@ fn tls_files_are_refused_for_an_http_upstream_and_a_lone_client_cert_is_refused(
             .contains("cannot read /nonexistent/ca.pem")
     );
 }
+
+#[tokio::test]
+async fn an_upstream_that_stalls_the_handshake_is_a_connect_failure_within_connect_timeout() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let held = Arc::new(Mutex::new(Vec::new()));
+    let keep = held.clone();
+    tokio::spawn(async move {
+        // Accepts and never says a word.
+        while let Ok((tcp, _)) = listener.accept().await {
+            keep.lock().unwrap().push(tcp);
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let text = config(port, "connect_timeout = \"300ms\"\ntimeout = \"20s\"");
+    let p = proxy(dir.path(), &text).await;
+    let started = Instant::now();
+    get(&p).await.assert_refusal(502, "upstream_unavailable");
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(5), "refused after {took:?}");
+    assert_eq!(
+        held.lock().unwrap().len(),
+        2,
+        "one retry, as for any connect failure"
+    );
+}

@@ -58,7 +58,7 @@ impl Upstream {
         // https is layered on by the connector.
         http.enforce_http(false);
         let tls = Arc::new(arc_swap::ArcSwap::new(tls::default_config()));
-        let connector = tls::Connector::new(http, tls.clone());
+        let connector = tls::Connector::new(http, tls.clone(), pool.connect_timeout);
         let client = Client::builder(TokioExecutor::new())
             // Without a timer the idle timeout is never enforced and idle sockets pile up.
             .pool_timer(TokioTimer::new())

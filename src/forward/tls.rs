@@ -137,11 +137,22 @@ pub fn compile(
 pub struct Connector {
     http: HttpConnector,
     tls: Arc<ArcSwap<ClientConfig>>,
+    /// TCP and TLS handshake together: an upstream that accepts and then stalls the
+    /// handshake is a connect failure like one that never answers.
+    connect_timeout: std::time::Duration,
 }
 
 impl Connector {
-    pub fn new(http: HttpConnector, tls: Arc<ArcSwap<ClientConfig>>) -> Self {
-        Self { http, tls }
+    pub fn new(
+        http: HttpConnector,
+        tls: Arc<ArcSwap<ClientConfig>>,
+        connect_timeout: std::time::Duration,
+    ) -> Self {
+        Self {
+            http,
+            tls,
+            connect_timeout,
+        }
     }
 }
 
@@ -174,7 +185,16 @@ impl tower_service::Service<http::Uri> for Connector {
 
     fn call(&mut self, uri: http::Uri) -> Self::Future {
         let mut https = HttpsConnector::from((self.http.clone(), self.tls.load_full()));
-        Box::pin(async move { tower_service::Service::call(&mut https, uri).await })
+        let limit = self.connect_timeout;
+        Box::pin(async move {
+            match tokio::time::timeout(limit, tower_service::Service::call(&mut https, uri)).await {
+                Ok(connected) => connected,
+                Err(_) => Err(Box::new(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no TLS connection within connect_timeout ({limit:?})"),
+                )) as BoxError),
+            }
+        })
     }
 }
 

@@ -106,7 +106,7 @@ pub fn compile(
         errors.add(
             vec![key("listen"), key("addr")],
             format!(
-                "header mode trusts {} from anyone who can reach {listen}; listen on a loopback address, verify a credential instead ([identity] mode = \"jwt\" or \"api_key\"), or set [identity] trust_network = true if only the app can reach this port",
+                "header mode trusts {} from anyone who can reach {listen}; listen on a loopback address, verify a credential instead ([identity] mode = \"jwt\" or \"api_key\"), require client certificates ([listen.tls] client_ca), or set [identity] trust_network = true if only the app can reach this port",
                 spec.header
             ),
         );
@@ -140,6 +140,7 @@ pub fn compile(
         header,
         pattern,
         proof,
+        trust_network: spec.trust_network,
         key_file: file,
     })
 }

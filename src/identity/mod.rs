@@ -115,6 +115,8 @@ pub struct IdentitySettings {
     /// Matched in full against every tenant id.
     pub pattern: Option<Regex>,
     pub proof: Proof,
+    /// `[identity] trust_network`: header mode may serve beyond loopback.
+    pub trust_network: bool,
     /// The key file this mode read, if any, as it read.
     pub key_file: Option<crate::spec::WatchedFile>,
 }
@@ -175,6 +177,16 @@ impl IdentitySettings {
     /// it: any letter case, `_` for `-` (CGI-style servers fold them together).
     pub fn is_lookalike(&self, name: &str) -> bool {
         hygiene::same_header_loosely(name, self.header.as_str())
+    }
+
+    /// Whether this identity may serve a listener at `addr` (`client_certs`: clients
+    /// must show a certificate): header mode trusts the tenant header from anyone who
+    /// can reach the port.
+    pub fn may_serve(&self, addr: std::net::SocketAddr, client_certs: bool) -> bool {
+        !matches!(self.proof, Proof::Header)
+            || self.trust_network
+            || addr.ip().is_loopback()
+            || client_certs
     }
 
     /// The header that carries the credential, outside header mode.

@@ -189,7 +189,8 @@ pub type Terminator = Arc<arc_swap::ArcSwap<rustls::ServerConfig>>;
 
 /// Serves `listener` until `stop`: each connection gets a slot, TLS when `tls` is
 /// set (the handshake and the first bytes together within `header_read_timeout`),
-/// then HTTP/1.1 or HTTP/2 by ALPN or by its first bytes.
+/// then HTTP/1.1 or HTTP/2 by its first bytes (an h2 client, with or without ALPN,
+/// starts with the preface).
 pub async fn serve<H, F>(
     listener: TcpListener,
     builder: auto::Builder<TokioExecutor>,

@@ -17,6 +17,7 @@ fn compiled(toml: &str) -> Result<RouteRewrite, Vec<String>> {
         header: http::HeaderName::from_static("x-tenant-id"),
         pattern: None,
         proof: crate::identity::Proof::Header,
+        trust_network: false,
         key_file: None,
     };
     compile_str(toml, |r: &Route, errors| {
