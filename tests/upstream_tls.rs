@@ -263,6 +263,13 @@ fn tls_files_are_refused_for_an_http_upstream_and_a_lone_client_cert_is_refused(
         load("url = \"https://127.0.0.1:1\"\nca_file = \"/nonexistent/ca.pem\"")
             .contains("cannot read /nonexistent/ca.pem")
     );
+    assert_eq!(
+        load(
+            "url = \"https://127.0.0.1:1\"\nca_file = \"\"\nclient_cert = \"\"\nclient_key = \"\""
+        ),
+        "",
+        "SPEC 5's empty strings mean unset"
+    );
 }
 
 #[tokio::test]

@@ -137,9 +137,9 @@ pub fn upstream(
         return None;
     };
     let files = TlsFiles {
-        ca_file: spec.ca_file.as_deref(),
-        client_cert: spec.client_cert.as_deref(),
-        client_key: spec.client_key.as_deref(),
+        ca_file: given(&spec.ca_file),
+        client_cert: given(&spec.client_cert),
+        client_key: given(&spec.client_key),
     };
     let mut watched = Vec::new();
     let tls = if scheme == http::uri::Scheme::HTTPS {
@@ -188,6 +188,12 @@ pub fn upstream(
         tls,
         watched,
     })
+}
+
+/// A file `[upstream]` names: SPEC 5 writes the unset ones as "", the same as leaving
+/// them out.
+fn given(path: &Option<PathBuf>) -> Option<&std::path::Path> {
+    path.as_deref().filter(|p| !p.as_os_str().is_empty())
 }
 
 /// Headers shared by every route (or every route of one tenant): fixed values only.
