@@ -15,30 +15,13 @@ use bytes::Bytes;
 use common::{Proxy, Upstream, PATIENCE};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tenantgate::app::Services;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-type Ca = CertifiedIssuer<'static, KeyPair>;
-
-fn ca(name: &str) -> Ca {
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.distinguished_name.push(DnType::CommonName, name);
-    CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap()
-}
-
-fn leaf(ca: &Ca, name: &str) -> (String, String) {
-    let key = KeyPair::generate().unwrap();
-    let cert = CertificateParams::new(vec![name.to_owned()])
-        .unwrap()
-        .signed_by(&key, ca)
-        .unwrap();
-    (cert.pem(), key.serialize_pem())
-}
+use common::pki::{ca, leaf, Ca};
 
 fn der(pem: &str) -> Vec<u8> {
     CertificateDer::from_pem_slice(pem.as_bytes())
@@ -146,7 +129,7 @@ fn presented(tls: &Tls) -> Vec<u8> {
 #[tokio::test]
 async fn an_https_client_reaches_a_plain_upstream_over_http1_and_h2_by_alpn() {
     let ca = ca("test CA");
-    let setup = Setup::start(&leaf(&ca, "localhost"), None).await;
+    let setup = Setup::start(&leaf(&ca, &["localhost"]), None).await;
     let tls = connect(setup.proxy.addr, &ca, &[b"http/1.1"], None)
         .await
         .unwrap();
@@ -193,7 +176,7 @@ async fn an_https_client_reaches_a_plain_upstream_over_http1_and_h2_by_alpn() {
 #[tokio::test]
 async fn a_new_certificate_serves_new_connections_while_an_open_one_keeps_working() {
     let ca = ca("test CA");
-    let first = leaf(&ca, "localhost");
+    let first = leaf(&ca, &["localhost"]);
     let setup = Setup::start(&first, None).await;
     let tls = connect(setup.proxy.addr, &ca, &[b"http/1.1"], None)
         .await
@@ -202,7 +185,7 @@ async fn a_new_certificate_serves_new_connections_while_an_open_one_keeps_workin
     let mut open = http1(tls).await;
     assert_eq!(status_h1(&mut open).await.unwrap(), 200);
 
-    let second = leaf(&ca, "localhost");
+    let second = leaf(&ca, &["localhost"]);
     // Key first, then certificate: in between the pair does not match and that reload
     // is refused; the certificate's arrival completes it.
     common::replace_file(&setup.dir.path().join("tls.key"), &second.1);
@@ -273,7 +256,7 @@ async fn a_new_certificate_serves_new_connections_while_an_open_one_keeps_workin
 #[tokio::test]
 async fn a_client_that_stalls_mid_handshake_is_cut_at_header_read_timeout() {
     let ca = ca("test CA");
-    let setup = Setup::start(&leaf(&ca, "localhost"), None).await;
+    let setup = Setup::start(&leaf(&ca, &["localhost"]), None).await;
     let mut stalled = TcpStream::connect(setup.proxy.addr).await.unwrap();
     // A TLS record header announcing a ClientHello that never comes.
     stalled
@@ -300,8 +283,8 @@ async fn a_client_that_stalls_mid_handshake_is_cut_at_header_read_timeout() {
 async fn client_certificates_are_required_against_client_ca() {
     let server_ca = ca("test CA");
     let clients = ca("client CA");
-    let setup = Setup::start(&leaf(&server_ca, "localhost"), Some(&clients)).await;
-    let app = leaf(&clients, "app");
+    let setup = Setup::start(&leaf(&server_ca, &["localhost"]), Some(&clients)).await;
+    let app = leaf(&clients, &["app"]);
     let tls = connect(setup.proxy.addr, &server_ca, &[b"http/1.1"], Some(&app))
         .await
         .unwrap();
@@ -313,7 +296,7 @@ async fn client_certificates_are_required_against_client_ca() {
         Ok(tls) => status_h1(&mut http1(tls).await).await.is_err(),
     };
     assert!(refused);
-    let stranger = leaf(&ca("another CA"), "app");
+    let stranger = leaf(&ca("another CA"), &["app"]);
     let refused = match connect(
         setup.proxy.addr,
         &server_ca,
@@ -333,7 +316,7 @@ async fn client_certificates_are_required_against_client_ca() {
 fn header_mode_on_a_public_tls_listener_needs_trust_network_unless_clients_show_certificates() {
     let dir = tempfile::tempdir().unwrap();
     let ca = ca("test CA");
-    let (cert, key) = leaf(&ca, "localhost");
+    let (cert, key) = leaf(&ca, &["localhost"]);
     let write = |name: &str, text: &str| {
         let path = dir.path().join(name);
         std::fs::write(&path, text).unwrap();
@@ -361,7 +344,7 @@ fn header_mode_on_a_public_tls_listener_needs_trust_network_unless_clients_show_
 #[tokio::test]
 async fn the_admin_listener_takes_its_own_tls() {
     let ca = ca("test CA");
-    let (cert, key) = leaf(&ca, "localhost");
+    let (cert, key) = leaf(&ca, &["localhost"]);
     let dir = tempfile::tempdir().unwrap();
     let path = |name: &str, text: &str| {
         let path = dir.path().join(name);

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 pub mod binary;
 pub mod client;
+pub mod pki;
 pub mod proxy;
 pub mod upstream;
 
