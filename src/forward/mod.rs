@@ -69,13 +69,12 @@ impl Upstream {
         Self { client, pool, tls }
     }
 
-    /// New connections use these TLS settings (those in the pool keep theirs).
+    /// New https connections use these TLS settings (those in the pool keep theirs);
+    /// an http upstream has none to install.
     pub fn use_tls(&self, settings: &UpstreamSettings) {
-        let config = settings
-            .tls
-            .as_ref()
-            .map_or_else(tls::default_config, |t| t.config.clone());
-        self.tls.store(config);
+        if let Some(tls) = &settings.tls {
+            self.tls.store(tls.config.clone());
+        }
     }
 
     pub fn pool(&self) -> &PoolSettings {

@@ -59,52 +59,16 @@ pub fn compile(
     };
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    let mut extra_roots = 0;
-    if let Some(path) = files.ca_file {
-        let (bytes, file) = read_watched(path, at("ca_file"), errors)?;
-        watched.push(file);
-        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&bytes)
-            .collect::<Result<_, _>>()
-            .unwrap_or_default();
-        if certs.is_empty() {
-            errors.add(
-                at("ca_file"),
-                format!("{}: no PEM certificate in it", path.display()),
-            );
-            return None;
-        }
-        for cert in certs {
-            if let Err(e) = roots.add(cert) {
-                errors.add(at("ca_file"), format!("{}: {e}", path.display()));
-                return None;
-            }
-            extra_roots += 1;
-        }
-    }
+    let extra_roots = match files.ca_file {
+        Some(path) => add_roots(&mut roots, path, at("ca_file"), watched, errors)?,
+        None => 0,
+    };
     let builder = ClientConfig::builder().with_root_certificates(roots);
     let config = match (files.client_cert, files.client_key) {
         (None, None) => builder.with_no_client_auth(),
         (Some(cert_path), Some(key_path)) => {
-            let (cert_bytes, cert_file) = read_watched(cert_path, at("client_cert"), errors)?;
-            let (key_bytes, key_file) = read_watched(key_path, at("client_key"), errors)?;
-            watched.extend([cert_file, key_file]);
-            let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_bytes)
-                .collect::<Result<_, _>>()
-                .unwrap_or_default();
-            if chain.is_empty() {
-                errors.add(
-                    at("client_cert"),
-                    format!("{}: no PEM certificate in it", cert_path.display()),
-                );
-                return None;
-            }
-            let Ok(key) = PrivateKeyDer::from_pem_slice(&key_bytes) else {
-                errors.add(
-                    at("client_key"),
-                    format!("{}: no PEM private key in it", key_path.display()),
-                );
-                return None;
-            };
+            let chain = read_certificates(cert_path, at("client_cert"), watched, errors)?;
+            let key = read_private_key(key_path, at("client_key"), watched, errors)?;
             match builder.with_client_auth_cert(chain, key) {
                 Ok(config) => config,
                 Err(e) => {
@@ -129,6 +93,63 @@ pub fn compile(
         extra_roots,
         client_cert: files.client_cert.is_some(),
     })
+}
+
+/// The PEM certificates of a file the config names (at least one), read and watched.
+pub fn read_certificates(
+    path: &Path,
+    at: KeyPath,
+    watched: &mut Vec<WatchedFile>,
+    errors: &mut Errors,
+) -> Option<Vec<CertificateDer<'static>>> {
+    let (bytes, file) = read_watched(path, at.clone(), errors)?;
+    watched.push(file);
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&bytes)
+        .collect::<Result<_, _>>()
+        .unwrap_or_default();
+    if certs.is_empty() {
+        errors.add(at, format!("{}: no PEM certificate in it", path.display()));
+        return None;
+    }
+    Some(certs)
+}
+
+/// The PEM private key (PKCS#8, PKCS#1 or SEC1) of a file the config names, read and
+/// watched.
+pub fn read_private_key(
+    path: &Path,
+    at: KeyPath,
+    watched: &mut Vec<WatchedFile>,
+    errors: &mut Errors,
+) -> Option<PrivateKeyDer<'static>> {
+    let (bytes, file) = read_watched(path, at.clone(), errors)?;
+    watched.push(file);
+    match PrivateKeyDer::from_pem_slice(&bytes) {
+        Ok(key) => Some(key),
+        Err(_) => {
+            errors.add(at, format!("{}: no PEM private key in it", path.display()));
+            None
+        }
+    }
+}
+
+/// Adds the CA certificates of `path` to `roots`; how many.
+pub fn add_roots(
+    roots: &mut rustls::RootCertStore,
+    path: &Path,
+    at: KeyPath,
+    watched: &mut Vec<WatchedFile>,
+    errors: &mut Errors,
+) -> Option<usize> {
+    let certs = read_certificates(path, at.clone(), watched, errors)?;
+    let count = certs.len();
+    for cert in certs {
+        if let Err(e) = roots.add(cert) {
+            errors.add(at, format!("{}: {e}", path.display()));
+            return None;
+        }
+    }
+    Some(count)
 }
 
 /// The pool's connector: plain TCP for `http://`, rustls for `https://` with the TLS

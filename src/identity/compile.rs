@@ -101,16 +101,6 @@ pub fn compile(
             "the identity header cannot be X-Tenantgate-Token",
         );
     }
-    let exposed = !listen.ip().is_loopback() && !client_certs;
-    if spec.mode == IdentityMode::Header && !spec.trust_network && exposed {
-        errors.add(
-            vec![key("listen"), key("addr")],
-            format!(
-                "header mode trusts {} from anyone who can reach {listen}; listen on a loopback address, verify a credential instead ([identity] mode = \"jwt\" or \"api_key\"), require client certificates ([listen.tls] client_ca), or set [identity] trust_network = true if only the app can reach this port",
-                spec.header
-            ),
-        );
-    }
     let pattern = match pattern {
         None => None,
         Some(p) => match Regex::new(&format!("^(?:{p})$")) {
@@ -136,13 +126,23 @@ pub fn compile(
             (Proof::ApiKey(keys), Some(file))
         }
     };
-    Some(IdentitySettings {
+    let settings = IdentitySettings {
         header,
         pattern,
         proof,
         trust_network: spec.trust_network,
         key_file: file,
-    })
+    };
+    if !settings.may_serve(listen, client_certs) {
+        errors.add(
+            vec![key("listen"), key("addr")],
+            format!(
+                "header mode trusts {} from anyone who can reach {listen}; listen on a loopback address, verify a credential instead ([identity] mode = \"jwt\" or \"api_key\"), require client certificates ([listen.tls] client_ca), or set [identity] trust_network = true if only the app can reach this port",
+                spec.header
+            ),
+        );
+    }
+    Some(settings)
 }
 
 /// Keys of one mode set in another are mistakes (a forgotten `mode`), not defaults.

@@ -58,7 +58,7 @@ pub struct Verified {
 impl JwtSettings {
     /// Verifies `token` at `now` (Unix seconds) and returns its tenant claim's text.
     pub async fn verify(&self, token: &str, now: f64) -> Result<Verified, Rejected> {
-        let set = self.key_set()?;
+        let mut set = self.key_set()?;
         let key = TokenCache::key(token);
         if let Some(hit) = self.cache.get(&key, set.generation) {
             self.check_times(hit.exp, hit.nbf, now)
@@ -66,7 +66,6 @@ impl JwtSettings {
             return Ok(hit.verified);
         }
         let head = Head::parse(token).map_err(Rejected::Unauthenticated)?;
-        let mut set = set;
         let claims = match verify_with(&set, &head, token) {
             Err(AuthFailure::UnknownKid) => match &self.keys {
                 // A rotation at the provider: fetch again (at most once per

@@ -202,44 +202,35 @@ impl IdentitySettings {
     /// seconds). A tenant header next to a credential must name the same tenant.
     pub async fn identify(&self, headers: &HeaderMap, now: f64) -> Result<Identity, Rejected> {
         let claimed = header::read_tenant(self, headers).map_err(Rejected::InvalidTenant)?;
-        let Some(credential_header) = self.credential_header() else {
-            let how = if claimed.is_some() {
-                How::Header
-            } else {
-                How::Nobody
-            };
-            return Ok(Identity {
-                tenant: claimed,
-                how,
-            });
-        };
-        let credential =
-            header::credential(headers, credential_header).map_err(Rejected::Unauthenticated)?;
-        let Some(credential) = credential else {
-            if claimed.is_some() {
-                let unverified = AuthFailure::Unverified(credential_header.clone());
-                return Err(Rejected::Unauthenticated(unverified));
-            }
-            return Ok(Identity {
-                tenant: None,
-                how: How::Nobody,
-            });
+        let credential = |name: &HeaderName| {
+            header::credential(headers, name).map_err(Rejected::Unauthenticated)
         };
         let (tenant, how) = match &self.proof {
             Proof::Header => {
+                let how = if claimed.is_some() {
+                    How::Header
+                } else {
+                    How::Nobody
+                };
                 return Ok(Identity {
                     tenant: claimed,
-                    how: How::Header,
-                })
+                    how,
+                });
             }
             Proof::Jwt(jwt) => {
-                let verified = jwt.verify(credential, now).await?;
+                let Some(token) = credential(&jwt.header)? else {
+                    return without_credential(claimed, &jwt.header);
+                };
+                let verified = jwt.verify(token, now).await?;
                 let tenant = TenantId::parse(&verified.tenant, self.pattern.as_ref())
                     .map_err(Rejected::InvalidTenant)?;
                 (tenant, How::Jwt(verified))
             }
             Proof::ApiKey(keys) => {
-                let tenant = keys.keys.tenant_of(credential.as_bytes());
+                let Some(key) = credential(&keys.header)? else {
+                    return without_credential(claimed, &keys.header);
+                };
+                let tenant = keys.keys.tenant_of(key.as_bytes());
                 (
                     tenant.map_err(Rejected::Unauthenticated)?.clone(),
                     How::ApiKey,
@@ -253,6 +244,23 @@ impl IdentitySettings {
             tenant: Some(tenant),
             how,
         })
+    }
+}
+
+/// A verified mode's request without a credential: nobody, unless it names a tenant
+/// in the header, which alone proves nothing.
+fn without_credential(
+    claimed: Option<TenantId>,
+    credential: &HeaderName,
+) -> Result<Identity, Rejected> {
+    match claimed {
+        Some(_) => Err(Rejected::Unauthenticated(AuthFailure::Unverified(
+            credential.clone(),
+        ))),
+        None => Ok(Identity {
+            tenant: None,
+            how: How::Nobody,
+        }),
     }
 }
 

@@ -7,11 +7,9 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::forward::tls::{add_roots, read_certificates, read_private_key};
+use crate::spec::{at, Errors, Seg, WatchedFile};
 use rustls::ServerConfig;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-
-use crate::spec::{at, read_watched, Errors, Seg, WatchedFile};
 
 /// `[listen.tls]` as the file writes it.
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -42,53 +40,17 @@ impl std::fmt::Debug for ServerTls {
     }
 }
 
-fn certificates(bytes: &[u8]) -> Vec<CertificateDer<'static>> {
-    CertificateDer::pem_slice_iter(bytes)
-        .collect::<Result<_, _>>()
-        .unwrap_or_default()
-}
-
 pub fn compile(spec: &TlsSpec, base: &[Seg], errors: &mut Errors) -> Option<ServerTls> {
     let path = |k: &str| at(base, &[k]);
     let mut watched = Vec::new();
-    let (cert_bytes, cert_file) = read_watched(&spec.cert, path("cert"), errors)?;
-    let (key_bytes, key_file) = read_watched(&spec.key, path("key"), errors)?;
-    watched.extend([cert_file, key_file]);
-    let chain = certificates(&cert_bytes);
-    if chain.is_empty() {
-        errors.add(
-            path("cert"),
-            format!("{}: no PEM certificate in it", spec.cert.display()),
-        );
-        return None;
-    }
-    let Ok(key) = PrivateKeyDer::from_pem_slice(&key_bytes) else {
-        errors.add(
-            path("key"),
-            format!("{}: no PEM private key in it", spec.key.display()),
-        );
-        return None;
-    };
+    let chain = read_certificates(&spec.cert, path("cert"), &mut watched, errors)?;
+    let key = read_private_key(&spec.key, path("key"), &mut watched, errors)?;
     let builder = ServerConfig::builder();
     let builder = match &spec.client_ca {
         None => builder.with_no_client_auth(),
         Some(ca_path) => {
-            let (ca_bytes, ca_file) = read_watched(ca_path, path("client_ca"), errors)?;
-            watched.push(ca_file);
             let mut roots = rustls::RootCertStore::empty();
-            for cert in certificates(&ca_bytes) {
-                if let Err(e) = roots.add(cert) {
-                    errors.add(path("client_ca"), format!("{}: {e}", ca_path.display()));
-                    return None;
-                }
-            }
-            if roots.is_empty() {
-                errors.add(
-                    path("client_ca"),
-                    format!("{}: no PEM certificate in it", ca_path.display()),
-                );
-                return None;
-            }
+            add_roots(&mut roots, ca_path, path("client_ca"), &mut watched, errors)?;
             match rustls::server::WebPkiClientVerifier::builder(Arc::new(roots)).build() {
                 Ok(verifier) => builder.with_client_cert_verifier(verifier),
                 Err(e) => {
