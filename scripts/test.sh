@@ -12,6 +12,13 @@ if ! command -v promtool >/dev/null; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
 fi
 promtool --version | head -1
+# tests/redis.rs starts its own redis-server children (and the limiter benchmark
+# one); Debian ships it in the redis-server package. Without it those tests fail.
+if ! command -v redis-server >/dev/null; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server >/dev/null
+fi
+redis-server --version
 # tests/chroma.rs runs the real Chroma server and its official Python client; without
 # this virtualenv that test fails (it never skips).
 if [ ! -x .venv-chroma/bin/chroma ]; then

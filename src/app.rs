@@ -15,6 +15,7 @@ use crate::forward::{PoolSettings, Upstream};
 use crate::limits::Limiter;
 use crate::meter::Ledger;
 use crate::store::records::Records;
+use crate::store::redis::Redis;
 use crate::store::Usage;
 use crate::tenants::{KnownTenants, Offboarding};
 
@@ -24,6 +25,9 @@ pub struct Services {
     pub clock: Arc<dyn Clock>,
     pub usage: Arc<Usage>,
     pub records: Arc<Records>,
+    /// With `kind = "redis"`: what every replica shares (limits; the usage and records
+    /// above are already over it).
+    pub redis: Option<Arc<Redis>>,
 }
 
 impl Default for Services {
@@ -32,6 +36,7 @@ impl Default for Services {
             clock: Arc::new(SystemClock::default()),
             usage: Arc::new(Usage::in_memory()),
             records: Arc::new(Records::in_memory()),
+            redis: None,
         }
     }
 }
@@ -50,6 +55,8 @@ pub struct App {
     pub limiter: Arc<Limiter>,
     pub clock: Arc<dyn Clock>,
     pub usage: Arc<Usage>,
+    /// The shared store, with `kind = "redis"`.
+    pub redis: Option<Arc<Redis>>,
     /// Who owns which opaque backend id, and which tenants are provisioned.
     pub records: Arc<Records>,
     /// The proxy listener's TLS settings, when it serves HTTPS: new connections take
@@ -90,6 +97,9 @@ impl App {
     ) -> Arc<Self> {
         first.generation = 1;
         let metrics = crate::metrics::Metrics::new();
+        if let Some(redis) = &services.redis {
+            metrics.register(redis.collectors());
+        }
         metrics.export_at_zero(
             crate::refusal::Refusal::CODES,
             crate::identity::AuthFailure::REASONS,
@@ -123,7 +133,11 @@ impl App {
             known: KnownTenants::default(),
             offboarding: Arc::default(),
             metrics,
-            limiter: Arc::default(),
+            limiter: Arc::new(match &services.redis {
+                Some(redis) => Limiter::shared(redis.clone()),
+                None => Limiter::default(),
+            }),
+            redis: services.redis,
             clock: services.clock,
             usage: services.usage,
             records: services.records,

@@ -53,6 +53,21 @@ pub fn run(path: &std::path::Path) -> ExitCode {
         out!("    tls     {}", tenantgate::forward::tls::describe(tls));
     }
     print_limits(c);
+    match &c.store.redis {
+        None => out!(
+            "  store     embedded, {} (flush {:?}): this replica's own limits and usage",
+            c.store.path.display(),
+            c.store.flush
+        ),
+        Some(redis) => out!(
+            "  store     redis {} (flush {:?}, timeout {:?}, on_store_error {}, replicas {}): shared by every replica",
+            redis.redacted_url(),
+            c.store.flush,
+            redis.timeout,
+            redis.on_error.name(),
+            redis.replicas
+        ),
+    }
     out!("  routes    {}", c.route.table.len());
     for route in c.route.table.iter() {
         out!(

@@ -223,6 +223,15 @@ impl Metrics {
         metrics
     }
 
+    /// Adds collectors that live elsewhere (the shared store's), once at start.
+    pub fn register(&self, collectors: Vec<Box<dyn Collector>>) {
+        for collector in collectors {
+            if let Err(error) = self.registry.register(collector) {
+                tracing::warn!(%error, "a metric could not be registered");
+            }
+        }
+    }
+
     /// Handles for one route, resolved when its config is installed.
     pub fn route(&self, name: &str) -> RouteMetrics {
         let class = |c: &str| self.requests.with_label_values(&[name, c]);

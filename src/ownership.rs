@@ -17,7 +17,7 @@ const AUDITED_IDS: usize = 16;
 
 /// Refuses a request naming an id its caller does not own, as 404 `not_found`
 /// whether the id is someone else's or nobody's.
-pub fn check(
+pub async fn check(
     app: &App,
     owner: &str,
     owned: &[(String, String)],
@@ -35,6 +35,8 @@ pub fn check(
         named.push(format!("+{}", owned.len() - AUDITED_IDS));
     }
     audit.owned = Some(named.join(","));
+    // Another replica may have learned (or released) these ids.
+    app.records.refresh(owned).await;
     if owned
         .iter()
         .all(|(kind, id)| app.records.owns(owner, kind, id))

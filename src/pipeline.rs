@@ -172,7 +172,7 @@ async fn walk<'c>(
     let (outgoing, owned) = outgoing.await?;
     // 4. (end) the opaque ids the request names must be the caller's (SPEC 4.3)
     if let Some(namespace) = trail.namespace.as_ref() {
-        ownership::check(app, &namespace.root, &owned, &mut trail.audit)?;
+        ownership::check(app, &namespace.root, &owned, &mut trail.audit).await?;
     }
 
     // 5. forward, to a tenant provisioned first (SPEC 4.4)

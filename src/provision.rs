@@ -6,6 +6,7 @@
 //! by the next request: no request reaches a half-provisioned tenant.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use dashmap::DashMap;
@@ -18,6 +19,7 @@ use crate::path::encode_segment;
 use crate::refusal::Refusal;
 use crate::spec::{key, Errors, KeyPath, Seg};
 use crate::store::records::Records;
+use crate::store::redis::Redis;
 
 /// A `[[provision]]` or `[[offboard]]` step as the file writes it.
 #[derive(Debug, Deserialize)]
@@ -197,6 +199,11 @@ fn render_json(json: &str, ns: &str, tenant: &str) -> String {
 }
 
 /// Runs in flight, by namespace root: the single flight.
+/// How long one replica's provisioning run may hold the tenant's lock.
+const SHARED_RUN_HOLD: Duration = Duration::from_secs(30);
+/// How often a replica waiting for another's run looks for its mark.
+const SHARED_RUN_POLL: Duration = Duration::from_millis(20);
+
 #[derive(Debug, Default)]
 pub struct Provisioner {
     running: DashMap<Box<str>, Arc<tokio::sync::Mutex<()>>, std::hash::RandomState>,
@@ -240,11 +247,60 @@ impl Provisioner {
         if backend.records.is_provisioned(subject.root) {
             return Ok(());
         }
-        let result = self.run(steps, subject, backend).await;
+        let result = match backend.records.redis() {
+            Some(redis) => self.run_once_across(redis, steps, subject, backend).await,
+            None => self.run(steps, subject, backend).await,
+        };
         // Only this run's gate: a later one may have taken the key meanwhile.
         self.running
             .remove_if(subject.root, |_, current| Arc::ptr_eq(current, &gate));
         result
+    }
+
+    /// With a shared store, one replica runs the steps and the others wait for its
+    /// mark: the lock in Redis decides who, and expires after [`SHARED_RUN_HOLD`] so a
+    /// replica that dies mid-run does not block the tenant.
+    async fn run_once_across(
+        &self,
+        redis: &Redis,
+        steps: &[Step],
+        subject: Subject<'_>,
+        backend: &Backend<'_>,
+    ) -> Result<(), Refusal> {
+        let unavailable = |error: crate::store::StoreError| {
+            tracing::error!(%error, namespace = subject.root, "provisioning could not be coordinated through the shared store");
+            Refusal::StoreUnavailable
+        };
+        let started = tokio::time::Instant::now();
+        loop {
+            if redis
+                .is_provisioned(subject.root)
+                .await
+                .map_err(unavailable)?
+            {
+                backend.records.remember_provisioned(subject.root);
+                return Ok(());
+            }
+            if redis
+                .lock_provisioning(subject.root, SHARED_RUN_HOLD)
+                .await
+                .map_err(unavailable)?
+            {
+                let result = self.run(steps, subject, backend).await;
+                if let Err(error) = redis.unlock_provisioning(subject.root).await {
+                    tracing::warn!(%error, namespace = subject.root, "the provisioning lock could not be released; it expires by itself");
+                }
+                return result;
+            }
+            if started.elapsed() >= SHARED_RUN_HOLD {
+                tracing::error!(
+                    namespace = subject.root,
+                    "another replica's provisioning run did not finish in time"
+                );
+                return Err(Refusal::UpstreamUnavailable);
+            }
+            tokio::time::sleep(SHARED_RUN_POLL).await;
+        }
     }
 
     async fn run(

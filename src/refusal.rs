@@ -62,6 +62,8 @@ pub enum Refusal {
     QuotaExceeded { retry_after: u64 },
     #[error("the usage store could not be read or written; retry shortly")]
     StoreUnavailable,
+    #[error("this user's limits live in the shared store, which cannot be reached, and [store] on_store_error = \"fail_closed\"; retry shortly")]
+    LimitsUnavailable,
     #[error("the tenant still has requests in flight after [listen] shutdown_grace; nothing was erased, retry shortly")]
     TenantBusy,
     #[error(
@@ -106,6 +108,7 @@ impl Refusal {
             }
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Self::StoreUnavailable
+            | Self::LimitsUnavailable
             | Self::Overloaded
             | Self::TenantBusy
             | Self::IdentityUnavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -138,6 +141,7 @@ impl Refusal {
         "rate_limited",
         "quota_exceeded",
         "store_unavailable",
+        "limits_unavailable",
         "tenant_busy",
         "overloaded",
         "internal_error",
@@ -166,6 +170,7 @@ impl Refusal {
             Self::RateLimited { .. } | Self::TooManyInFlight => "rate_limited",
             Self::QuotaExceeded { .. } => "quota_exceeded",
             Self::StoreUnavailable => "store_unavailable",
+            Self::LimitsUnavailable => "limits_unavailable",
             Self::TenantBusy => "tenant_busy",
             Self::Overloaded => "overloaded",
             Self::Internal => "internal_error",
@@ -197,6 +202,7 @@ impl Refusal {
             }
             Self::TooManyInFlight
             | Self::StoreUnavailable
+            | Self::LimitsUnavailable
             | Self::Overloaded
             | Self::TenantBusy
             | Self::IdentityUnavailable => {
@@ -240,6 +246,7 @@ mod codes {
             Refusal::TooManyInFlight,
             Refusal::QuotaExceeded { retry_after: 1 },
             Refusal::StoreUnavailable,
+            Refusal::LimitsUnavailable,
             Refusal::TenantBusy,
             Refusal::Overloaded,
             Refusal::Internal,

@@ -15,6 +15,8 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::{Overrides, Snapshot};
 use crate::store::embedded::Embedded;
 use crate::store::records::Records;
+use crate::store::redis::usage::RedisUsage;
+use crate::store::redis::Redis;
 use crate::store::{StoreError, Usage};
 use crate::{admin, listen, pipeline};
 
@@ -49,7 +51,7 @@ pub struct Running {
 /// [`FLUSH_BACKOFF_MAX`]: a failing store is not rewritten the whole backlog on
 /// every event.
 const FLUSH_BACKOFF_MIN: Duration = Duration::from_millis(100);
-const FLUSH_BACKOFF_MAX: Duration = Duration::from_secs(30);
+const FLUSH_BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 /// Writes usage every `every`; with "0s", as soon as an event is recorded. After a
 /// failure, the next attempt waits out the backoff instead.
@@ -131,13 +133,21 @@ async fn seed_known_tenants(app: &Arc<App>) {
 /// How often idle limiter buckets are forgotten.
 const SWEEP_EVERY: Duration = Duration::from_secs(10);
 
-/// Starts with the system clock and the embedded store under `[store] path`.
+/// Starts with the system clock and the store `[store]` names: the embedded file
+/// under `path`, or the Redis every replica shares.
 pub async fn start(
     first: Snapshot,
     source: Option<(PathBuf, Overrides)>,
 ) -> Result<Running, StartError> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock::default());
-    let path = first.config.store.path.clone();
+    let services = match first.config.store.redis.clone() {
+        None => open_embedded(first.config.store.path.clone(), clock).await?,
+        Some(settings) => open_shared(&settings, clock).await?,
+    };
+    start_with(first, source, services).await
+}
+
+async fn open_embedded(path: PathBuf, clock: Arc<dyn Clock>) -> Result<Services, StoreError> {
     let today = clock.utc_day();
     let (usage, records) = tokio::task::spawn_blocking(move || {
         let backend = Embedded::open(&path)?;
@@ -147,12 +157,45 @@ pub async fn start(
     })
     .await
     .map_err(|e| StoreError(e.to_string()))??;
-    let services = Services {
+    Ok(Services {
         clock,
         usage: Arc::new(usage),
         records: Arc::new(records),
-    };
-    start_with(first, source, services).await
+        redis: None,
+    })
+}
+
+/// Opens the shared store. A replica starts while Redis is away (it decides under
+/// `on_store_error` until Redis answers), so reading what Redis holds is best effort
+/// here: ownership is asked again per request, today's usage per admission.
+pub async fn open_shared(
+    settings: &crate::store::settings::RedisSettings,
+    clock: Arc<dyn Clock>,
+) -> Result<Services, StoreError> {
+    let redis = Redis::open(settings)?;
+    let today = clock.utc_day();
+    let shared = redis.clone();
+    let (usage, records) = tokio::task::spawn_blocking(move || {
+        let backend = || Box::new(RedisUsage(shared.clone()));
+        let usage = Usage::open(backend(), today).unwrap_or_else(|error| {
+            tracing::warn!(%error, "today's usage could not be read from redis; it is read per request once redis answers");
+            Usage::over(backend())
+        });
+        let records = Records::shared(shared.clone()).unwrap_or_else(|error| {
+            tracing::warn!(%error, "ownership could not be read from redis; it is read per request once redis answers");
+            Records::shared_empty(shared.clone())
+        });
+        (usage, records)
+    })
+    .await
+    .map_err(|e| StoreError(e.to_string()))?;
+    tracing::info!(url = %settings.redacted_url(), up = redis.is_up(), on_store_error = settings.on_error.name(), "shared store open");
+    Ok(Services {
+        clock,
+        usage: Arc::new(usage),
+        records: Arc::new(records),
+        redis: Some(redis),
+    })
 }
 
 /// As [`start`], with a chosen clock and usage store.

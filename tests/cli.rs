@@ -405,3 +405,51 @@ async fn check_shows_the_listener_tls_settings() {
         "{stdout}"
     );
 }
+
+#[tokio::test]
+async fn check_shows_the_shared_store_without_its_password_and_refuses_bad_store_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = |keys: &str| {
+        format!(
+            "[upstream]\nurl = \"http://127.0.0.1:9\"\n[store]\nkind = \"redis\"\n{keys}\n[[route]]\nmatch = \"GET /x\"\nscope = \"shared\"\n"
+        )
+    };
+    let good = write(
+        dir.path(),
+        "good.toml",
+        &store("url = \"rediss://app:s3cret@redis.internal:6380/1\"\nreplicas = 3\non_store_error = \"fail_closed\""),
+    );
+    let (code, stdout, stderr) = tenantgate(&["check", "--config", &good]).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("  store     redis rediss://app:***@redis.internal:6380/1 (flush 1s, timeout 100ms, on_store_error fail_closed, replicas 3): shared by every replica"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("s3cret") && !stderr.contains("s3cret"));
+    for (keys, complaint) in [
+        ("", "kind = \"redis\" needs url"),
+        ("url = \"http://:s3cret@redis:6379\"", "is not a Redis url"),
+        (
+            "url = \"redis://redis:6379\"\nca_file = \"/etc/ca.pem\"",
+            "it needs a rediss:// url",
+        ),
+        (
+            "url = \"redis://redis:6379\"\nreplicas = 0",
+            "replicas is how many sidecars",
+        ),
+        (
+            "url = \"redis://redis:6379\"\nkey_prefix = \"a{b}\"",
+            "key_prefix is 1 to 64",
+        ),
+        (
+            "url = \"redis://redis:6379\"\non_store_error = \"retry\"",
+            "unknown variant",
+        ),
+    ] {
+        let path = write(dir.path(), "bad.toml", &store(keys));
+        let (code, stdout, stderr) = tenantgate(&["check", "--config", &path]).await;
+        assert_eq!(code, 1, "{keys}: {stdout}");
+        assert!(stderr.contains(complaint), "{keys}: {stderr}");
+        assert!(!stderr.contains("s3cret"), "{stderr}");
+    }
+}

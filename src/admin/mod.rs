@@ -17,6 +17,24 @@ pub mod similar;
 mod tenants;
 mod usage;
 
+/// `/readyz`'s body: ready, and with a shared store whether it answers now. The
+/// store never makes the pod unready: a sidecar's readiness is its pod's, and one
+/// Redis outage would take every app pod out of its Service at once, even for
+/// requests no shared limit applies to; `on_store_error` decides those instead.
+async fn readiness(app: &App) -> String {
+    let Some(redis) = &app.redis else {
+        return "ready\n".to_owned();
+    };
+    let state = match redis.ping().await {
+        Ok(()) => "up",
+        Err(_) => "unreachable",
+    };
+    format!(
+        "ready\nstore: redis {state} (on_store_error = {})\n",
+        redis.on_error().name()
+    )
+}
+
 pub async fn handle(app: Arc<App>, request: Request<Incoming>) -> Response<ProxyBody> {
     let path = request.uri().path();
     let method = request.method();
@@ -31,7 +49,7 @@ pub async fn handle(app: Arc<App>, request: Request<Incoming>) -> Response<Proxy
                 "waiting for the first fetch of [identity] jwks_url\n",
             )
         }
-        "/readyz" => return text(StatusCode::OK, "ready\n"),
+        "/readyz" => return text(StatusCode::OK, readiness(&app).await),
         "/metrics" if method == Method::GET => {
             let day = app.clock.utc_day();
             let k = app.snapshot().config.per_tenant_top_k;
@@ -171,8 +189,8 @@ fn json(status: StatusCode, value: &impl serde::Serialize) -> Response<ProxyBody
     response
 }
 
-fn text(status: StatusCode, text: &'static str) -> Response<ProxyBody> {
-    let mut response = Response::new(body::full(Bytes::from_static(text.as_bytes())));
+fn text(status: StatusCode, text: impl Into<Bytes>) -> Response<ProxyBody> {
+    let mut response = Response::new(body::full(text.into()));
     *response.status_mut() = status;
     response.headers_mut().insert(
         header::CONTENT_TYPE,

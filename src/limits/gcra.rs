@@ -36,6 +36,21 @@ impl Rate {
         self.burst
     }
 
+    /// Nanoseconds per token.
+    pub fn interval(&self) -> u64 {
+        self.interval
+    }
+
+    /// This rate split between `replicas` that each limit alone: each gets its share
+    /// of the tokens and of the burst (at least one).
+    pub fn shared_by(&self, replicas: u32) -> Self {
+        let n = u64::from(replicas.max(1));
+        Self {
+            interval: self.interval.saturating_mul(n),
+            burst: (self.burst / n).max(1),
+        }
+    }
+
     /// The time a full bucket takes to refill from empty.
     pub fn window(&self) -> u64 {
         self.interval * self.burst

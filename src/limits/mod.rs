@@ -10,6 +10,7 @@ pub mod compile;
 pub mod gcra;
 pub mod headers;
 pub mod plan;
+mod shared;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -21,6 +22,8 @@ use http::HeaderMap;
 use crate::clock::Clock;
 use crate::identity::Caller;
 use crate::refusal::Refusal;
+use crate::store::redis::Redis;
+use crate::store::settings::OnStoreError;
 use crate::store::Usage;
 use gcra::{ceil_secs, Bucket, Decision, Rate};
 pub use plan::{DegradeAnswer, LimitSettings, RouteLimits};
@@ -33,6 +36,11 @@ use plan::{Plan, Queue};
 #[derive(Debug, Default)]
 pub struct Limiter {
     buckets: DashMap<Box<str>, Bucket, std::hash::RandomState>,
+    /// With `kind = "redis"`: the buckets and today's usage every replica shares.
+    /// The local buckets then hold what is per replica (in-flight and queue counts,
+    /// quota units held by requests in flight) and, while Redis is away, the
+    /// fallback's tokens.
+    shared: Option<Arc<Redis>>,
 }
 
 /// The project bucket's key: no tenant id is empty.
@@ -159,7 +167,23 @@ pub fn daily_units(settings: &LimitSettings, caller: &Caller) -> Option<u64> {
     }
 }
 
+/// What the local path decides with: the usage it counts against the caps, and the
+/// rate it charges locally (`None`: not enforced).
+struct View {
+    used: u64,
+    everyone: u64,
+    rate: Option<Rate>,
+}
+
 impl Limiter {
+    /// Limits shared through `redis` by every replica.
+    pub fn shared(redis: Arc<Redis>) -> Self {
+        Self {
+            buckets: DashMap::default(),
+            shared: Some(redis),
+        }
+    }
+
     /// Buckets held, for `tenantgate_limiter_keys`.
     pub fn keys(&self) -> usize {
         self.buckets.len()
@@ -200,16 +224,69 @@ impl Limiter {
         env: &Env<'_>,
         headers: &mut HeaderMap,
     ) -> Result<Admission<'c>, Refusal> {
-        let Env {
-            usage,
-            clock,
-            queue_wait,
-        } = *env;
+        let Env { usage, clock, .. } = *env;
         let limits = Applied::of(settings, caller);
-        let project = &settings.project;
         let day = clock.utc_day();
-        let used = usage.used(caller, day);
-        let everyone = usage.project_used(day);
+        let request = shared::Request {
+            settings,
+            route,
+            caller,
+            limits: &limits,
+            day,
+        };
+        let view = match &self.shared {
+            Some(redis) if shared::needs(&request) => {
+                match self.admit_shared(redis, &request, env, headers).await {
+                    Ok(admitted) => return Ok(admitted),
+                    Err(shared::Stop::Refused(refusal)) => return Err(refusal),
+                    Err(shared::Stop::Store(error)) => {
+                        tracing::debug!(%error, "limits decided without the shared store");
+                        redis.fell_back();
+                        let rate = match redis.on_error() {
+                            OnStoreError::LocalFallback => {
+                                limits.rate.map(|r| r.shared_by(redis.settings.replicas))
+                            }
+                            OnStoreError::FailOpen => None,
+                            OnStoreError::FailClosed => return Err(Refusal::LimitsUnavailable),
+                        };
+                        View {
+                            used: usage.known(caller, day),
+                            everyone: usage.known(&Caller::Project, day),
+                            rate,
+                        }
+                    }
+                }
+            }
+            _ => View {
+                used: usage.used(caller, day),
+                everyone: usage.project_used(day),
+                rate: limits.rate,
+            },
+        };
+        self.admit_local(settings, route, caller, env, headers, &limits, view)
+            .await
+    }
+
+    /// Stage 3 with this replica's buckets: the only path without a shared store,
+    /// the fallback while it is away.
+    #[allow(clippy::too_many_arguments)]
+    async fn admit_local<'c>(
+        self: &Arc<Self>,
+        settings: &LimitSettings,
+        route: &'c RouteLimits,
+        caller: &Caller,
+        env: &Env<'_>,
+        headers: &mut HeaderMap,
+        limits: &Applied<'_>,
+        view: View,
+    ) -> Result<Admission<'c>, Refusal> {
+        let clock = env.clock;
+        let project = &settings.project;
+        let View {
+            used,
+            everyone,
+            rate,
+        } = view;
 
         if let Some(answer) = &route.degrade {
             let past = |soft: Option<u64>, used: u64| soft.is_some_and(|s| used >= s);
@@ -246,17 +323,18 @@ impl Limiter {
             permit.tenant.get_or_insert_with(|| Box::from(tenant));
         }
         let permit = permit.holds_anything().then_some(permit);
-        let Some(rate) = limits.rate else {
+        let Some(rate) = rate else {
             return Ok(Admission::Forward(permit));
         };
         // The project bucket never queues (its `Applied` has no queue).
         let key = tenant.unwrap_or(PROJECT);
         let decision = self
-            .take_queued(key, &rate, route.cost, &limits, clock)
+            .take_queued(key, &rate, route.cost, limits, clock)
             .await;
         headers::rate_limit(headers, limits.policy, &rate, &decision, clock);
         if let Decision::Reserved { wait, .. } = decision {
-            queue_wait.observe(Duration::from_nanos(wait).as_secs_f64());
+            env.queue_wait
+                .observe(Duration::from_nanos(wait).as_secs_f64());
         }
         match decision {
             Decision::Allowed(_) | Decision::Reserved { .. } => Ok(Admission::Forward(permit)),

@@ -224,7 +224,7 @@ impl RecordsBackend for Embedded {
         Ok(out)
     }
 
-    fn own(&self, rows: &[Owned]) -> Result<(), StoreError> {
+    fn own(&self, rows: &[Owned]) -> Result<u64, StoreError> {
         let tx = self.db.begin_write().map_err(StoreError::from)?;
         {
             let mut table = tx.open_table(OWNERSHIP).map_err(StoreError::from)?;
@@ -234,7 +234,8 @@ impl RecordsBackend for Embedded {
                     .map_err(StoreError::from)?;
             }
         }
-        tx.commit().map_err(StoreError::from)
+        tx.commit().map_err(StoreError::from)?;
+        Ok(0)
     }
 
     fn disown(&self, rows: &[Owned]) -> Result<(), StoreError> {

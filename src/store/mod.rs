@@ -6,10 +6,11 @@
 pub mod embedded;
 pub mod memory;
 pub mod records;
+pub mod redis;
 pub mod settings;
 
 use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use dashmap::DashMap;
 use serde::Serialize;
@@ -50,6 +51,9 @@ impl StoreError {
 /// Rows flushed at once: per (day, tenant), and the project's per day.
 #[derive(Debug, Default)]
 pub struct Batch {
+    /// Unique in this process: a shared store adds each batch once, however often a
+    /// lost reply makes it replayed.
+    pub id: u64,
     pub tenants: HashMap<(u64, Box<str>), Counters>,
     pub project: HashMap<u64, Counters>,
 }
@@ -57,6 +61,26 @@ pub struct Batch {
 impl Batch {
     fn is_empty(&self) -> bool {
         self.tenants.is_empty() && self.project.is_empty()
+    }
+
+    fn rows(&self) -> usize {
+        self.tenants.len() + self.project.len()
+    }
+}
+
+/// Units recorded here and not yet known to be written, for the shared quotas.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Unwritten {
+    /// Waiting for the next flush.
+    pub pending: u64,
+    /// In the batch being written (or waiting for its replay): its id and the units.
+    pub landing: Option<(u64, u64)>,
+}
+
+impl Unwritten {
+    pub fn total(&self) -> u64 {
+        self.pending
+            .saturating_add(self.landing.map_or(0, |(_, units)| units))
     }
 }
 
@@ -79,6 +103,9 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
 struct Dated {
     day: u64,
     counters: Counters,
+    /// The day's units as the shared store last told them (every replica's flushed
+    /// usage); 0 when it was never asked.
+    shared: u64,
 }
 
 impl Dated {
@@ -97,13 +124,28 @@ impl Dated {
         if day < self.day {
             return;
         }
+        self.turn(day);
+        self.counters.merge(delta);
+    }
+
+    fn turn(&mut self, day: u64) {
         if self.day != day {
             *self = Dated {
                 day,
-                counters: Counters::default(),
+                ..Dated::default()
             };
         }
-        self.counters.merge(delta);
+    }
+
+    /// The best this replica knows of the day's units while the shared store is
+    /// away: its own count, or what the store last said plus what is unwritten here.
+    fn known(&self, day: u64, unwritten: u64) -> u64 {
+        if self.day != day {
+            return 0;
+        }
+        self.counters
+            .units
+            .max(self.shared.saturating_add(unwritten))
     }
 }
 
@@ -119,6 +161,11 @@ pub struct Usage {
     today: DashMap<Box<str>, Dated, std::hash::RandomState>,
     project_today: Mutex<Dated>,
     pending: Mutex<Batch>,
+    /// The batch being written, or whose write failed: replayed, as it is and under
+    /// its id, before any newer rows, so a write that did land is not added twice.
+    /// Set under the `pending` lock, so a reader of both sees every row once.
+    writing: Mutex<Option<Arc<Batch>>>,
+    batches: std::sync::atomic::AtomicU64,
     /// Serializes flushes so rows are written in order.
     flushing: Mutex<()>,
     /// Woken on every event, for `flush = "0s"`.
@@ -132,6 +179,7 @@ impl Usage {
         *lock(&usage.project_today) = Dated {
             day: today,
             counters: usage.backend.project_day(today)?,
+            ..Dated::default()
         };
         for (tenant, counters) in usage.backend.day(today)? {
             usage.today.insert(
@@ -139,6 +187,7 @@ impl Usage {
                 Dated {
                     day: today,
                     counters,
+                    ..Dated::default()
                 },
             );
         }
@@ -150,11 +199,14 @@ impl Usage {
         Self::over(Box::new(memory::MemoryBackend::default()))
     }
 
-    fn over(backend: Box<dyn Backend>) -> Self {
+    /// Over `backend`, nothing read from it yet.
+    pub fn over(backend: Box<dyn Backend>) -> Self {
         Self {
             today: DashMap::default(),
             project_today: Mutex::default(),
             pending: Mutex::default(),
+            writing: Mutex::default(),
+            batches: std::sync::atomic::AtomicU64::new(1),
             flushing: Mutex::default(),
             recorded: tokio::sync::Notify::new(),
             backend,
@@ -205,29 +257,103 @@ impl Usage {
         self.recorded.notify_one();
     }
 
-    /// Rows waiting for the next flush (tenant days and project days).
+    /// Rows waiting to be written (tenant days and project days): the next flush's,
+    /// and those of a write in progress or waiting for its replay.
     pub fn pending_rows(&self) -> usize {
         let pending = lock(&self.pending);
-        pending.tenants.len() + pending.project.len()
+        let writing = lock(&self.writing);
+        // A row in both (a tenant's day, written again since the failed write) is one.
+        let also_writing = writing.as_ref().map_or(0, |batch| {
+            let tenants = batch.tenants.keys();
+            let project = batch.project.keys();
+            tenants
+                .filter(|k| !pending.tenants.contains_key(*k))
+                .count()
+                + project
+                    .filter(|d| !pending.project.contains_key(*d))
+                    .count()
+        });
+        pending.rows() + also_writing
     }
 
-    /// Writes what is pending. On failure the rows go back to pending, so a store
-    /// that recovers loses nothing.
+    /// Writes what is pending. A batch whose write fails is kept whole and replayed
+    /// under its id first, so a store that recovers loses nothing and, when the failed
+    /// write did land, counts nothing twice.
     pub fn flush(&self) -> Result<(), StoreError> {
         let _in_order = lock(&self.flushing);
-        let batch = std::mem::take(&mut *lock(&self.pending));
-        if batch.is_empty() {
-            return Ok(());
+        let replay = lock(&self.writing).clone();
+        if let Some(batch) = replay {
+            self.backend.write(&batch)?;
+            *lock(&self.writing) = None;
         }
-        self.backend.write(&batch).inspect_err(|_| {
+        let batch = {
             let mut pending = lock(&self.pending);
-            for (key, counters) in batch.tenants {
-                pending.tenants.entry(key).or_default().merge(&counters);
+            if pending.is_empty() {
+                return Ok(());
             }
-            for (day, counters) in batch.project {
-                pending.project.entry(day).or_default().merge(&counters);
+            let mut batch = std::mem::take(&mut *pending);
+            batch.id = self
+                .batches
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let batch = Arc::new(batch);
+            *lock(&self.writing) = Some(batch.clone());
+            batch
+        };
+        self.backend.write(&batch)?;
+        *lock(&self.writing) = None;
+        Ok(())
+    }
+
+    /// The caller's units of `day` this replica recorded and has not yet seen written:
+    /// those pending, and those of the batch being written (with its id, so a shared
+    /// store can tell whether that write has landed).
+    pub fn unwritten(&self, who: &Caller, day: u64) -> Unwritten {
+        let pending = lock(&self.pending);
+        let writing = lock(&self.writing);
+        let units = |batch: &Batch| match who {
+            Caller::Tenant(t) => batch
+                .tenants
+                .get(&(day, Box::from(t.as_str())))
+                .map_or(0, |c| c.units),
+            Caller::Project => batch.project.get(&day).map_or(0, |c| c.units),
+        };
+        Unwritten {
+            pending: units(&pending),
+            landing: writing
+                .as_ref()
+                .map(|batch| (batch.id, units(batch)))
+                .filter(|(_, units)| *units > 0),
+        }
+    }
+
+    /// Remembers the caller's units today as the shared store told them.
+    pub fn saw_shared(&self, who: &Caller, day: u64, units: u64) {
+        let note = |d: &mut Dated| {
+            if day >= d.day {
+                d.turn(day);
+                d.shared = units;
             }
-        })
+        };
+        match who {
+            Caller::Tenant(t) => match self.today.get_mut(t.as_str()) {
+                Some(mut d) => note(&mut d),
+                None => note(&mut self.today.entry(Box::from(t.as_str())).or_default()),
+            },
+            Caller::Project => note(&mut lock(&self.project_today)),
+        }
+    }
+
+    /// The caller's units today as best known without the shared store: what it last
+    /// said plus what this replica has not written since, or this replica's own count.
+    pub fn known(&self, who: &Caller, day: u64) -> u64 {
+        let unwritten = self.unwritten(who, day).total();
+        match who {
+            Caller::Tenant(t) => self
+                .today
+                .get(t.as_str())
+                .map_or(0, |d| d.known(day, unwritten)),
+            Caller::Project => lock(&self.project_today).known(day, unwritten),
+        }
     }
 
     /// Tenants with usage on `day`.

@@ -7,6 +7,8 @@ use std::sync::{Arc, Mutex};
 
 use dashmap::{DashMap, DashSet};
 
+use super::redis::records::RedisRecords;
+use super::redis::Redis;
 use super::{lock, StoreError};
 
 /// One ownership row: `tenant` owns the backend id `id` of kind `kind`.
@@ -37,11 +39,19 @@ pub fn kind(text: &str) -> Result<Arc<str>, String> {
 pub trait RecordsBackend: Send + Sync + std::fmt::Debug {
     /// Every ownership row, read once at start.
     fn owners(&self) -> Result<Vec<Owned>, StoreError>;
-    /// Writes `rows` in one transaction; the caller has checked that none is owned by
-    /// another tenant.
-    fn own(&self, rows: &[Owned]) -> Result<(), StoreError>;
+    /// Writes `rows` in one transaction, unless any is already owned by another
+    /// tenant: then nothing is written and the answer is how many. A local store is
+    /// only asked after the caller checked; a shared one checks again, atomically,
+    /// since another replica may have claimed an id meanwhile.
+    fn own(&self, rows: &[Owned]) -> Result<u64, StoreError>;
     /// Drops these rows.
     fn disown(&self, rows: &[Owned]) -> Result<(), StoreError>;
+    /// Drops every row of `tenant`; `known` are those this process holds, which is
+    /// all of them for a local store. How many were dropped.
+    fn erase_owner(&self, _tenant: &str, known: &[Owned]) -> Result<u64, StoreError> {
+        self.disown(known)?;
+        Ok(known.len() as u64)
+    }
     /// Every tenant marked provisioned, read once at start.
     fn provisioned(&self) -> Result<Vec<String>, StoreError>;
     fn mark_provisioned(&self, tenant: &str, at: u64) -> Result<(), StoreError>;
@@ -61,9 +71,9 @@ impl RecordsBackend for MemoryRecords {
         Ok(lock(&self.owners).clone())
     }
 
-    fn own(&self, rows: &[Owned]) -> Result<(), StoreError> {
+    fn own(&self, rows: &[Owned]) -> Result<u64, StoreError> {
         lock(&self.owners).extend_from_slice(rows);
-        Ok(())
+        Ok(0)
     }
 
     fn disown(&self, rows: &[Owned]) -> Result<(), StoreError> {
@@ -102,6 +112,9 @@ pub enum ClaimError {
 #[derive(Debug)]
 pub struct Records {
     backend: Box<dyn RecordsBackend>,
+    /// With `kind = "redis"`: the shared store, asked for the owners of the ids a
+    /// request names (another replica may have learned them) and for provisioning.
+    shared: Option<Arc<Redis>>,
     /// `kind:id` -> owner. Kinds are config names without `:`.
     owners: DashMap<Box<str>, Arc<str>, std::hash::RandomState>,
     provisioned: DashSet<Box<str>, std::hash::RandomState>,
@@ -141,10 +154,57 @@ impl Records {
         Self::over(Box::new(MemoryRecords::default()))
     }
 
+    /// Over the Redis every replica shares, reading every row into memory. Blocking.
+    pub fn shared(redis: Arc<Redis>) -> Result<Self, StoreError> {
+        let mut records = Self::open(Box::new(RedisRecords(redis.clone())))?;
+        records.shared = Some(redis);
+        Ok(records)
+    }
+
+    /// Over the shared store, holding nothing yet (Redis was away at start).
+    pub fn shared_empty(redis: Arc<Redis>) -> Self {
+        let mut records = Self::over(Box::new(RedisRecords(redis.clone())));
+        records.shared = Some(redis);
+        records
+    }
+
+    /// The shared store, when there is one.
+    pub fn redis(&self) -> Option<&Arc<Redis>> {
+        self.shared.as_ref()
+    }
+
+    /// Brings the owners of these ids up to date from the shared store, so an id
+    /// another replica learned, or released, is judged as it is now. Without a shared
+    /// store, or while it is away, what this process holds stands.
+    pub async fn refresh(&self, ids: &[(String, String)]) {
+        let Some(redis) = &self.shared else {
+            return;
+        };
+        match redis.owners_of(ids).await {
+            Ok(owners) => {
+                for ((kind, id), owner) in ids.iter().zip(owners) {
+                    match owner {
+                        Some(owner) if self.owner(kind, id).as_deref() != Some(owner.as_str()) => {
+                            self.owners.insert(key(kind, id), Arc::from(owner));
+                        }
+                        Some(_) => {}
+                        None => {
+                            self.owners.remove(&*key(kind, id));
+                        }
+                    }
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "owners could not be read from the shared store; judged by what this replica holds")
+            }
+        }
+    }
+
     /// Empty records over `backend`, nothing read from it yet.
     fn over(backend: Box<dyn RecordsBackend>) -> Self {
         Self {
             backend,
+            shared: None,
             owners: DashMap::default(),
             provisioned: DashSet::default(),
             claiming: Mutex::new(()),
@@ -196,7 +256,10 @@ impl Records {
         if new.is_empty() {
             return Ok(());
         }
-        self.backend.own(&new)?;
+        let taken = self.backend.own(&new)?;
+        if taken > 0 {
+            return Err(ClaimError::OwnedByAnother(taken as usize));
+        }
         let owner: Arc<str> = Arc::from(tenant);
         for row in new {
             self.owners.insert(key(&row.kind, &row.id), owner.clone());
@@ -218,7 +281,10 @@ impl Records {
                 return Err(ClaimError::OwnedByAnother(1));
             }
         }
-        self.backend.own(rows)?;
+        let taken = self.backend.own(rows)?;
+        if taken > 0 {
+            return Err(ClaimError::OwnedByAnother(taken as usize));
+        }
         for row in rows {
             self.owners
                 .insert(key(&row.kind, &row.id), Arc::from(row.tenant.as_str()));
@@ -266,17 +332,20 @@ impl Records {
                 })
             })
             .collect();
-        if !rows.is_empty() {
-            self.backend.disown(&rows)?;
-        }
+        let erased = self.backend.erase_owner(tenant, &rows)?;
         for row in &rows {
             self.owners.remove(&*key(&row.kind, &row.id));
         }
-        Ok(rows.len() as u64)
+        Ok(erased)
     }
 
     pub fn is_provisioned(&self, tenant: &str) -> bool {
         self.provisioned.contains(tenant)
+    }
+
+    /// Notes a mark another replica wrote to the shared store.
+    pub fn remember_provisioned(&self, tenant: &str) {
+        self.provisioned.insert(Box::from(tenant));
     }
 
     /// Marks a tenant provisioned, durably. Blocking.

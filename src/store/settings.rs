@@ -1,4 +1,5 @@
-//! `[store]` (SPEC 8): where usage is kept and how often it is written.
+//! `[store]` (SPEC 8): where usage, ownership and provisioning marks are kept, how
+//! often usage is written, and, with `kind = "redis"`, the Redis every replica shares.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -15,6 +16,29 @@ pub enum StoreKind {
     Redis,
 }
 
+/// What a decision that needs Redis does while Redis cannot be reached (SPEC 8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum OnStoreError {
+    /// Each replica limits alone, at the limit divided by `replicas`.
+    #[default]
+    LocalFallback,
+    /// The rate limit is not enforced.
+    FailOpen,
+    /// Limited requests are refused with 503 `limits_unavailable`.
+    FailClosed,
+}
+
+impl OnStoreError {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::LocalFallback => "local_fallback",
+            Self::FailOpen => "fail_open",
+            Self::FailClosed => "fail_closed",
+        }
+    }
+}
+
 /// `[store]` as the file writes it.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -22,6 +46,13 @@ pub struct StoreSpec {
     pub kind: StoreKind,
     pub path: PathBuf,
     pub flush: Dur,
+    pub url: Option<String>,
+    pub on_store_error: OnStoreError,
+    pub replicas: u32,
+    pub timeout: Dur,
+    pub key_prefix: String,
+    /// The CA that signed Redis's certificate, for `rediss://` behind a private CA.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for StoreSpec {
@@ -30,6 +61,12 @@ impl Default for StoreSpec {
             kind: StoreKind::Embedded,
             path: "data/".into(),
             flush: Dur(Duration::from_secs(1)),
+            url: None,
+            on_store_error: OnStoreError::default(),
+            replicas: 1,
+            timeout: Dur(Duration::from_millis(100)),
+            key_prefix: "tenantgate".to_owned(),
+            ca_file: None,
         }
     }
 }
@@ -39,17 +76,143 @@ impl Default for StoreSpec {
 pub struct StoreSettings {
     pub path: PathBuf,
     pub flush: Duration,
+    pub redis: Option<RedisSettings>,
 }
 
+/// `kind = "redis"`: one Redis (or Valkey) that every replica shares.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisSettings {
+    /// `redis://[user:password@]host:port[/db]` or `rediss://` for TLS.
+    pub url: String,
+    pub on_error: OnStoreError,
+    /// How many replicas share the limits, for `local_fallback`.
+    pub replicas: u32,
+    /// Every Redis call's budget, connecting included.
+    pub timeout: Duration,
+    /// Every key starts with it, so several deployments can share one Redis.
+    pub key_prefix: String,
+    /// PEM roots for `rediss://` instead of the webpki roots.
+    pub ca_file: Option<PathBuf>,
+}
+
+impl RedisSettings {
+    /// The url without its password, for logs and `check`.
+    pub fn redacted_url(&self) -> String {
+        redact(&self.url)
+    }
+}
+
+impl std::fmt::Debug for RedisSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisSettings")
+            .field("url", &self.redacted_url())
+            .field("on_error", &self.on_error)
+            .field("replicas", &self.replicas)
+            .field("timeout", &self.timeout)
+            .field("key_prefix", &self.key_prefix)
+            .field("ca_file", &self.ca_file)
+            .finish()
+    }
+}
+
+/// `scheme://user:secret@host` -> `scheme://user:***@host`.
+fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => {
+            let user = rest[..at].split(':').next().unwrap_or("");
+            format!("{scheme}://{user}:***{}", &rest[at..])
+        }
+        None => url.to_owned(),
+    }
+}
+
+const MAX_REPLICAS: u32 = 1024;
+
 pub fn compile(spec: &StoreSpec, errors: &mut Errors) -> StoreSettings {
-    if spec.kind == StoreKind::Redis {
+    let at = |name: &str| vec![key("store"), key(name)];
+    let redis = match (spec.kind, &spec.url) {
+        (StoreKind::Embedded, _) => None,
+        (StoreKind::Redis, None) => {
+            errors.add(
+                at("url"),
+                "kind = \"redis\" needs url = \"redis://host:6379\" (or rediss:// for TLS)",
+            );
+            None
+        }
+        (StoreKind::Redis, Some(url)) => {
+            if let Err(e) = redis::Client::open(url.as_str()) {
+                // The crate's message may quote the url; ours never shows the password.
+                errors.add(
+                    at("url"),
+                    format!(
+                        "{} is not a Redis url ({}); write redis://[user:password@]host:port[/db] or rediss://",
+                        redact(url),
+                        e.category()
+                    ),
+                );
+            }
+            // An empty path is unset, as SPEC 5 writes unset TLS files.
+            let ca_file = spec.ca_file.clone().filter(|p| !p.as_os_str().is_empty());
+            if ca_file.is_some() && !url.starts_with("rediss://") {
+                errors.add(
+                    at("ca_file"),
+                    "ca_file is the CA of Redis's TLS certificate: it needs a rediss:// url",
+                );
+            }
+            Some(RedisSettings {
+                url: url.clone(),
+                on_error: spec.on_store_error,
+                replicas: spec.replicas,
+                timeout: spec.timeout.0,
+                key_prefix: spec.key_prefix.clone(),
+                ca_file,
+            })
+        }
+    };
+    if !(1..=MAX_REPLICAS).contains(&spec.replicas) {
         errors.add(
-            vec![key("store"), key("kind")],
-            "kind = \"redis\" (shared state across replicas) is not supported yet; use \"embedded\"",
+            at("replicas"),
+            format!("replicas is how many sidecars share the limits: 1 to {MAX_REPLICAS}"),
+        );
+    }
+    let timeout = spec.timeout.0;
+    if timeout < Duration::from_millis(1) || timeout > Duration::from_secs(10) {
+        errors.add(at("timeout"), "timeout must be from 1ms to 10s");
+    }
+    let prefix_ok = !spec.key_prefix.is_empty()
+        && spec.key_prefix.len() <= 64
+        && spec
+            .key_prefix
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':'));
+    if !prefix_ok {
+        errors.add(
+            at("key_prefix"),
+            "key_prefix is 1 to 64 letters, digits, _ - . or : (braces would move keys between cluster slots)",
         );
     }
     StoreSettings {
         path: spec.path.clone(),
         flush: spec.flush.0,
+        redis,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn a_password_never_shows() {
+        assert_eq!(
+            redact("redis://app:s3cret@redis:6379/2"),
+            "redis://app:***@redis:6379/2"
+        );
+        assert_eq!(redact("rediss://:s3cret@r/0"), "rediss://:***@r/0");
+        assert_eq!(redact("redis://r:6379"), "redis://r:6379");
     }
 }

@@ -15,6 +15,7 @@ pub mod binary;
 pub mod client;
 pub mod pki;
 pub mod proxy;
+pub mod redis;
 pub mod upstream;
 
 // Each test binary uses only some of these, so an unused re-export is expected.
@@ -23,6 +24,7 @@ pub use self::{
     binary::Binary,
     client::{parse_response, raw, read_response, read_streamed, request_bytes, RawResponse},
     proxy::Proxy,
+    redis::RedisServer,
     upstream::{Reply, Seen, Upstream},
 };
 

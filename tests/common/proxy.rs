@@ -30,6 +30,20 @@ impl Proxy {
         Self::launch(&text, services).await
     }
 
+    /// As `start`, with the store the config names (`kind = "redis"`: the shared
+    /// store, as the binary opens it).
+    pub async fn start_shared(config_text: &str, upstream: &Upstream) -> Self {
+        let text = config_text.replace("${UPSTREAM}", &upstream.url());
+        let snapshot = config::load_str(&text, "test.toml", &ephemeral(), &|_| None)
+            .unwrap_or_else(|e| panic!("test config is invalid: {e}"));
+        let running = server::start(snapshot, None).await.unwrap();
+        Self {
+            addr: running.proxy_addr,
+            admin: running.admin_addr,
+            running: Some(running),
+        }
+    }
+
     pub async fn start_raw(config_text: &str) -> Self {
         Self::launch(config_text, Services::default()).await
     }
@@ -52,11 +66,7 @@ impl Proxy {
     }
 
     async fn launch(config_text: &str, services: Services) -> Self {
-        let overrides = Overrides {
-            listen: Some("127.0.0.1:0".parse().unwrap()),
-            admin_listen: Some("127.0.0.1:0".parse().unwrap()),
-            upstream: None,
-        };
+        let overrides = ephemeral();
         let env = |name: &str| match name {
             "TEST_SECRET" => Some("from-env".to_owned()),
             _ => None,
@@ -116,5 +126,14 @@ impl Proxy {
             );
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
+    }
+}
+
+/// Both listeners on ephemeral loopback ports.
+fn ephemeral() -> Overrides {
+    Overrides {
+        listen: Some("127.0.0.1:0".parse().unwrap()),
+        admin_listen: Some("127.0.0.1:0".parse().unwrap()),
+        upstream: None,
     }
 }

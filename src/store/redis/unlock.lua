@@ -1,0 +1,3 @@
+-- Releases a provisioning lock only if this replica still holds it.
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
