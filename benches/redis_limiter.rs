@@ -12,7 +12,7 @@ use http::HeaderMap;
 use tenantgate::clock::{Clock, SystemClock};
 use tenantgate::config::{self, Overrides};
 use tenantgate::identity::{Caller, TenantId};
-use tenantgate::limits::{Env, Limiter};
+use tenantgate::limits::{Env, Limiter, RouteLimits};
 use tenantgate::store::redis::Redis;
 use tenantgate::store::Usage;
 
@@ -43,20 +43,42 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
 }
 
-async fn measure(label: &str, limiter: &Arc<Limiter>, snapshot: &config::Snapshot) {
+/// What stage 3 reads besides its limiter, as the pipeline hands it over.
+struct Stage {
+    usage: Usage,
+    clock: SystemClock,
+    queue_wait: prometheus::Histogram,
+}
+
+impl Stage {
+    fn new() -> Self {
+        let opts = prometheus::HistogramOpts::new("queue_wait", "queue wait");
+        Self {
+            usage: Usage::in_memory(),
+            clock: SystemClock::default(),
+            queue_wait: prometheus::Histogram::with_opts(opts).unwrap(),
+        }
+    }
+
+    fn env(&self) -> Env<'_> {
+        Env {
+            usage: &self.usage,
+            clock: &self.clock as &dyn Clock,
+            queue_wait: &self.queue_wait,
+        }
+    }
+}
+
+fn route_limits(snapshot: &config::Snapshot) -> &RouteLimits {
     let config = &snapshot.config;
-    let route = config
-        .rules(config.route.table.iter().next().unwrap())
-        .unwrap();
-    let usage = Usage::in_memory();
-    let clock = SystemClock::default();
-    let histogram =
-        prometheus::Histogram::with_opts(prometheus::HistogramOpts::new("q", "q")).unwrap();
-    let env = Env {
-        usage: &usage,
-        clock: &clock as &dyn Clock,
-        queue_wait: &histogram,
-    };
+    let route = config.route.table.iter().next().unwrap();
+    &config.rules(route).unwrap().limits
+}
+
+async fn measure(label: &str, limiter: &Arc<Limiter>, snapshot: &config::Snapshot) {
+    let (config, route) = (&snapshot.config, route_limits(snapshot));
+    let stage = Stage::new();
+    let env = stage.env();
     let callers: Vec<Caller> = (0..TENANTS)
         .map(|i| Caller::Tenant(TenantId::parse(&format!("user-{i:04}"), None).unwrap()))
         .collect();
@@ -67,7 +89,7 @@ async fn measure(label: &str, limiter: &Arc<Limiter>, snapshot: &config::Snapsho
         let admitted = limiter
             .admit(
                 &config.limits,
-                &route.limits,
+                route,
                 &callers[i % TENANTS],
                 &env,
                 &mut headers,
@@ -91,24 +113,14 @@ async fn concurrent(label: &str, limiter: &Arc<Limiter>, snapshot: &Arc<config::
     for worker in 0..64 {
         let (limiter, snapshot) = (limiter.clone(), snapshot.clone());
         tasks.push(tokio::spawn(async move {
-            let config = &snapshot.config;
-            let route = config
-                .rules(config.route.table.iter().next().unwrap())
-                .unwrap();
-            let usage = Usage::in_memory();
-            let clock = SystemClock::default();
-            let histogram =
-                prometheus::Histogram::with_opts(prometheus::HistogramOpts::new("q", "q")).unwrap();
-            let env = Env {
-                usage: &usage,
-                clock: &clock as &dyn Clock,
-                queue_wait: &histogram,
-            };
+            let (config, route) = (&snapshot.config, route_limits(&snapshot));
+            let stage = Stage::new();
+            let env = stage.env();
             let caller = Caller::Tenant(TenantId::parse(&format!("w-{worker}"), None).unwrap());
             for _ in 0..CHECKS / 64 {
                 let mut headers = HeaderMap::new();
                 let admitted = limiter
-                    .admit(&config.limits, &route.limits, &caller, &env, &mut headers)
+                    .admit(&config.limits, route, &caller, &env, &mut headers)
                     .await;
                 assert!(admitted.is_ok());
             }

@@ -77,6 +77,16 @@ pub struct Permit {
 }
 
 impl Permit {
+    fn holding_nothing(limiter: &Arc<Limiter>) -> Self {
+        Self {
+            limiter: limiter.clone(),
+            tenant: None,
+            in_flight: false,
+            tenant_units: 0,
+            project_units: 0,
+        }
+    }
+
     fn holds_anything(&self) -> bool {
         self.in_flight || self.tenant_units > 0 || self.project_units > 0
     }
@@ -263,23 +273,25 @@ impl Limiter {
                 rate: limits.rate,
             },
         };
-        self.admit_local(settings, route, caller, env, headers, &limits, view)
-            .await
+        self.admit_local(&request, env, headers, view).await
     }
 
     /// Stage 3 with this replica's buckets: the only path without a shared store,
     /// the fallback while it is away.
-    #[allow(clippy::too_many_arguments)]
     async fn admit_local<'c>(
         self: &Arc<Self>,
-        settings: &LimitSettings,
-        route: &'c RouteLimits,
-        caller: &Caller,
+        request: &shared::Request<'_, 'c>,
         env: &Env<'_>,
         headers: &mut HeaderMap,
-        limits: &Applied<'_>,
         view: View,
     ) -> Result<Admission<'c>, Refusal> {
+        let shared::Request {
+            settings,
+            route,
+            caller,
+            limits,
+            ..
+        } = *request;
         let clock = env.clock;
         let project = &settings.project;
         let View {
@@ -296,13 +308,7 @@ impl Limiter {
         }
         let tenant = caller.tenant().map(|t| t.as_str());
         // The tenant's key is copied only when something is held in its bucket.
-        let mut permit = Permit {
-            limiter: self.clone(),
-            tenant: None,
-            in_flight: false,
-            tenant_units: 0,
-            project_units: 0,
-        };
+        let mut permit = Permit::holding_nothing(self);
         let quota_exceeded = || Refusal::QuotaExceeded {
             retry_after: clock.secs_to_midnight(),
         };

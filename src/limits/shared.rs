@@ -96,13 +96,7 @@ impl Limiter {
             Some(_) => counts_project.then(|| usage.unwritten(&Caller::Project, day)),
         };
 
-        let mut permit = Permit {
-            limiter: self.clone(),
-            tenant: None,
-            in_flight: false,
-            tenant_units: 0,
-            project_units: 0,
-        };
+        let mut permit = Permit::holding_nothing(self);
         if let (Some(max), Some(t)) = (limits.max_concurrent, tenant) {
             self.hold(t, max)?;
             permit.in_flight = true;
