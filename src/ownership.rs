@@ -36,7 +36,10 @@ pub async fn check(
     }
     audit.owned = Some(named.join(","));
     // Another replica may have learned (or released) these ids.
-    app.records.refresh(owned).await;
+    if let Err(error) = app.records.refresh(owned).await {
+        tracing::debug!(%error, owner, "owners could not be read from the shared store");
+        return Err(Refusal::StoreUnavailable);
+    }
     if owned
         .iter()
         .all(|(kind, id)| app.records.owns(owner, kind, id))

@@ -199,7 +199,8 @@ fn render_json(json: &str, ns: &str, tenant: &str) -> String {
 }
 
 /// Runs in flight, by namespace root: the single flight.
-/// How long one replica's provisioning run may hold the tenant's lock.
+/// The least time one replica's provisioning run holds the tenant's lock; longer when
+/// its steps may take longer (each step's upstream timeout, times its attempts).
 const SHARED_RUN_HOLD: Duration = Duration::from_secs(30);
 /// How often a replica waiting for another's run looks for its mark.
 const SHARED_RUN_POLL: Duration = Duration::from_millis(20);
@@ -271,6 +272,13 @@ impl Provisioner {
             tracing::error!(%error, namespace = subject.root, "provisioning could not be coordinated through the shared store");
             Refusal::StoreUnavailable
         };
+        let upstream = &backend.forward.upstream;
+        let attempts = upstream.retries.saturating_add(1);
+        let worst_run = upstream
+            .timeout
+            .saturating_mul(attempts)
+            .saturating_mul(u32::try_from(steps.len()).unwrap_or(u32::MAX));
+        let hold = SHARED_RUN_HOLD.max(worst_run + SHARED_RUN_HOLD / 6);
         let started = tokio::time::Instant::now();
         loop {
             if redis
@@ -281,18 +289,18 @@ impl Provisioner {
                 backend.records.remember_provisioned(subject.root);
                 return Ok(());
             }
-            if redis
-                .lock_provisioning(subject.root, SHARED_RUN_HOLD)
+            if let Some(token) = redis
+                .lock_provisioning(subject.root, hold)
                 .await
                 .map_err(unavailable)?
             {
                 let result = self.run(steps, subject, backend).await;
-                if let Err(error) = redis.unlock_provisioning(subject.root).await {
+                if let Err(error) = redis.unlock_provisioning(subject.root, &token).await {
                     tracing::warn!(%error, namespace = subject.root, "the provisioning lock could not be released; it expires by itself");
                 }
                 return result;
             }
-            if started.elapsed() >= SHARED_RUN_HOLD {
+            if started.elapsed() >= hold {
                 tracing::error!(
                     namespace = subject.root,
                     "another replica's provisioning run did not finish in time"

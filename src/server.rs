@@ -43,6 +43,7 @@ pub struct Running {
     proxy: JoinHandle<Connections>,
     admin: JoinHandle<Connections>,
     sweeper: JoinHandle<()>,
+    follower: JoinHandle<()>,
     flusher: JoinHandle<()>,
     watcher: Option<JoinHandle<()>>,
 }
@@ -94,6 +95,11 @@ async fn sweep(app: Arc<App>) {
         every.tick().await;
         app.limiter.sweep(app.clock.mono());
         app.usage.forget_before(app.clock.utc_day());
+        if app.redis.is_some() {
+            // Tenants first seen by another replica are known to this one's leak
+            // guard within a sweep.
+            seed_known_tenants(&app, 1).await;
+        }
     }
 }
 
@@ -109,17 +115,19 @@ const KNOWN_HISTORY_DAYS: u64 = 365;
 
 /// After a restart the leak guard must still recognise a bare root of every tenant the
 /// store has rows for, not only of those seen since.
-async fn seed_known_tenants(app: &Arc<App>) {
+async fn seed_known_tenants(app: &Arc<App>, days: u64) {
     let (reader, today) = (app.clone(), app.clock.utc_day());
-    let from = today.saturating_sub(KNOWN_HISTORY_DAYS - 1);
+    let from = today.saturating_sub(days.saturating_sub(1));
     match tokio::task::spawn_blocking(move || reader.usage.tenants(from, today)).await {
         Ok(Ok(rows)) => {
             app.known
                 .seed(rows.iter().map(|(tenant, _)| tenant.as_str()));
-            tracing::info!(
-                tenants = app.known.len(),
-                "known tenants read from the usage store"
-            );
+            if days > 1 {
+                tracing::info!(
+                    tenants = app.known.len(),
+                    "known tenants read from the usage store"
+                );
+            }
         }
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "known tenants could not be read from the usage store")
@@ -173,6 +181,7 @@ pub async fn open_shared(
     clock: Arc<dyn Clock>,
 ) -> Result<Services, StoreError> {
     let redis = Redis::open(settings)?;
+    redis.warm().await;
     let today = clock.utc_day();
     let shared = redis.clone();
     let (usage, records) = tokio::task::spawn_blocking(move || {
@@ -223,8 +232,10 @@ pub async fn start_with(
     let admin_addr = local(&admin_listener, admin_addr);
 
     let app = App::new(first, source, services);
-    seed_known_tenants(&app).await;
+    seed_known_tenants(&app, KNOWN_HISTORY_DAYS).await;
     let sweeper = tokio::spawn(sweep(app.clone()));
+    // With a shared store, this replica's view of the owners follows every replica's.
+    let follower = tokio::spawn(app.records.clone().follow());
     let flusher = tokio::spawn(flush(app.clone(), first_flush));
     let watcher = app.source_path().map(|_| {
         let settings = app.snapshot().config.reload;
@@ -261,6 +272,7 @@ pub async fn start_with(
         proxy,
         admin,
         sweeper,
+        follower,
         flusher,
         watcher,
     })
@@ -291,6 +303,7 @@ impl Running {
             let _ = tokio::time::timeout(ADMIN_GRACE, connections.shutdown()).await;
         }
         self.sweeper.abort();
+        self.follower.abort();
         self.flusher.abort();
         flush_now(&self.app).await;
         if let Some(watcher) = &self.watcher {

@@ -25,6 +25,9 @@ url = "${REDIS}"
 flush = "0s"
 replicas = 2
 on_store_error = "${MODE}"
+# Killed Redis refuses at once; a generous timeout keeps a loaded CI machine from
+# reading as an outage.
+timeout = "2s"
 "#;
 
 const RATE: &str = r#"
@@ -217,6 +220,11 @@ scope = "tenant"
 response.learn = { "/id" = "collection" }
 
 [[route]]
+match = "GET /collections"
+scope = "tenant"
+response.keep = { items = "", owned = "collection", at = "/id" }
+
+[[route]]
 match = "GET /collections/{id}"
 scope = "tenant"
 rewrite.path = { id = "owned:collection" }
@@ -249,6 +257,10 @@ fn backend(provisioned: Arc<AtomicUsize>) -> impl Fn(&Seen) -> Reply + Send + Sy
             let name = body["name"].as_str().unwrap_or("x");
             json_reply(201, format!(r#"{{"id":"c-{name}"}}"#))
         }
+        ("GET", "/collections") => json_reply(
+            200,
+            r#"[{"id":"c-a1"},{"id":"c-b1"},{"id":"c-nobody"}]"#.to_owned(),
+        ),
         _ => json_reply(200, r#"{"ok":true}"#.to_owned()),
     }
 }
@@ -266,21 +278,49 @@ async fn create(proxy: &Proxy, tenant: &str, name: &str) -> RawResponse {
         .await
 }
 
+/// The ids a list answer kept for `tenant`, read through `proxy`.
+async fn listed(proxy: &Proxy, tenant: &str) -> Vec<String> {
+    let list = get(proxy, "/collections", tenant).await.json();
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|item| item["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Polls (bounded) until the list `tenant` sees through `proxy` is `expected`.
+async fn until_listed(proxy: &Proxy, tenant: &str, expected: &[&str]) {
+    let started = std::time::Instant::now();
+    loop {
+        let ids = listed(proxy, tenant).await;
+        if ids == expected {
+            return;
+        }
+        assert!(started.elapsed() < PATIENCE, "{tenant} sees {ids:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 #[tokio::test]
 async fn ownership_learned_through_one_replica_is_enforced_by_the_other() {
     let provisioned = Arc::new(AtomicUsize::new(0));
     let upstream = Upstream::start(backend(provisioned.clone())).await;
-    let pair = Pair::start("local_fallback", OWNED, upstream).await;
+    let mut pair = Pair::start("local_fallback", OWNED, upstream).await;
     assert_eq!(create(&pair.a, "alice", "a1").await.status, 201);
-    // B never saw the answer that taught the id.
+    // An id A taught alice is not bob's to claim through B, which never saw it: the
+    // claim script in Redis decides, not B's view.
+    create(&pair.b, "bob", "a1")
+        .await
+        .assert_refusal(502, "isolation_violation");
+    // A list answer through B, which never saw the answer that taught the id nor a
+    // request naming it, keeps it for alice (B follows every claim) and for nobody
+    // else.
+    until_listed(&pair.b, "alice", &["c-a1"]).await;
+    assert!(listed(&pair.b, "bob").await.is_empty());
     assert_eq!(get(&pair.b, "/collections/c-a1", "alice").await.status, 200);
     get(&pair.b, "/collections/c-a1", "bob")
         .await
         .assert_refusal(404, "not_found");
-    // An id one replica taught alice is not bob's to claim through the other.
-    create(&pair.b, "bob", "a1")
-        .await
-        .assert_refusal(502, "isolation_violation");
     // Forgotten through B, gone for A too.
     let header = "X-Tenant-Id: alice";
     let deleted = pair
@@ -288,6 +328,8 @@ async fn ownership_learned_through_one_replica_is_enforced_by_the_other() {
         .send("DELETE", "/collections/c-a1", &[header], b"")
         .await;
     assert_eq!(deleted.status, 200);
+    // A's list follows the release before anything asks A about the id.
+    until_listed(&pair.a, "alice", &[]).await;
     get(&pair.a, "/collections/c-a1", "alice")
         .await
         .assert_refusal(404, "not_found");
@@ -301,6 +343,63 @@ async fn ownership_learned_through_one_replica_is_enforced_by_the_other() {
         forwarded, 2,
         "only alice's GET and DELETE reached the backend"
     );
+    // While Redis is away an owned id is not judged on this replica's guess.
+    assert_eq!(create(&pair.a, "alice", "a2").await.status, 201);
+    pair.redis.kill();
+    get(&pair.b, "/collections/c-a2", "alice")
+        .await
+        .assert_refusal(503, "store_unavailable");
+}
+
+#[tokio::test]
+async fn an_admission_counts_a_batch_in_flight_once() {
+    use tenantgate::store::redis::limits::Ask;
+    use tenantgate::store::redis::{usage::RedisUsage, Redis};
+    use tenantgate::store::{Backend, Batch, Counters};
+
+    let server = RedisServer::start().await;
+    let settings = tenantgate::store::settings::RedisSettings {
+        url: server.url(),
+        on_error: Default::default(),
+        replicas: 1,
+        timeout: Duration::from_secs(1),
+        key_prefix: "tg".to_owned(),
+        ca_file: None,
+    };
+    let redis = Redis::open(&settings).unwrap();
+    let day = 20_000;
+    let written = RedisUsage(redis.clone());
+    tokio::task::spawn_blocking(move || {
+        let row = Counters {
+            events: 1,
+            units: 3,
+            ..Counters::default()
+        };
+        let batch = Batch {
+            id: 5,
+            tenants: [((day, Box::from("kim")), row)].into(),
+            project: [(day, row)].into(),
+        };
+        written.write(&batch).unwrap();
+    })
+    .await
+    .unwrap();
+    let ask = |landing| Ask {
+        tenant: Some("kim"),
+        day,
+        rate: None,
+        cost: 1,
+        max_wait: None,
+        soft: None,
+        room: Some(100),
+        landing,
+        project: None,
+    };
+    // Batch 5 has landed: its 3 units are in the row, and not added again.
+    assert_eq!(redis.admit(&ask(Some((5, 3)))).await.unwrap().units, 3);
+    // Batch 6 is still on its way: its units count beside the row's.
+    assert_eq!(redis.admit(&ask(Some((6, 2)))).await.unwrap().units, 5);
+    assert_eq!(redis.admit(&ask(None)).await.unwrap().units, 3);
 }
 
 #[tokio::test]
@@ -489,20 +588,15 @@ async fn a_replayed_batch_adds_nothing_and_completes_a_half_written_one() {
             .collect(),
         project: [(day, row(3 * tenants.len() as u64))].into(),
     };
-    let replica = usage.0.replica.clone();
     let full = batch(&["zoe", "yan"]);
     let writer = usage.clone();
     tokio::task::spawn_blocking(move || writer.write(&full).unwrap())
         .await
         .unwrap();
     // As if the write had been cut off after zoe's row and the day's index: yan's row
-    // and its marker never landed. The replay adds exactly what is missing.
+    // never landed. The replay adds exactly what is missing.
     let yan_row = format!("tg:{{t:yan}}:u:{day}");
-    let yan_marker = format!("tg:{{t:yan}}:b:{replica}-7:{day}");
-    assert_eq!(
-        server.command(&["DEL", &yan_row, &yan_marker]).await.trim(),
-        ":2"
-    );
+    assert_eq!(server.command(&["DEL", &yan_row]).await.trim(), ":1");
     let read = tokio::task::spawn_blocking(move || {
         usage.write(&batch(&["zoe", "yan"])).unwrap();
         // And a reply lost after a whole write: the replay adds nothing.
@@ -531,7 +625,7 @@ async fn a_reload_rescales_the_shared_bucket() {
         format!(
             "[listen]\naddr = \"127.0.0.1:0\"\n[admin]\naddr = \"127.0.0.1:0\"\ntoken = \"admin-token\"\n\
              [reload]\nwatch = false\npoll = \"0s\"\n[upstream]\nurl = \"{}\"\n\
-             [store]\nkind = \"redis\"\nurl = \"{}\"\n\
+             [store]\nkind = \"redis\"\nurl = \"{}\"\ntimeout = \"2s\"\n\
              [limits]\ndefault_plan = \"free\"\n[limits.plans.free]\nrate = {rate}\nper = \"1h\"\nburst = {burst}\n\
              [[route]]\nmatch = \"GET /items\"\nscope = \"tenant\"\n",
             upstream.url(),
@@ -581,7 +675,7 @@ async fn rediss_with_a_password_and_a_private_ca() {
     let upstream = Upstream::ok().await;
     let config = |url: &str| {
         format!(
-            "{RATE}\n[upstream]\nurl = \"${{UPSTREAM}}\"\n[store]\nkind = \"redis\"\nurl = \"{url}\"\n\
+            "{RATE}\n[upstream]\nurl = \"${{UPSTREAM}}\"\n[store]\nkind = \"redis\"\nurl = \"{url}\"\ntimeout = \"2s\"\n\
              ca_file = \"{}\"\non_store_error = \"fail_closed\"\n",
             ca_file.display()
         )
@@ -601,4 +695,74 @@ async fn rediss_with_a_password_and_a_private_ca() {
         .await
         .assert_refusal(503, "limits_unavailable");
     assert_eq!(upstream.requests().len(), 6);
+}
+
+/// Two real `tenantgate run` processes, as two pods' sidecars would be.
+#[tokio::test]
+async fn two_tenantgate_processes_share_one_bucket_and_one_usage() {
+    let redis = RedisServer::start().await;
+    let upstream = Upstream::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tenantgate.toml");
+    let config = format!("{BASE}{RATE}")
+        .replace("${UPSTREAM}", &upstream.url())
+        .replace("${REDIS}", &redis.url())
+        .replace("${MODE}", "local_fallback");
+    std::fs::write(&path, config).unwrap();
+    let one = common::Binary::run(&path).await;
+    let two = common::Binary::run(&path).await;
+    let mut statuses = Vec::new();
+    for i in 0..10 {
+        let addr = if i % 2 == 0 { one.proxy } else { two.proxy };
+        let request = common::request_bytes("GET", "/items", &["X-Tenant-Id: ivan"], b"");
+        statuses.push(common::raw(addr, &request).await.status);
+    }
+    assert_eq!(statuses, [200, 200, 200, 200, 200, 200, 429, 429, 429, 429]);
+    // A graceful stop of each flushes what it holds; both report the same usage.
+    for binary in [one, two] {
+        let admin = binary.admin;
+        let request = common::request_bytes("GET", "/usage/users/ivan?days=1", &[ADMIN], b"");
+        let before = common::raw(admin, &request).await.json();
+        assert_eq!(before["days"][0]["events"], 6, "{before}");
+        assert_eq!(binary.stop("-TERM").await, Some(0));
+    }
+}
+
+const QUEUED: &str = r#"
+[limits]
+default_plan = "queued"
+[limits.plans.queued]
+rate = 10
+per = "1s"
+burst = 1
+overflow = "queue"
+max_wait = "2s"
+max_queue = 10
+[[route]]
+match = "GET /items"
+scope = "tenant"
+"#;
+
+#[tokio::test]
+async fn queue_mode_reserves_slots_in_the_shared_bucket() {
+    let pair = Pair::start("local_fallback", QUEUED, Upstream::ok().await).await;
+    let started = std::time::Instant::now();
+    let (one, two, three, four) = tokio::join!(
+        get(&pair.a, "/items", "jill"),
+        get(&pair.b, "/items", "jill"),
+        get(&pair.a, "/items", "jill"),
+        get(&pair.b, "/items", "jill"),
+    );
+    let statuses = [one.status, two.status, three.status, four.status];
+    assert_eq!(statuses, [200; 4], "queued, not refused");
+    // One token now and one every 100 ms after, whichever replica asked: the last
+    // slot is 300 ms out. (Only a lower bound: a busy machine may take longer.)
+    assert!(
+        started.elapsed() >= Duration::from_millis(290),
+        "{:?}",
+        started.elapsed()
+    );
+    let queued = pair.a.metric("tenantgate_queue_wait_seconds_count").await
+        + pair.b.metric("tenantgate_queue_wait_seconds_count").await;
+    assert_eq!(queued, 3.0, "three of the four waited for a slot");
 }

@@ -107,7 +107,10 @@ pub async fn handle(app: Arc<App>, request: Request<Incoming>) -> Response<Proxy
             let (app, query) = (app.clone(), query.map(str::to_owned));
             blocking(move || usage::by_user(&app, query.as_deref())).await
         }
-        (&Method::GET, "/usage/today") => usage::today(&app),
+        (&Method::GET, "/usage/today") => {
+            let app = app.clone();
+            blocking(move || usage::today(&app)).await
+        }
         (&Method::GET, "/admin/tenants") => {
             let app = app.clone();
             blocking(move || tenants::list(&app)).await

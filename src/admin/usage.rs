@@ -49,9 +49,13 @@ pub fn user(app: &App, id: &str, query: Option<&str>) -> Result<Response<ProxyBo
 }
 
 /// `GET /usage/today`: the project's totals and the share of its daily budget used.
-pub fn today(app: &App) -> Response<ProxyBody> {
+/// With a shared store, every replica's (read from it: blocking).
+pub fn today(app: &App) -> Result<Response<ProxyBody>, Refusal> {
     let day = app.clock.utc_day();
-    let totals = app.usage.project_today(day);
+    let totals = match &app.redis {
+        None => app.usage.project_today(day),
+        Some(_) => app.usage.project_stored(day).map_err(unavailable)?,
+    };
     let budget = app.snapshot().config.limits.project.daily_units;
     let fraction = budget.map(|b| {
         if b == 0 {
@@ -64,7 +68,7 @@ pub fn today(app: &App) -> Response<ProxyBody> {
         json!({ "day": date(day), "daily_units": budget, "fraction_used": fraction }),
         &totals,
     );
-    json(StatusCode::OK, &body)
+    Ok(json(StatusCode::OK, &body))
 }
 
 /// The last `days` UTC days, today included.

@@ -264,6 +264,11 @@ fn redact(value: &toml::Value) -> serde_json::Value {
                     let secret = hide
                         || SECRET_KEYS.contains(&k.as_str())
                         || SECRET_TABLES.contains(&k.as_str());
+                    // A url may carry a password (`[store] url`): shown without it.
+                    if let (false, "url", toml::Value::String(url)) = (secret, k.as_str(), v) {
+                        let shown = crate::store::settings::redact_url(url);
+                        return (k.clone(), serde_json::Value::String(shown));
+                    }
                     (k.clone(), walk(v, secret))
                 })
                 .collect(),

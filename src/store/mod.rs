@@ -109,6 +109,14 @@ struct Dated {
 }
 
 impl Dated {
+    fn used(&self, day: u64) -> u64 {
+        if self.day == day {
+            self.counters.units.max(self.shared)
+        } else {
+            0
+        }
+    }
+
     fn on(&self, day: u64) -> Counters {
         if self.day == day {
             self.counters
@@ -214,20 +222,28 @@ impl Usage {
     }
 
     /// Units the caller used today; a call without a tenant reads the project's.
+    /// With a shared store, at least what it last said of every replica's usage.
     pub fn used(&self, who: &Caller, day: u64) -> u64 {
         match who {
-            Caller::Tenant(t) => self.today.get(t.as_str()).map_or(0, |d| d.on(day).units),
+            Caller::Tenant(t) => self.today.get(t.as_str()).map_or(0, |d| d.used(day)),
             Caller::Project => self.project_used(day),
         }
     }
 
     /// Everyone's units today.
     pub fn project_used(&self, day: u64) -> u64 {
-        lock(&self.project_today).on(day).units
+        lock(&self.project_today).used(day)
     }
 
     pub fn project_today(&self, day: u64) -> Counters {
         lock(&self.project_today).on(day)
+    }
+
+    /// The project's totals of `day` as stored, after writing what is pending: with a
+    /// shared store, every replica's. Blocking.
+    pub fn project_stored(&self, day: u64) -> Result<Counters, StoreError> {
+        self.flush()?;
+        self.backend.project_day(day)
     }
 
     /// Records one metered event. Calls that name no tenant count only in the

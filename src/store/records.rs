@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use dashmap::{DashMap, DashSet};
 
-use super::redis::records::RedisRecords;
+use super::redis::records::{Event, Followed, RedisRecords};
 use super::redis::Redis;
 use super::{lock, StoreError};
 
@@ -98,6 +98,15 @@ impl RecordsBackend for MemoryRecords {
     }
 }
 
+/// Ends a spawned task when its owner ends.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Why ids could not be taught to a tenant.
 #[derive(Debug, thiserror::Error)]
 pub enum ClaimError {
@@ -168,6 +177,66 @@ impl Records {
         records
     }
 
+    /// Keeps this replica's view of the shared records current (list answers kept by
+    /// ownership read it): each claim, release and offboarding any replica makes is
+    /// published, and after every (re)subscription the whole view is read again, since
+    /// changes made meanwhile were missed. Runs until the process ends.
+    pub async fn follow(self: Arc<Self>) {
+        let Some(redis) = self.shared.clone() else {
+            return;
+        };
+        let (to, mut changes) = tokio::sync::mpsc::unbounded_channel();
+        let follower = redis.clone();
+        let _subscription = AbortOnDrop(tokio::spawn(
+            async move { follower.follow_records(to).await },
+        ));
+        while let Some(change) = changes.recv().await {
+            match change {
+                Followed::Subscribed => self.reload(&redis).await,
+                Followed::Event(Event::Own(rows)) => {
+                    for (field, owner) in rows {
+                        self.owners.insert(field.into_boxed_str(), Arc::from(owner));
+                    }
+                }
+                Followed::Event(Event::Disown(fields)) => {
+                    for field in fields {
+                        self.owners.remove(field.as_str());
+                    }
+                }
+                Followed::Event(Event::Unprovision(root)) => {
+                    self.provisioned.remove(root.as_str());
+                }
+            }
+        }
+    }
+
+    /// Replaces the whole view with what the shared store holds now.
+    async fn reload(&self, redis: &Redis) {
+        let (owners, provisioned) = match (redis.all_owners().await, redis.all_provisioned().await)
+        {
+            (Ok(owners), Ok(provisioned)) => (owners, provisioned),
+            (Err(error), _) | (_, Err(error)) => {
+                tracing::warn!(%error, "the shared records could not be read again; the next subscription retries");
+                return;
+            }
+        };
+        let fresh: std::collections::HashMap<Box<str>, String> = owners
+            .into_iter()
+            .map(|row| (key(&row.kind, &row.id), row.tenant))
+            .collect();
+        self.owners.retain(|field, _| fresh.contains_key(field));
+        for (field, tenant) in fresh {
+            if self.owners.get(&field).is_none_or(|o| **o != *tenant) {
+                self.owners.insert(field, Arc::from(tenant));
+            }
+        }
+        let marks: std::collections::HashSet<String> = provisioned.into_iter().collect();
+        self.provisioned.retain(|root| marks.contains(&**root));
+        for root in marks {
+            self.provisioned.insert(root.into_boxed_str());
+        }
+    }
+
     /// The shared store, when there is one.
     pub fn redis(&self) -> Option<&Arc<Redis>> {
         self.shared.as_ref()
@@ -175,29 +244,25 @@ impl Records {
 
     /// Brings the owners of these ids up to date from the shared store, so an id
     /// another replica learned, or released, is judged as it is now. Without a shared
-    /// store, or while it is away, what this process holds stands.
-    pub async fn refresh(&self, ids: &[(String, String)]) {
+    /// store this process's records are the truth; with one that cannot be asked, an
+    /// error: a cached owner may be stale, and isolation is not judged on a guess.
+    pub async fn refresh(&self, ids: &[(String, String)]) -> Result<(), StoreError> {
         let Some(redis) = &self.shared else {
-            return;
+            return Ok(());
         };
-        match redis.owners_of(ids).await {
-            Ok(owners) => {
-                for ((kind, id), owner) in ids.iter().zip(owners) {
-                    match owner {
-                        Some(owner) if self.owner(kind, id).as_deref() != Some(owner.as_str()) => {
-                            self.owners.insert(key(kind, id), Arc::from(owner));
-                        }
-                        Some(_) => {}
-                        None => {
-                            self.owners.remove(&*key(kind, id));
-                        }
-                    }
+        let owners = redis.owners_of(ids).await?;
+        for ((kind, id), owner) in ids.iter().zip(owners) {
+            match owner {
+                Some(owner) if self.owner(kind, id).as_deref() != Some(owner.as_str()) => {
+                    self.owners.insert(key(kind, id), Arc::from(owner));
+                }
+                Some(_) => {}
+                None => {
+                    self.owners.remove(&*key(kind, id));
                 }
             }
-            Err(error) => {
-                tracing::warn!(%error, "owners could not be read from the shared store; judged by what this replica holds")
-            }
         }
+        Ok(())
     }
 
     /// Empty records over `backend`, nothing read from it yet.
@@ -226,9 +291,10 @@ impl Records {
     }
 
     /// True when every id is already the tenant's: nothing to write (the common case
-    /// of a list answer teaching ids the caller already owns).
+    /// of a list answer teaching ids the caller already owns). Never with a shared
+    /// store, whose claim script is the only judge: this replica's view may be stale.
     pub fn all_owned_by(&self, tenant: &str, ids: &[(String, String)]) -> bool {
-        ids.iter().all(|(kind, id)| self.owns(tenant, kind, id))
+        self.shared.is_none() && ids.iter().all(|(kind, id)| self.owns(tenant, kind, id))
     }
 
     /// Teaches `tenant` these ids, durably, unless any is another tenant's (then
@@ -238,7 +304,9 @@ impl Records {
         let mut new = Vec::new();
         let mut taken = 0;
         for (kind, id) in ids {
-            match self.owner(kind, id) {
+            // A shared store decides in its claim script; this replica's view of
+            // other tenants' ids may be stale, either way.
+            match self.owner(kind, id).filter(|_| self.shared.is_none()) {
                 Some(owner) if &*owner == tenant => {}
                 Some(_) => taken += 1,
                 None => new.push(Owned {

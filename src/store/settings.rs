@@ -98,7 +98,7 @@ pub struct RedisSettings {
 impl RedisSettings {
     /// The url without its password, for logs and `check`.
     pub fn redacted_url(&self) -> String {
-        redact(&self.url)
+        redact_url(&self.url)
     }
 }
 
@@ -115,19 +115,39 @@ impl std::fmt::Debug for RedisSettings {
     }
 }
 
-/// `scheme://user:secret@host` -> `scheme://user:***@host`.
-fn redact(url: &str) -> String {
+/// A url fit for logs: `scheme://user:secret@host` -> `scheme://user:***@host`, and
+/// the value of a `pass` or `password` query parameter (`redis+unix://`) hidden.
+pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
+    // The password ends at the last `@` before the path, even one with a `/` in it.
+    let path_start = rest.rfind('@').map_or(0, |at| at + 1);
+    let authority_end = rest[path_start..]
+        .find(['/', '?'])
+        .map_or(rest.len(), |i| path_start + i);
+    let (authority, tail) = rest.split_at(authority_end);
+    let authority = match authority.rfind('@') {
         Some(at) => {
-            let user = rest[..at].split(':').next().unwrap_or("");
-            format!("{scheme}://{user}:***{}", &rest[at..])
+            let user = authority[..at].split(':').next().unwrap_or("");
+            format!("{user}:***{}", &authority[at..])
         }
-        None => url.to_owned(),
-    }
+        None => authority.to_owned(),
+    };
+    let tail = match tail.split_once('?') {
+        None => tail.to_owned(),
+        Some((path, query)) => {
+            let hidden: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((name, _)) if matches!(name, "pass" | "password") => format!("{name}=***"),
+                    _ => pair.to_owned(),
+                })
+                .collect();
+            format!("{path}?{}", hidden.join("&"))
+        }
+    };
+    format!("{scheme}://{authority}{tail}")
 }
 
 const MAX_REPLICAS: u32 = 1024;
@@ -150,7 +170,7 @@ pub fn compile(spec: &StoreSpec, errors: &mut Errors) -> StoreSettings {
                     at("url"),
                     format!(
                         "{} is not a Redis url ({}); write redis://[user:password@]host:port[/db] or rediss://",
-                        redact(url),
+                        redact_url(url),
                         e.category()
                     ),
                 );
@@ -204,7 +224,7 @@ pub fn compile(spec: &StoreSpec, errors: &mut Errors) -> StoreSettings {
 
 #[cfg(test)]
 mod tests {
-    use super::redact;
+    use super::redact_url as redact;
 
     #[test]
     fn a_password_never_shows() {
@@ -214,5 +234,10 @@ mod tests {
         );
         assert_eq!(redact("rediss://:s3cret@r/0"), "rediss://:***@r/0");
         assert_eq!(redact("redis://r:6379"), "redis://r:6379");
+        assert_eq!(redact("redis://:a/b@c@r:1/0"), "redis://:***@r:1/0");
+        assert_eq!(
+            redact("redis+unix:///run/redis.sock?db=1&pass=s3cret"),
+            "redis+unix:///run/redis.sock?db=1&pass=***"
+        );
     }
 }

@@ -1,11 +1,12 @@
 -- One admission of one tenant, atomically, on the Redis clock (TIME), so every
 -- replica charges the same bucket and no replica's clock matters.
 -- KEYS[1]: the bucket, one string "tat interval" (one GET and one SET PX: each
--- call in a script costs, and this runs once per request); KEYS[2]: the tenant's usage hash of today;
--- KEYS[3]: the marker of the batch this replica is writing for the tenant.
+-- call in a script costs, and this runs once per request); KEYS[2]: the tenant's
+-- usage hash of today.
 -- ARGV: interval_us (0: no rate), burst, cost, max_wait_us (-1: no queue),
---       soft (-1: none), quota_room (-1: none), landing units (those of that batch:
---       counted unless its marker says they are already in KEYS[2]).
+--       soft (-1: none), quota_room (-1: none), then the batch this replica is writing:
+--       its units for the tenant, this replica's field and the batch's number (its
+--       units are counted unless the row says that batch has landed).
 -- Reply {verdict, us, remaining, full_in_us, units}: verdict 0 allowed, 1 reserved
 -- (us: the wait), 2 denied (us: retry in), 3 degrade, 4 over quota, 5 no rate.
 local soft = tonumber(ARGV[5])
@@ -13,9 +14,12 @@ local room = tonumber(ARGV[6])
 local units = 0
 if soft >= 0 or room >= 0 then
   -- Usage is read only for a cap: a plan with a rate alone costs no read.
-  units = tonumber(redis.call('HGET', KEYS[2], 'units') or '0')
+  local row = redis.call('HMGET', KEYS[2], 'units', ARGV[8])
+  units = tonumber(row[1] or '0')
   local landing = tonumber(ARGV[7])
-  if landing > 0 and redis.call('EXISTS', KEYS[3]) == 0 then units = units + landing end
+  if landing > 0 and tonumber(row[2] or '0') < tonumber(ARGV[9]) then
+    units = units + landing
+  end
   if soft >= 0 and units >= soft then return {3, 0, 0, 0, units} end
   if room >= 0 and units >= room then return {4, 0, 0, 0, units} end
 end
@@ -33,8 +37,10 @@ local tat, charged = 0, 0
 local state = redis.call('GET', KEYS[1])
 if state then
   local sep = string.find(state, ' ', 1, true)
-  tat = tonumber(string.sub(state, 1, sep - 1)) or 0
-  charged = tonumber(string.sub(state, sep + 1)) or 0
+  if sep then
+    tat = tonumber(string.sub(state, 1, sep - 1)) or 0
+    charged = tonumber(string.sub(state, sep + 1)) or 0
+  end
 end
 local rescaled = charged > 0 and charged ~= interval
 if rescaled then

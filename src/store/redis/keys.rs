@@ -1,6 +1,6 @@
 //! Every key tenantgate writes, in one place. Keys of one script share a hash tag, so
-//! each script runs on one Redis Cluster slot: a tenant's bucket, usage rows, days and
-//! batch markers are `{t:<tenant>}`; the day indexes and project totals `{usage}`; the
+//! each script runs on one Redis Cluster slot: a tenant's bucket, usage rows and days
+//! are `{t:<tenant>}`; the day indexes and project totals `{usage}`; the
 //! ownership rows, per-tenant id sets and provisioning marks `{own}`.
 
 #[derive(Debug, Clone)]
@@ -33,11 +33,6 @@ impl Keys {
         format!("{}:{{t:{tenant}}}:days", self.prefix)
     }
 
-    /// Marks a (tenant, day) row of a batch as added.
-    pub fn row_applied(&self, tenant: &str, day: u64, batch: &str) -> String {
-        format!("{}:{{t:{tenant}}}:b:{batch}:{day}", self.prefix)
-    }
-
     /// The tenants with usage on a day, by units.
     pub fn day_index(&self, day: u64) -> String {
         format!("{}:{{usage}}:d:{day}", self.prefix)
@@ -46,10 +41,6 @@ impl Keys {
     /// The project's usage on a day.
     pub fn project(&self, day: u64) -> String {
         format!("{}:{{usage}}:p:{day}", self.prefix)
-    }
-
-    pub fn day_applied(&self, day: u64, batch: &str) -> String {
-        format!("{}:{{usage}}:b:{batch}:{day}", self.prefix)
     }
 
     /// `kind:id` -> owning namespace root.
@@ -64,6 +55,11 @@ impl Keys {
 
     pub fn owned_by(&self, tenant: &str) -> String {
         format!("{}{tenant}", self.owned_by_prefix())
+    }
+
+    /// The channel claims, releases and offboardings are published on.
+    pub fn events(&self) -> String {
+        format!("{}:{{own}}:events", self.prefix)
     }
 
     /// Namespace root -> Unix seconds it was provisioned.

@@ -68,16 +68,12 @@ impl Redis {
         let signed = |v: Option<u64>| v.map_or(-1, |v| i64::try_from(v).unwrap_or(i64::MAX));
         let (interval, burst) = ask.rate.unwrap_or((0, 0));
         let (landing_batch, landing) = ask.landing.unwrap_or((0, 0));
-        let landing_batch = self.batch_id(landing_batch);
+        let field = self.batch_field();
         let mut invocation = self.scripts.gcra.key(self.keys.bucket(ask.tenant));
         invocation
             .key(match ask.tenant {
                 Some(t) => self.keys.usage(t, ask.day),
                 None => self.keys.project(ask.day),
-            })
-            .key(match ask.tenant {
-                Some(t) => self.keys.row_applied(t, ask.day, &landing_batch),
-                None => self.keys.day_applied(ask.day, &landing_batch),
             })
             .arg(micros(interval))
             .arg(burst)
@@ -85,7 +81,9 @@ impl Redis {
             .arg(ask.max_wait.map_or_else(|| "-1".to_owned(), micros))
             .arg(signed(ask.soft))
             .arg(signed(ask.room))
-            .arg(landing);
+            .arg(landing)
+            .arg(&field)
+            .arg(landing_batch);
         let script = self.call(Op::Limit, |mut c| async move {
             invocation
                 .invoke_async::<(i64, i64, u64, i64, u64)>(&mut c)
@@ -96,21 +94,24 @@ impl Redis {
                 return Ok(None);
             };
             let (batch, landing) = unwritten.landing.unwrap_or((0, 0));
-            let marker = self.keys.day_applied(ask.day, &self.batch_id(batch));
             let key = self.keys.project(ask.day);
-            let (units, landed) = self
+            let field = self.batch_field();
+            // One HMGET: the units and whether this replica's batch is in them.
+            let (units, done) = self
                 .call(Op::Limit, |mut c| async move {
-                    redis::pipe()
-                        .cmd("HGET")
+                    redis::cmd("HMGET")
                         .arg(key)
                         .arg("units")
-                        .cmd("EXISTS")
-                        .arg(marker)
-                        .query_async::<(Option<u64>, bool)>(&mut c)
+                        .arg(field)
+                        .query_async::<(Option<u64>, Option<u64>)>(&mut c)
                         .await
                 })
                 .await?;
-            let landing = if landed { 0 } else { landing };
+            let landing = if done.unwrap_or(0) >= batch {
+                0
+            } else {
+                landing
+            };
             Ok(Some(
                 units
                     .unwrap_or(0)

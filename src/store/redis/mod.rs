@@ -33,10 +33,18 @@ pub enum Op {
     Usage,
     Ownership,
     Provision,
+    /// `/readyz`'s ping.
+    Health,
 }
 
 impl Op {
-    const ALL: [Op; 4] = [Op::Limit, Op::Usage, Op::Ownership, Op::Provision];
+    const ALL: [Op; 5] = [
+        Op::Limit,
+        Op::Usage,
+        Op::Ownership,
+        Op::Provision,
+        Op::Health,
+    ];
 
     fn name(self) -> &'static str {
         match self {
@@ -44,6 +52,7 @@ impl Op {
             Op::Usage => "usage",
             Op::Ownership => "ownership",
             Op::Provision => "provision",
+            Op::Health => "health",
         }
     }
 }
@@ -74,6 +83,8 @@ impl Scripts {
 
 /// The shared store's connection and what it has counted.
 pub struct Redis {
+    /// For the records' subscription, which needs a connection of its own.
+    client: redis::Client,
     connection: ConnectionManager,
     breaker: Breaker,
     scripts: Scripts,
@@ -120,7 +131,7 @@ impl Redis {
             .set_response_timeout(Some(settings.timeout))
             .set_number_of_retries(1)
             .set_max_delay(settings.timeout);
-        let connection = ConnectionManager::new_lazy_with_config(client, config)
+        let connection = ConnectionManager::new_lazy_with_config(client.clone(), config)
             .map_err(|e| StoreError(format!("{}: {e}", settings.redacted_url())))?;
         let errors = IntCounterVec::new(
             Opts::new(
@@ -147,8 +158,8 @@ impl Redis {
             "1 while the shared store answers; 0 while its breaker is open.",
         )
         .map_err(StoreError::from)?;
-        up.set(1);
         Ok(Arc::new(Self {
+            client,
             connection,
             breaker: Breaker::default(),
             scripts: Scripts::new(),
@@ -180,9 +191,9 @@ impl Redis {
         self.settings.on_error
     }
 
-    /// A batch's id in the store: this replica's, so no two replicas' collide.
-    pub fn batch_id(&self, batch: u64) -> String {
-        format!("{}-{batch}", self.replica)
+    /// The field of a usage row that holds the last batch this replica added to it.
+    pub fn batch_field(&self) -> String {
+        format!("b:{}", self.replica)
     }
 
     /// Counts one decision taken without the store.
@@ -202,10 +213,27 @@ impl Redis {
             self.errors.with_label_values(&[op.name()]).inc();
             return Err(StoreError("redis is unreachable (circuit open)".to_owned()));
         }
+        // Only a Redis that cannot be reached trips the breaker: an error Redis
+        // answered with (a script's, a key of the wrong type) fails this call alone.
         let outcome = tokio::time::timeout(self.settings.timeout, call(self.connection.clone()))
             .await
-            .map_err(|_| format!("no answer within {:?}", self.settings.timeout))
-            .and_then(|answer| answer.map_err(|e| e.to_string()));
+            .map_err(|_| {
+                (
+                    true,
+                    format!("no answer within {:?}", self.settings.timeout),
+                )
+            })
+            .and_then(|answer| {
+                answer.map_err(|e| {
+                    // A refused password is a Redis this replica cannot use either.
+                    let unreachable = e.is_io_error()
+                        || e.is_timeout()
+                        || e.is_connection_dropped()
+                        || e.is_connection_refusal()
+                        || e.kind() == redis::ErrorKind::AuthenticationFailed;
+                    (unreachable, e.to_string())
+                })
+            });
         match outcome {
             Ok(value) => {
                 if self.breaker.succeeded() {
@@ -214,7 +242,12 @@ impl Redis {
                 self.up.set(1);
                 Ok(value)
             }
-            Err(error) => {
+            Err((false, error)) => {
+                self.errors.with_label_values(&[op.name()]).inc();
+                tracing::warn!(%error, op = op.name(), "redis refused a call");
+                Err(StoreError(format!("redis: {error}")))
+            }
+            Err((true, error)) => {
                 self.errors.with_label_values(&[op.name()]).inc();
                 if self.breaker.failed() {
                     tracing::warn!(url = %self.settings.redacted_url(), %error, on_store_error = self.settings.on_error.name(), "redis is unreachable; deciding without it");
@@ -233,9 +266,33 @@ impl Redis {
         self.runtime.block_on(call)
     }
 
+    /// Connects and loads every script, so the first requests pay neither; best
+    /// effort (a Redis that is away is met under `on_store_error`).
+    pub async fn warm(&self) {
+        let scripts = [
+            &self.scripts.gcra,
+            &self.scripts.usage_row,
+            &self.scripts.usage_day,
+            &self.scripts.own,
+            &self.scripts.disown,
+            &self.scripts.unlock,
+        ];
+        for script in scripts {
+            let loaded = self
+                .call(Op::Health, |mut c| async move {
+                    script.load_async(&mut c).await
+                })
+                .await;
+            if let Err(error) = loaded {
+                tracing::warn!(%error, "redis could not be reached at start; deciding under on_store_error until it answers");
+                return;
+            }
+        }
+    }
+
     /// One `PING`, for tests and start-up logs.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        self.call(Op::Usage, |mut c| async move {
+        self.call(Op::Health, |mut c| async move {
             redis::cmd("PING").query_async::<String>(&mut c).await
         })
         .await

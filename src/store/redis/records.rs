@@ -15,7 +15,65 @@ fn field(kind: &str, id: &str) -> String {
     format!("{kind}:{id}")
 }
 
+/// What following the records' channel yields.
+#[derive(Debug)]
+pub enum Followed {
+    /// (Re)subscribed: changes made before may have been missed.
+    Subscribed,
+    Event(Event),
+}
+
+/// A change another replica (or this one) made to the records, as published.
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Event {
+    /// (`kind:id`, owner) rows claimed.
+    Own(Vec<(String, String)>),
+    /// `kind:id` fields released.
+    Disown(Vec<String>),
+    /// A root offboarded: it must be provisioned again.
+    Unprovision(String),
+}
+
 impl Redis {
+    /// Follows the records' channel, sending each change, and `Subscribed` each time
+    /// the subscription is (re)made. Runs until the receiver is gone; reconnects after
+    /// a second.
+    pub async fn follow_records(&self, to: tokio::sync::mpsc::UnboundedSender<Followed>) {
+        use futures_util::StreamExt;
+        let channel = self.keys.events();
+        loop {
+            match self.client.get_async_pubsub().await {
+                Ok(mut pubsub) => match pubsub.subscribe(&channel).await {
+                    Ok(()) => {
+                        if to.send(Followed::Subscribed).is_err() {
+                            return;
+                        }
+                        let mut messages = pubsub.on_message();
+                        while let Some(message) = messages.next().await {
+                            match serde_json::from_slice::<Event>(message.get_payload_bytes()) {
+                                Ok(event) => {
+                                    if to.send(Followed::Event(event)).is_err() {
+                                        return;
+                                    }
+                                }
+                                Err(error) => {
+                                    tracing::warn!(%error, "an unreadable records event was ignored")
+                                }
+                            }
+                        }
+                        tracing::warn!("the records channel closed; following it again");
+                    }
+                    Err(error) => {
+                        tracing::debug!(%error, "the records channel could not be followed")
+                    }
+                },
+                Err(error) => tracing::debug!(%error, "the records channel could not be followed"),
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+
     /// The owners Redis holds for these ids, `None` for an id nobody owns.
     pub async fn owners_of(
         &self,
@@ -46,17 +104,23 @@ impl Redis {
         .await
     }
 
-    /// Takes the lock that lets one replica provision `root`; false when another
-    /// holds it. The lock expires after `hold`, so a replica that dies mid-run does
-    /// not block the tenant for ever.
-    pub async fn lock_provisioning(&self, root: &str, hold: Duration) -> Result<bool, StoreError> {
+    /// Takes the lock that lets one replica provision `root`: its token, or `None`
+    /// when another holds it. The lock expires after `hold`, so a replica that dies
+    /// mid-run does not block the tenant for ever; the token is this acquisition's
+    /// own, so a run that outlived its lock never releases another's.
+    pub async fn lock_provisioning(
+        &self,
+        root: &str,
+        hold: Duration,
+    ) -> Result<Option<String>, StoreError> {
         let key = self.keys.provisioning(root);
-        let token = self.replica.clone();
+        let token = uuid::Uuid::new_v4().simple().to_string();
+        let held = token.clone();
         let millis = u64::try_from(hold.as_millis()).unwrap_or(u64::MAX).max(1);
         self.call(Op::Provision, |mut c| async move {
             redis::cmd("SET")
                 .arg(key)
-                .arg(token)
+                .arg(held)
                 .arg("NX")
                 .arg("PX")
                 .arg(millis)
@@ -64,12 +128,12 @@ impl Redis {
                 .await
         })
         .await
-        .map(|set| set.is_some())
+        .map(|set| set.map(|_| token))
     }
 
-    pub async fn unlock_provisioning(&self, root: &str) -> Result<(), StoreError> {
+    pub async fn unlock_provisioning(&self, root: &str, token: &str) -> Result<(), StoreError> {
         let mut call = self.scripts.unlock.key(self.keys.provisioning(root));
-        call.arg(&self.replica);
+        call.arg(token);
         self.call(Op::Provision, |mut c| async move {
             call.invoke_async::<i64>(&mut c).await
         })
@@ -79,7 +143,8 @@ impl Redis {
 
     async fn own_rows(&self, rows: &[Owned]) -> Result<u64, StoreError> {
         let mut call = self.scripts.own.key(self.keys.owners());
-        call.arg(self.keys.owned_by_prefix());
+        call.key(self.keys.events())
+            .arg(self.keys.owned_by_prefix());
         for row in rows {
             call.arg(field(&row.kind, &row.id)).arg(&row.tenant);
         }
@@ -91,7 +156,9 @@ impl Redis {
 
     async fn disown_rows(&self, tenant: &str, fields: &[String]) -> Result<u64, StoreError> {
         let mut call = self.scripts.disown.key(self.keys.owners());
-        call.key(self.keys.owned_by(tenant)).arg(tenant);
+        call.key(self.keys.owned_by(tenant))
+            .key(self.keys.events())
+            .arg(tenant);
         for f in fields {
             call.arg(f);
         }
@@ -99,6 +166,30 @@ impl Redis {
             call.invoke_async::<u64>(&mut c).await
         })
         .await
+    }
+
+    /// Every ownership row.
+    pub async fn all_owners(&self) -> Result<Vec<Owned>, StoreError> {
+        let rows = self.scan_hash(self.keys.owners(), Op::Ownership).await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(field, tenant)| {
+                let (kind, id) = field.split_once(':')?;
+                Some(Owned {
+                    kind: kind.to_owned(),
+                    id: id.to_owned(),
+                    tenant,
+                })
+            })
+            .collect())
+    }
+
+    /// Every provisioned root.
+    pub async fn all_provisioned(&self) -> Result<Vec<String>, StoreError> {
+        let rows = self
+            .scan_hash(self.keys.provisioned(), Op::Provision)
+            .await?;
+        Ok(rows.into_iter().map(|(root, _)| root).collect())
     }
 
     async fn scan_hash(&self, key: String, op: Op) -> Result<Vec<(String, String)>, StoreError> {
@@ -132,20 +223,7 @@ pub struct RedisRecords(pub Arc<Redis>);
 
 impl RecordsBackend for RedisRecords {
     fn owners(&self) -> Result<Vec<Owned>, StoreError> {
-        let rows = self
-            .0
-            .block_on(self.0.scan_hash(self.0.keys.owners(), Op::Ownership))?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|(field, tenant)| {
-                let (kind, id) = field.split_once(':')?;
-                Some(Owned {
-                    kind: kind.to_owned(),
-                    id: id.to_owned(),
-                    tenant,
-                })
-            })
-            .collect())
+        self.0.block_on(self.0.all_owners())
     }
 
     fn own(&self, rows: &[Owned]) -> Result<u64, StoreError> {
@@ -172,10 +250,7 @@ impl RecordsBackend for RedisRecords {
     }
 
     fn provisioned(&self) -> Result<Vec<String>, StoreError> {
-        let rows = self
-            .0
-            .block_on(self.0.scan_hash(self.0.keys.provisioned(), Op::Provision))?;
-        Ok(rows.into_iter().map(|(root, _)| root).collect())
+        self.0.block_on(self.0.all_provisioned())
     }
 
     fn mark_provisioned(&self, tenant: &str, at: u64) -> Result<(), StoreError> {
@@ -193,15 +268,20 @@ impl RecordsBackend for RedisRecords {
     }
 
     fn unmark_provisioned(&self, tenant: &str) -> Result<bool, StoreError> {
-        let key = self.0.keys.provisioned();
+        let (key, events) = (self.0.keys.provisioned(), self.0.keys.events());
+        let message = serde_json::json!({ "unprovision": tenant }).to_string();
         self.0
             .block_on(self.0.call(Op::Provision, |mut c| async move {
-                redis::cmd("HDEL")
+                redis::pipe()
+                    .cmd("HDEL")
                     .arg(key)
                     .arg(tenant)
-                    .query_async::<i64>(&mut c)
+                    .cmd("PUBLISH")
+                    .arg(events)
+                    .arg(message)
+                    .query_async::<(i64, i64)>(&mut c)
                     .await
             }))
-            .map(|n| n > 0)
+            .map(|(n, _)| n > 0)
     }
 }

@@ -1,8 +1,9 @@
 //! Usage in Redis: a hash of counters per (tenant, UTC day), a sorted set per day of
 //! the tenants by units (for the day's rows and the top-N), and a hash per day of the
 //! project's totals. A flushed batch is added by one script per tenant row and one
-//! per day, each guarded by a marker of the batch's id: a batch replayed after a lost
-//! reply adds nothing twice, and a batch cut off half-way is completed by its replay.
+//! per day, each skipped when the row already holds this replica's batch (or a later
+//! one): a batch replayed after a lost reply adds nothing twice, and a batch cut off
+//! half-way is completed by its replay.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -11,8 +12,6 @@ use futures_util::stream::{self, StreamExt};
 use super::{Op, Redis};
 use crate::store::{Backend, Batch, Counters, StoreError};
 
-/// How long a batch's markers outlive it: far longer than any replay waits.
-const MARKER_TTL_SECS: u64 = 7 * 24 * 3600;
 /// Script calls of one flush in flight at once.
 const IN_FLIGHT: usize = 64;
 
@@ -29,18 +28,18 @@ fn counters(fields: &HashMap<String, u64>) -> Counters {
 
 impl Redis {
     async fn write_batch(&self, batch: &Batch) -> Result<(), StoreError> {
-        let id = self.batch_id(batch.id);
+        let field = self.batch_field();
         let rows = batch.tenants.iter().map(|((day, tenant), c)| {
             let mut call = self.scripts.usage_row.key(self.keys.usage(tenant, *day));
             call.key(self.keys.days(tenant))
-                .key(self.keys.row_applied(tenant, *day, &id))
                 .arg(day)
                 .arg(c.events)
                 .arg(c.units)
                 .arg(c.bytes_in)
                 .arg(c.bytes_out)
                 .arg(c.last_at)
-                .arg(MARKER_TTL_SECS);
+                .arg(&field)
+                .arg(batch.id);
             call
         });
         let mut by_day: BTreeMap<u64, Vec<(&str, u64)>> = BTreeMap::new();
@@ -54,8 +53,8 @@ impl Redis {
             let project = batch.project.get(&day).copied().unwrap_or_default();
             let mut call = self.scripts.usage_day.key(self.keys.day_index(day));
             call.key(self.keys.project(day))
-                .key(self.keys.day_applied(day, &id))
-                .arg(MARKER_TTL_SECS)
+                .arg(&field)
+                .arg(batch.id)
                 .arg(project.events)
                 .arg(project.units)
                 .arg(project.bytes_in)
@@ -160,9 +159,12 @@ impl Redis {
             })
             .await?;
         }
+        // The days, and the rate bucket: an offboarded tenant starts afresh.
+        let bucket = self.keys.bucket(Some(id));
         self.call(Op::Usage, |mut c| async move {
             redis::cmd("DEL")
                 .arg(days_key)
+                .arg(bucket)
                 .query_async::<i64>(&mut c)
                 .await
         })
