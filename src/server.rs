@@ -88,6 +88,31 @@ async fn flush_now(app: &Arc<App>) -> bool {
     false
 }
 
+/// At a stop with the shared store away, keeps the unwritten usage in a file under
+/// `[store] path` for the next start.
+async fn spool(app: &Arc<App>) {
+    let Some(redis) = app.redis.clone() else {
+        return;
+    };
+    let (usage, dir) = (app.usage.clone(), app.snapshot().config.store.path.clone());
+    let shown = dir.display().to_string();
+    let spooled =
+        tokio::task::spawn_blocking(move || usage.spool_to(&dir, &redis.batch_field())).await;
+    match spooled {
+        Ok(Ok(rows)) => tracing::warn!(
+            rows,
+            dir = shown,
+            "redis is away at the stop: usage kept for the next start"
+        ),
+        Ok(Err(error)) => {
+            tracing::error!(%error, dir = shown, "usage could not be kept for the next start; it is lost")
+        }
+        Err(error) => {
+            tracing::error!(%error, "usage could not be kept for the next start; it is lost")
+        }
+    }
+}
+
 async fn sweep(app: Arc<App>) {
     let mut every = tokio::time::interval(SWEEP_EVERY);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -150,7 +175,7 @@ pub async fn start(
     let clock: Arc<dyn Clock> = Arc::new(SystemClock::default());
     let services = match first.config.store.redis.clone() {
         None => open_embedded(first.config.store.path.clone(), clock).await?,
-        Some(settings) => open_shared(&settings, clock).await?,
+        Some(settings) => open_shared(&settings, &first.config.store.path, clock).await?,
     };
     start_with(first, source, services).await
 }
@@ -178,18 +203,27 @@ async fn open_embedded(path: PathBuf, clock: Arc<dyn Clock>) -> Result<Services,
 /// here: ownership is asked again per request, today's usage per admission.
 pub async fn open_shared(
     settings: &crate::store::settings::RedisSettings,
+    spool: &std::path::Path,
     clock: Arc<dyn Clock>,
 ) -> Result<Services, StoreError> {
     let redis = Redis::open(settings)?;
     redis.warm().await;
     let today = clock.utc_day();
     let shared = redis.clone();
+    let spool = spool.to_owned();
     let (usage, records) = tokio::task::spawn_blocking(move || {
         let backend = || Box::new(RedisUsage(shared.clone()));
         let usage = Usage::open(backend(), today).unwrap_or_else(|error| {
             tracing::warn!(%error, "today's usage could not be read from redis; it is read per request once redis answers");
             Usage::over(backend())
         });
+        match usage.unspool_from(&spool) {
+            Ok(0) => {}
+            Ok(rows) => tracing::info!(rows, "usage spooled at the last stop is replayed"),
+            Err(error) => {
+                tracing::error!(%error, "the usage spooled at the last stop could not be read")
+            }
+        }
         let records = Records::shared(shared.clone()).unwrap_or_else(|error| {
             tracing::warn!(%error, "ownership could not be read from redis; it is read per request once redis answers");
             Records::shared_empty(shared.clone())
@@ -305,7 +339,9 @@ impl Running {
         self.sweeper.abort();
         self.follower.abort();
         self.flusher.abort();
-        flush_now(&self.app).await;
+        if !flush_now(&self.app).await {
+            spool(&self.app).await;
+        }
         if let Some(watcher) = &self.watcher {
             watcher.abort();
         }

@@ -377,6 +377,7 @@ async fn an_admission_counts_a_batch_in_flight_once() {
         };
         let batch = Batch {
             id: 5,
+            origin: None,
             tenants: [((day, Box::from("kim")), row)].into(),
             project: [(day, row)].into(),
         };
@@ -572,6 +573,9 @@ async fn a_replayed_batch_adds_nothing_and_completes_a_half_written_one() {
         ca_file: None,
     };
     let usage = RedisUsage(Redis::open(&settings).unwrap());
+    // The next process, after a stop that spooled batch 7 as it was in flight.
+    let next = RedisUsage(Redis::open(&settings).unwrap());
+    let origin = usage.0.batch_field();
     let row = |units| Counters {
         events: 1,
         units,
@@ -582,6 +586,7 @@ async fn a_replayed_batch_adds_nothing_and_completes_a_half_written_one() {
     let day = 20_000;
     let batch = move |tenants: &[&str]| Batch {
         id: 7,
+        origin: None,
         tenants: tenants
             .iter()
             .map(|t| ((day, Box::from(*t)), row(3)))
@@ -601,6 +606,10 @@ async fn a_replayed_batch_adds_nothing_and_completes_a_half_written_one() {
         usage.write(&batch(&["zoe", "yan"])).unwrap();
         // And a reply lost after a whole write: the replay adds nothing.
         usage.write(&batch(&["zoe", "yan"])).unwrap();
+        // Nor does the next process's replay of it from the spool, under its origin.
+        let mut spooled = batch(&["zoe", "yan"]);
+        spooled.origin = Some(origin);
+        next.write(&spooled).unwrap();
         (
             usage.totals(day, day).unwrap(),
             usage.project_day(day).unwrap(),
@@ -644,7 +653,7 @@ async fn a_reload_rescales_the_shared_bucket() {
         ca_file: None,
     };
     let clock = Arc::new(tenantgate::clock::SystemClock::default());
-    let services = tenantgate::server::open_shared(&settings, clock)
+    let services = tenantgate::server::open_shared(&settings, dir.path(), clock)
         .await
         .unwrap();
     let a = Proxy::start_file(&path, services).await;
@@ -765,4 +774,50 @@ async fn queue_mode_reserves_slots_in_the_shared_bucket() {
     let queued = pair.a.metric("tenantgate_queue_wait_seconds_count").await
         + pair.b.metric("tenantgate_queue_wait_seconds_count").await;
     assert_eq!(queued, 3.0, "three of the four waited for a slot");
+}
+
+#[tokio::test]
+async fn a_graceful_stop_while_redis_is_away_keeps_usage_for_the_next_start() {
+    let mut redis = RedisServer::start().await;
+    let upstream = Upstream::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "{BASE}path = {:?}\n{METERED}",
+        dir.path().display().to_string()
+    )
+    .replace("${REDIS}", &redis.url())
+    .replace("${MODE}", "local_fallback");
+    let mut first = Proxy::start_shared(&config, &upstream).await;
+    for _ in 0..2 {
+        assert_eq!(get(&first, "/items", "lena").await.status, 200);
+    }
+    let started = std::time::Instant::now();
+    while first.metric("tenantgate_store_pending_rows").await > 0.0 {
+        assert!(started.elapsed() < PATIENCE, "usage never flushed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    redis.kill();
+    for _ in 0..3 {
+        assert_eq!(get(&first, "/items", "lena").await.status, 200);
+    }
+    let drained = first.running.take().unwrap().drain().await;
+    assert!(drained.in_flight_finished);
+    let spool = dir.path().join("usage-spool.json");
+    assert!(spool.exists(), "the 3 unwritten events were kept");
+
+    redis.restart().await;
+    let second = Proxy::start_shared(&config, &upstream).await;
+    let started = std::time::Instant::now();
+    loop {
+        let rows = admin(&second, "/usage/users/lena?days=1").await;
+        if rows["days"][0]["events"] == 5 && !spool.exists() {
+            break;
+        }
+        assert!(
+            started.elapsed() < PATIENCE,
+            "{rows} (spool left: {})",
+            spool.exists()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

@@ -8,17 +8,18 @@ pub mod memory;
 pub mod records;
 pub mod redis;
 pub mod settings;
+mod spool;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use dashmap::DashMap;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::identity::Caller;
 
 /// One row of usage: a tenant's (or the project's) day.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counters {
     pub events: u64,
     pub units: u64,
@@ -54,6 +55,9 @@ pub struct Batch {
     /// Unique in this process: a shared store adds each batch once, however often a
     /// lost reply makes it replayed.
     pub id: u64,
+    /// The shared store's field of the process that numbered the batch, when that was
+    /// an earlier one (a batch spooled at a stop and replayed after the next start).
+    pub origin: Option<String>,
     pub tenants: HashMap<(u64, Box<str>), Counters>,
     pub project: HashMap<u64, Counters>,
 }
@@ -174,6 +178,8 @@ pub struct Usage {
     /// Set under the `pending` lock, so a reader of both sees every row once.
     writing: Mutex<Option<Arc<Batch>>>,
     batches: std::sync::atomic::AtomicU64,
+    /// A file of usage spooled at a stop, removed once its rows are written.
+    spooled: Mutex<Option<std::path::PathBuf>>,
     /// Serializes flushes so rows are written in order.
     flushing: Mutex<()>,
     /// Woken on every event, for `flush = "0s"`.
@@ -214,6 +220,7 @@ impl Usage {
             project_today: Mutex::default(),
             pending: Mutex::default(),
             writing: Mutex::default(),
+            spooled: Mutex::default(),
             batches: std::sync::atomic::AtomicU64::new(1),
             flushing: Mutex::default(),
             recorded: tokio::sync::Notify::new(),
@@ -305,6 +312,8 @@ impl Usage {
         let batch = {
             let mut pending = lock(&self.pending);
             if pending.is_empty() {
+                drop(pending);
+                self.spool_written();
                 return Ok(());
             }
             let mut batch = std::mem::take(&mut *pending);
@@ -317,6 +326,7 @@ impl Usage {
         };
         self.backend.write(&batch)?;
         *lock(&self.writing) = None;
+        self.spool_written();
         Ok(())
     }
 

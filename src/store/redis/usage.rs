@@ -28,7 +28,8 @@ fn counters(fields: &HashMap<String, u64>) -> Counters {
 
 impl Redis {
     async fn write_batch(&self, batch: &Batch) -> Result<(), StoreError> {
-        let field = self.batch_field();
+        // A batch spooled by an earlier process is replayed under that process's field.
+        let field = batch.origin.clone().unwrap_or_else(|| self.batch_field());
         let rows = batch.tenants.iter().map(|((day, tenant), c)| {
             let mut call = self.scripts.usage_row.key(self.keys.usage(tenant, *day));
             call.key(self.keys.days(tenant))
