@@ -35,15 +35,19 @@ pub async fn check(
         named.push(format!("+{}", owned.len() - AUDITED_IDS));
     }
     audit.owned = Some(named.join(","));
-    // Another replica may have learned (or released) these ids.
-    if let Err(error) = app.records.refresh(owned).await {
+    // Another replica may have learned (or released) these ids: with a shared store
+    // its answer, read now, decides.
+    let owners = app.records.owners_now(owned).await.map_err(|error| {
         tracing::debug!(%error, owner, "owners could not be read from the shared store");
-        return Err(Refusal::StoreUnavailable);
-    }
-    if owned
-        .iter()
-        .all(|(kind, id)| app.records.owns(owner, kind, id))
-    {
+        Refusal::StoreUnavailable
+    })?;
+    let all_owned = match owners {
+        Some(owners) => owners.iter().all(|o| o.as_deref() == Some(owner)),
+        None => owned
+            .iter()
+            .all(|(kind, id)| app.records.owns(owner, kind, id)),
+    };
+    if all_owned {
         return Ok(());
     }
     app.metrics.ownership_denials.inc();

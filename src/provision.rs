@@ -210,6 +210,36 @@ pub struct Provisioner {
     running: DashMap<Box<str>, Arc<tokio::sync::Mutex<()>>, std::hash::RandomState>,
 }
 
+/// A provisioning lock this replica holds in the shared store.
+struct HeldLock {
+    redis: Arc<Redis>,
+    root: String,
+    token: Option<String>,
+}
+
+impl HeldLock {
+    async fn release(&mut self) {
+        if let Some(token) = self.token.take() {
+            if let Err(error) = self.redis.unlock_provisioning(&self.root, &token).await {
+                tracing::warn!(%error, namespace = self.root, "the provisioning lock could not be released; it expires by itself");
+            }
+        }
+    }
+}
+
+impl Drop for HeldLock {
+    fn drop(&mut self) {
+        let (Some(token), Ok(runtime)) = (self.token.take(), tokio::runtime::Handle::try_current())
+        else {
+            return;
+        };
+        let (redis, root) = (self.redis.clone(), std::mem::take(&mut self.root));
+        runtime.spawn(async move {
+            let _ = redis.unlock_provisioning(&root, &token).await;
+        });
+    }
+}
+
 /// Who a run is for.
 #[derive(Debug, Clone, Copy)]
 pub struct Subject<'a> {
@@ -263,7 +293,7 @@ impl Provisioner {
     /// replica that dies mid-run does not block the tenant.
     async fn run_once_across(
         &self,
-        redis: &Redis,
+        redis: &Arc<Redis>,
         steps: &[Step],
         subject: Subject<'_>,
         backend: &Backend<'_>,
@@ -278,7 +308,7 @@ impl Provisioner {
             .timeout
             .saturating_mul(attempts)
             .saturating_mul(u32::try_from(steps.len()).unwrap_or(u32::MAX));
-        let hold = SHARED_RUN_HOLD.max(worst_run + SHARED_RUN_HOLD / 6);
+        let hold = SHARED_RUN_HOLD.max(worst_run.saturating_add(SHARED_RUN_HOLD / 6));
         let started = tokio::time::Instant::now();
         loop {
             if redis
@@ -294,10 +324,15 @@ impl Provisioner {
                 .await
                 .map_err(unavailable)?
             {
+                // Released however the run ends: a request dropped mid-run (its
+                // client gone) must not hold the tenant's lock for the whole hold.
+                let mut lock = HeldLock {
+                    redis: redis.clone(),
+                    root: subject.root.to_owned(),
+                    token: Some(token),
+                };
                 let result = self.run(steps, subject, backend).await;
-                if let Err(error) = redis.unlock_provisioning(subject.root, &token).await {
-                    tracing::warn!(%error, namespace = subject.root, "the provisioning lock could not be released; it expires by itself");
-                }
+                lock.release().await;
                 return result;
             }
             if started.elapsed() >= hold {

@@ -122,8 +122,13 @@ async fn sweep(app: Arc<App>) {
         app.usage.forget_before(app.clock.utc_day());
         if app.redis.is_some() {
             // Tenants first seen by another replica are known to this one's leak
-            // guard within a sweep.
-            seed_known_tenants(&app, 1).await;
+            // guard within a sweep: one read of today's index.
+            let (reader, today) = (app.clone(), app.clock.utc_day());
+            if let Ok(Ok(tenants)) =
+                tokio::task::spawn_blocking(move || reader.usage.tenants_on(today)).await
+            {
+                app.known.seed(tenants.iter().map(String::as_str));
+            }
         }
     }
 }
@@ -140,19 +145,18 @@ const KNOWN_HISTORY_DAYS: u64 = 365;
 
 /// After a restart the leak guard must still recognise a bare root of every tenant the
 /// store has rows for, not only of those seen since.
-async fn seed_known_tenants(app: &Arc<App>, days: u64) {
+async fn seed_known_tenants(app: &Arc<App>) {
+    let days = KNOWN_HISTORY_DAYS;
     let (reader, today) = (app.clone(), app.clock.utc_day());
     let from = today.saturating_sub(days.saturating_sub(1));
     match tokio::task::spawn_blocking(move || reader.usage.tenants(from, today)).await {
         Ok(Ok(rows)) => {
             app.known
                 .seed(rows.iter().map(|(tenant, _)| tenant.as_str()));
-            if days > 1 {
-                tracing::info!(
-                    tenants = app.known.len(),
-                    "known tenants read from the usage store"
-                );
-            }
+            tracing::info!(
+                tenants = app.known.len(),
+                "known tenants read from the usage store"
+            );
         }
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "known tenants could not be read from the usage store")
@@ -266,7 +270,7 @@ pub async fn start_with(
     let admin_addr = local(&admin_listener, admin_addr);
 
     let app = App::new(first, source, services);
-    seed_known_tenants(&app, KNOWN_HISTORY_DAYS).await;
+    seed_known_tenants(&app).await;
     let sweeper = tokio::spawn(sweep(app.clone()));
     // With a shared store, this replica's view of the owners follows every replica's.
     let follower = tokio::spawn(app.records.clone().follow());

@@ -50,7 +50,7 @@ impl StoreError {
 }
 
 /// Rows flushed at once: per (day, tenant), and the project's per day.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Batch {
     /// Unique in this process: a shared store adds each batch once, however often a
     /// lost reply makes it replayed.
@@ -101,6 +101,14 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     fn totals(&self, from: u64, to: u64) -> Result<Vec<(String, Counters)>, StoreError>;
     /// Erases a tenant's rows; how many there were.
     fn erase(&self, id: &str) -> Result<u64, StoreError>;
+    /// The tenants with a row on `day`, without their counters.
+    fn tenants_on(&self, day: u64) -> Result<Vec<String>, StoreError> {
+        Ok(self
+            .day(day)?
+            .into_iter()
+            .map(|(tenant, _)| tenant)
+            .collect())
+    }
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -177,6 +185,9 @@ pub struct Usage {
     /// its id, before any newer rows, so a write that did land is not added twice.
     /// Set under the `pending` lock, so a reader of both sees every row once.
     writing: Mutex<Option<Arc<Batch>>>,
+    /// A spooled batch an earlier process numbered but never sent, written after
+    /// `writing` and before anything newer.
+    queued: Mutex<Option<Arc<Batch>>>,
     batches: std::sync::atomic::AtomicU64,
     /// A file of usage spooled at a stop, removed once its rows are written.
     spooled: Mutex<Option<std::path::PathBuf>>,
@@ -220,6 +231,7 @@ impl Usage {
             project_today: Mutex::default(),
             pending: Mutex::default(),
             writing: Mutex::default(),
+            queued: Mutex::default(),
             spooled: Mutex::default(),
             batches: std::sync::atomic::AtomicU64::new(1),
             flushing: Mutex::default(),
@@ -296,7 +308,7 @@ impl Usage {
                     .filter(|d| !pending.project.contains_key(*d))
                     .count()
         });
-        pending.rows() + also_writing
+        pending.rows() + also_writing + lock(&self.queued).as_ref().map_or(0, |b| b.rows())
     }
 
     /// Writes what is pending. A batch whose write fails is kept whole and replayed
@@ -306,6 +318,12 @@ impl Usage {
         let _in_order = lock(&self.flushing);
         let replay = lock(&self.writing).clone();
         if let Some(batch) = replay {
+            self.backend.write(&batch)?;
+            *lock(&self.writing) = None;
+        }
+        let queued = lock(&self.queued).take();
+        if let Some(batch) = queued {
+            *lock(&self.writing) = Some(batch.clone());
             self.backend.write(&batch)?;
             *lock(&self.writing) = None;
         }
@@ -343,10 +361,18 @@ impl Usage {
                 .map_or(0, |c| c.units),
             Caller::Project => batch.project.get(&day).map_or(0, |c| c.units),
         };
+        // A batch an earlier process numbered (replayed from its spool) is told apart
+        // by that process's field, which the limit script does not read: its units
+        // count as pending until it is written (early, never late).
+        let (own, spooled) = match writing.as_ref() {
+            Some(batch) if batch.origin.is_some() => (None, Some(batch)),
+            other => (other, None),
+        };
+        let queued = lock(&self.queued);
+        let earlier = spooled.map_or(0, |b| units(b)) + queued.as_ref().map_or(0, |b| units(b));
         Unwritten {
-            pending: units(&pending),
-            landing: writing
-                .as_ref()
+            pending: units(&pending).saturating_add(earlier),
+            landing: own
                 .map(|batch| (batch.id, units(batch)))
                 .filter(|(_, units)| *units > 0),
         }
@@ -418,6 +444,12 @@ impl Usage {
     pub fn user(&self, id: &str, from: u64, to: u64) -> Result<Vec<(u64, Counters)>, StoreError> {
         self.flush()?;
         self.backend.user(id, from, to)
+    }
+
+    /// The tenants the store has a row of `day` for (every replica's, with a shared
+    /// store), without writing what is pending. Blocking.
+    pub fn tenants_on(&self, day: u64) -> Result<Vec<String>, StoreError> {
+        self.backend.tenants_on(day)
     }
 
     /// Every tenant with its totals over days `from..=to`.

@@ -3,7 +3,9 @@
 //! are held whole in memory, so the request path never reads the disk, and written
 //! through to a [`RecordsBackend`] before the answer that made them is returned.
 
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use dashmap::{DashMap, DashSet};
 
@@ -124,6 +126,9 @@ pub struct Records {
     /// With `kind = "redis"`: the shared store, asked for the owners of the ids a
     /// request names (another replica may have learned them) and for provisioning.
     shared: Option<Arc<Redis>>,
+    /// Bumped by every change the records channel delivers: a write to this view
+    /// made from an answer read before a change is dropped, not laid over it.
+    changes: std::sync::atomic::AtomicU64,
     /// `kind:id` -> owner. Kinds are config names without `:`.
     owners: DashMap<Box<str>, Arc<str>, std::hash::RandomState>,
     provisioned: DashSet<Box<str>, std::hash::RandomState>,
@@ -191,8 +196,16 @@ impl Records {
             async move { follower.follow_records(to).await },
         ));
         while let Some(change) = changes.recv().await {
+            self.changes.fetch_add(1, Ordering::AcqRel);
             match change {
-                Followed::Subscribed => self.reload(&redis).await,
+                Followed::Subscribed => {
+                    // Until it succeeds: changes queue meanwhile, applied after it.
+                    let mut wait = Duration::from_millis(100);
+                    while !self.reload(&redis).await {
+                        tokio::time::sleep(wait).await;
+                        wait = (wait * 2).min(Duration::from_secs(5));
+                    }
+                }
                 Followed::Event(Event::Own(rows)) => {
                     for (field, owner) in rows {
                         self.owners.insert(field.into_boxed_str(), Arc::from(owner));
@@ -210,14 +223,15 @@ impl Records {
         }
     }
 
-    /// Replaces the whole view with what the shared store holds now.
-    async fn reload(&self, redis: &Redis) {
+    /// Replaces the whole view with what the shared store holds now; false when it
+    /// could not be read.
+    async fn reload(&self, redis: &Redis) -> bool {
         let (owners, provisioned) = match (redis.all_owners().await, redis.all_provisioned().await)
         {
             (Ok(owners), Ok(provisioned)) => (owners, provisioned),
             (Err(error), _) | (_, Err(error)) => {
-                tracing::warn!(%error, "the shared records could not be read again; the next subscription retries");
-                return;
+                tracing::warn!(%error, "the shared records could not be read again; retrying");
+                return false;
             }
         };
         let fresh: std::collections::HashMap<Box<str>, String> = owners
@@ -235,6 +249,7 @@ impl Records {
         for root in marks {
             self.provisioned.insert(root.into_boxed_str());
         }
+        true
     }
 
     /// The shared store, when there is one.
@@ -242,19 +257,27 @@ impl Records {
         self.shared.as_ref()
     }
 
-    /// Brings the owners of these ids up to date from the shared store, so an id
-    /// another replica learned, or released, is judged as it is now. Without a shared
-    /// store this process's records are the truth; with one that cannot be asked, an
-    /// error: a cached owner may be stale, and isolation is not judged on a guess.
-    pub async fn refresh(&self, ids: &[(String, String)]) -> Result<(), StoreError> {
+    /// The owners of these ids as the shared store holds them now (another replica
+    /// may have learned or released them), and this view brought up to date unless a
+    /// change arrived meanwhile; `None` without a shared store, whose records are this
+    /// process's. With one that cannot be asked, an error: isolation is not judged on
+    /// a view that may be stale.
+    pub async fn owners_now(
+        &self,
+        ids: &[(String, String)],
+    ) -> Result<Option<Vec<Option<String>>>, StoreError> {
         let Some(redis) = &self.shared else {
-            return Ok(());
+            return Ok(None);
         };
+        let before = self.changes.load(Ordering::Acquire);
         let owners = redis.owners_of(ids).await?;
-        for ((kind, id), owner) in ids.iter().zip(owners) {
+        if self.changes.load(Ordering::Acquire) != before {
+            return Ok(Some(owners));
+        }
+        for ((kind, id), owner) in ids.iter().zip(&owners) {
             match owner {
                 Some(owner) if self.owner(kind, id).as_deref() != Some(owner.as_str()) => {
-                    self.owners.insert(key(kind, id), Arc::from(owner));
+                    self.owners.insert(key(kind, id), Arc::from(owner.as_str()));
                 }
                 Some(_) => {}
                 None => {
@@ -262,7 +285,7 @@ impl Records {
                 }
             }
         }
-        Ok(())
+        Ok(Some(owners))
     }
 
     /// Empty records over `backend`, nothing read from it yet.
@@ -270,6 +293,7 @@ impl Records {
         Self {
             backend,
             shared: None,
+            changes: std::sync::atomic::AtomicU64::new(0),
             owners: DashMap::default(),
             provisioned: DashSet::default(),
             claiming: Mutex::new(()),
@@ -324,9 +348,15 @@ impl Records {
         if new.is_empty() {
             return Ok(());
         }
+        let before = self.changes.load(Ordering::Acquire);
         let taken = self.backend.own(&new)?;
         if taken > 0 {
             return Err(ClaimError::OwnedByAnother(taken as usize));
+        }
+        // The claim's own publication brings it here anyway; written now only if no
+        // change (a release elsewhere) arrived meanwhile.
+        if self.changes.load(Ordering::Acquire) != before {
+            return Ok(());
         }
         let owner: Arc<str> = Arc::from(tenant);
         for row in new {

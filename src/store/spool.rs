@@ -8,6 +8,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
 use super::{lock, Batch, Counters, StoreError, Usage};
 
 const FILE: &str = "usage-spool.json";
@@ -16,8 +19,9 @@ const FILE: &str = "usage-spool.json";
 struct Spooled {
     /// The batch in flight or waiting for its replay, with its number and origin.
     writing: Option<Rows>,
-    /// Rows never sent.
-    pending: Rows,
+    /// Rows never sent, numbered as that process's next batch, so that their replay
+    /// too is added once however often a start replays the file.
+    pending: Option<Rows>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -65,15 +69,38 @@ impl Usage {
     /// process's field in the shared store. How many rows. Blocking.
     pub fn spool_to(&self, dir: &Path, origin: &str) -> Result<usize, StoreError> {
         let _in_order = lock(&self.flushing);
-        let pending = std::mem::take(&mut *lock(&self.pending));
+        let mut pending = std::mem::take(&mut *lock(&self.pending));
         let writing = lock(&self.writing).take();
-        let rows = pending.rows() + writing.as_ref().map_or(0, |b| b.rows());
+        let queued = lock(&self.queued).take();
+        let rows = pending.rows()
+            + writing.as_ref().map_or(0, |b| b.rows())
+            + queued.as_ref().map_or(0, |b| b.rows());
+        let spooled_as = |b: &Batch| {
+            let from = b.origin.clone().unwrap_or_else(|| origin.to_owned());
+            Rows::of(b, Some(from))
+        };
+        // A queued batch (itself from an earlier spool) takes the pending rows' place;
+        // they join it only if there is none.
+        let pending = match queued {
+            Some(queued) => {
+                let mut queued = Arc::unwrap_or_clone(queued);
+                for (key, counters) in pending.tenants.drain() {
+                    queued.tenants.entry(key).or_default().merge(&counters);
+                }
+                for (day, counters) in pending.project.drain() {
+                    queued.project.entry(day).or_default().merge(&counters);
+                }
+                Some(queued)
+            }
+            None if pending.is_empty() => None,
+            None => {
+                pending.id = self.batches.fetch_add(1, Ordering::Relaxed);
+                Some(pending)
+            }
+        };
         let spooled = Spooled {
-            writing: writing.map(|b| {
-                let origin = b.origin.clone().unwrap_or_else(|| origin.to_owned());
-                Rows::of(&b, Some(origin))
-            }),
-            pending: Rows::of(&pending, None),
+            writing: writing.as_deref().map(spooled_as),
+            pending: pending.as_ref().map(spooled_as),
         };
         let text = serde_json::to_vec(&spooled).map_err(StoreError::from)?;
         std::fs::create_dir_all(dir).map_err(StoreError::from)?;
@@ -103,14 +130,10 @@ impl Usage {
             rows += batch.rows();
             *lock(&self.writing) = Some(std::sync::Arc::new(batch));
         }
-        let pending = spooled.pending.into_batch();
-        rows += pending.rows();
-        let mut into = lock(&self.pending);
-        for (key, counters) in pending.tenants {
-            into.tenants.entry(key).or_default().merge(&counters);
-        }
-        for (day, counters) in pending.project {
-            into.project.entry(day).or_default().merge(&counters);
+        if let Some(pending) = spooled.pending {
+            let batch = pending.into_batch();
+            rows += batch.rows();
+            *lock(&self.queued) = Some(std::sync::Arc::new(batch));
         }
         *lock(&self.spooled) = Some(path);
         Ok(rows)

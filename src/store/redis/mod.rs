@@ -243,6 +243,9 @@ impl Redis {
                 Ok(value)
             }
             Err((false, error)) => {
+                // Redis answered: it is reachable, and a probe's place is given back.
+                self.breaker.succeeded();
+                self.up.set(1);
                 self.errors.with_label_values(&[op.name()]).inc();
                 tracing::warn!(%error, op = op.name(), "redis refused a call");
                 Err(StoreError(format!("redis: {error}")))

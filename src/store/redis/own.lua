@@ -17,5 +17,5 @@ for i = 2, #ARGV, 2 do
   rows[#rows + 1] = {ARGV[i], ARGV[i + 1]}
 end
 -- Every replica's view of the owners follows this channel.
-redis.call('PUBLISH', KEYS[2], cjson.encode({own = rows}))
+if #rows > 0 then redis.call('PUBLISH', KEYS[2], cjson.encode({own = rows})) end
 return 0

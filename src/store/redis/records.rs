@@ -272,7 +272,9 @@ impl RecordsBackend for RedisRecords {
         let message = serde_json::json!({ "unprovision": tenant }).to_string();
         self.0
             .block_on(self.0.call(Op::Provision, |mut c| async move {
+                // MULTI/EXEC: no replica may miss the offboarding of a mark it holds.
                 redis::pipe()
+                    .atomic()
                     .cmd("HDEL")
                     .arg(key)
                     .arg(tenant)

@@ -218,4 +218,8 @@ impl Backend for RedisUsage {
     fn erase(&self, id: &str) -> Result<u64, StoreError> {
         self.0.block_on(self.0.erase_usage(id))
     }
+
+    fn tenants_on(&self, day: u64) -> Result<Vec<String>, StoreError> {
+        self.0.block_on(self.0.tenants_on(day))
+    }
 }
