@@ -97,7 +97,7 @@ async fn spool(app: &Arc<App>) {
     let (usage, dir) = (app.usage.clone(), app.snapshot().config.store.path.clone());
     let shown = dir.display().to_string();
     let spooled =
-        tokio::task::spawn_blocking(move || usage.spool_to(&dir, &redis.batch_field())).await;
+        tokio::task::spawn_blocking(move || usage.spool_to(&dir, redis.batch_field())).await;
     match spooled {
         Ok(Ok(rows)) => tracing::warn!(
             rows,

@@ -56,14 +56,6 @@ rewrite.query = { c = "owned:collection" }
 rewrite.header = { X-Collection = "owned:collection" }
 "#;
 
-fn json_reply(status: u16, body: String) -> Reply {
-    Reply::Raw(
-        status,
-        vec![("content-type", "application/json")],
-        body.into_bytes(),
-    )
-}
-
 /// A backend that mints `c-NAME` for a collection named NAME, lists three ids, and
 /// answers everything else with `{"ok":true}`.
 fn backend(seen: &Seen) -> Reply {
@@ -72,13 +64,13 @@ fn backend(seen: &Seen) -> Reply {
         ("POST", "/collections") => {
             let body: serde_json::Value = serde_json::from_slice(&seen.body).unwrap_or_default();
             let name = body["name"].as_str().unwrap_or("x");
-            json_reply(201, format!(r#"{{"id":"c-{name}","name":"{name}"}}"#))
+            Reply::json(201, format!(r#"{{"id":"c-{name}","name":"{name}"}}"#))
         }
-        ("GET", "/collections") => json_reply(
+        ("GET", "/collections") => Reply::json(
             200,
             r#"[{"id":"c-a1","n":1},{"id":"c-b1","n":2},{"id":"c-nobody","n":3}]"#.to_owned(),
         ),
-        _ => json_reply(200, r#"{"ok":true}"#.to_owned()),
+        _ => Reply::json(200, r#"{"ok":true}"#.to_owned()),
     }
 }
 
@@ -245,7 +237,7 @@ async fn fifty_first_requests_provision_once_and_a_failed_run_is_retried() {
     let failing = fail_first.clone();
     let upstream = Upstream::start(move |seen| {
         if seen.target == "/tenants" && failing.fetch_sub(1, Ordering::AcqRel) == 1 {
-            return json_reply(500, r#"{"error":"not yet"}"#.to_owned());
+            return Reply::json(500, r#"{"error":"not yet"}"#.to_owned());
         }
         backend(seen)
     })

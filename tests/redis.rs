@@ -90,6 +90,22 @@ impl Pair {
     }
 }
 
+/// Settings for a client of `server`, as a test opens one directly.
+fn redis_settings(
+    server: &RedisServer,
+    timeout: Duration,
+    key_prefix: &str,
+) -> tenantgate::store::settings::RedisSettings {
+    tenantgate::store::settings::RedisSettings {
+        url: server.url(),
+        on_error: Default::default(),
+        replicas: 1,
+        timeout,
+        key_prefix: key_prefix.to_owned(),
+        ca_file: None,
+    }
+}
+
 async fn get(proxy: &Proxy, path: &str, tenant: &str) -> RawResponse {
     let header = format!("X-Tenant-Id: {tenant}");
     proxy.send("GET", path, &[header.as_str()], b"").await
@@ -236,14 +252,6 @@ rewrite.path = { id = "owned:collection" }
 response.forget = true
 "#;
 
-fn json_reply(status: u16, body: String) -> Reply {
-    Reply::Raw(
-        status,
-        vec![("content-type", "application/json")],
-        body.into_bytes(),
-    )
-}
-
 /// Mints `c-NAME` for a collection named NAME; provisioning is slow, so that two
 /// replicas' first requests overlap.
 fn backend(provisioned: Arc<AtomicUsize>) -> impl Fn(&Seen) -> Reply + Send + Sync + 'static {
@@ -255,13 +263,13 @@ fn backend(provisioned: Arc<AtomicUsize>) -> impl Fn(&Seen) -> Reply + Send + Sy
         ("POST", "/collections") => {
             let body: serde_json::Value = serde_json::from_slice(&seen.body).unwrap_or_default();
             let name = body["name"].as_str().unwrap_or("x");
-            json_reply(201, format!(r#"{{"id":"c-{name}"}}"#))
+            Reply::json(201, format!(r#"{{"id":"c-{name}"}}"#))
         }
-        ("GET", "/collections") => json_reply(
+        ("GET", "/collections") => Reply::json(
             200,
             r#"[{"id":"c-a1"},{"id":"c-b1"},{"id":"c-nobody"}]"#.to_owned(),
         ),
-        _ => json_reply(200, r#"{"ok":true}"#.to_owned()),
+        _ => Reply::json(200, r#"{"ok":true}"#.to_owned()),
     }
 }
 
@@ -358,14 +366,7 @@ async fn an_admission_counts_a_batch_in_flight_once() {
     use tenantgate::store::{Backend, Batch, Counters};
 
     let server = RedisServer::start().await;
-    let settings = tenantgate::store::settings::RedisSettings {
-        url: server.url(),
-        on_error: Default::default(),
-        replicas: 1,
-        timeout: Duration::from_secs(1),
-        key_prefix: "tg".to_owned(),
-        ca_file: None,
-    };
+    let settings = redis_settings(&server, Duration::from_secs(1), "tg");
     let redis = Redis::open(&settings).unwrap();
     let day = 20_000;
     let written = RedisUsage(redis.clone());
@@ -560,22 +561,14 @@ async fn fail_closed_refuses_limited_requests_with_a_clear_error() {
 #[tokio::test]
 async fn a_replayed_batch_adds_nothing_and_completes_a_half_written_one() {
     use tenantgate::store::redis::{usage::RedisUsage, Redis};
-    use tenantgate::store::settings::RedisSettings;
     use tenantgate::store::{Backend, Batch, Counters};
 
     let server = RedisServer::start().await;
-    let settings = RedisSettings {
-        url: server.url(),
-        on_error: Default::default(),
-        replicas: 1,
-        timeout: Duration::from_secs(1),
-        key_prefix: "tg".to_owned(),
-        ca_file: None,
-    };
+    let settings = redis_settings(&server, Duration::from_secs(1), "tg");
     let usage = RedisUsage(Redis::open(&settings).unwrap());
     // The next process, after a stop that spooled batch 7 as it was in flight.
     let next = RedisUsage(Redis::open(&settings).unwrap());
-    let origin = usage.0.batch_field();
+    let origin = usage.0.batch_field().to_owned();
     let row = |units| Counters {
         events: 1,
         units,
@@ -644,14 +637,7 @@ async fn a_reload_rescales_the_shared_bucket() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("tenantgate.toml");
     std::fs::write(&path, plan(1, 4)).unwrap();
-    let settings = tenantgate::store::settings::RedisSettings {
-        url: redis.url(),
-        on_error: Default::default(),
-        replicas: 1,
-        timeout: Duration::from_millis(100),
-        key_prefix: "tenantgate".to_owned(),
-        ca_file: None,
-    };
+    let settings = redis_settings(&redis, Duration::from_millis(100), "tenantgate");
     let clock = Arc::new(tenantgate::clock::SystemClock::default());
     let services = tenantgate::server::open_shared(&settings, dir.path(), clock)
         .await

@@ -83,6 +83,17 @@ pub struct Upstream {
     pub connections: Arc<Mutex<usize>>,
 }
 
+impl Reply {
+    /// This status and a JSON body.
+    pub fn json(status: u16, body: String) -> Self {
+        Reply::Raw(
+            status,
+            vec![("content-type", "application/json")],
+            body.into_bytes(),
+        )
+    }
+}
+
 impl Upstream {
     pub async fn start(behaviour: impl Fn(&Seen) -> Reply + Send + Sync + 'static) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -82,7 +82,7 @@ impl Redis {
             .arg(signed(ask.soft))
             .arg(signed(ask.room))
             .arg(landing)
-            .arg(&field)
+            .arg(field)
             .arg(landing_batch);
         let script = self.call(Op::Limit, |mut c| async move {
             invocation

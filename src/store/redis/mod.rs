@@ -92,6 +92,7 @@ pub struct Redis {
     pub keys: Keys,
     /// This process's id: in batch ids and lock tokens, so no two replicas collide.
     pub replica: String,
+    batch_field: String,
     /// The runtime the blocking [`super::Backend`] calls wait on.
     runtime: tokio::runtime::Handle,
     errors: IntCounterVec,
@@ -158,6 +159,7 @@ impl Redis {
             "1 while the shared store answers; 0 while its breaker is open.",
         )
         .map_err(StoreError::from)?;
+        let replica = uuid::Uuid::new_v4().simple().to_string();
         Ok(Arc::new(Self {
             client,
             connection,
@@ -165,7 +167,8 @@ impl Redis {
             scripts: Scripts::new(),
             keys: Keys::new(&settings.key_prefix),
             settings: settings.clone(),
-            replica: uuid::Uuid::new_v4().simple().to_string(),
+            batch_field: format!("b:{replica}"),
+            replica,
             runtime,
             errors,
             fallbacks,
@@ -191,9 +194,10 @@ impl Redis {
         self.settings.on_error
     }
 
-    /// The field of a usage row that holds the last batch this replica added to it.
-    pub fn batch_field(&self) -> String {
-        format!("b:{}", self.replica)
+    /// The field of a usage row that holds the last batch this replica added to it;
+    /// made once, since every admission with a cap names it.
+    pub fn batch_field(&self) -> &str {
+        &self.batch_field
     }
 
     /// Counts one decision taken without the store.

@@ -29,7 +29,7 @@ fn counters(fields: &HashMap<String, u64>) -> Counters {
 impl Redis {
     async fn write_batch(&self, batch: &Batch) -> Result<(), StoreError> {
         // A batch spooled by an earlier process is replayed under that process's field.
-        let field = batch.origin.clone().unwrap_or_else(|| self.batch_field());
+        let field = batch.origin.as_deref().unwrap_or(self.batch_field());
         let rows = batch.tenants.iter().map(|((day, tenant), c)| {
             let mut call = self.scripts.usage_row.key(self.keys.usage(tenant, *day));
             call.key(self.keys.days(tenant))
@@ -39,7 +39,7 @@ impl Redis {
                 .arg(c.bytes_in)
                 .arg(c.bytes_out)
                 .arg(c.last_at)
-                .arg(&field)
+                .arg(field)
                 .arg(batch.id);
             call
         });
@@ -54,7 +54,7 @@ impl Redis {
             let project = batch.project.get(&day).copied().unwrap_or_default();
             let mut call = self.scripts.usage_day.key(self.keys.day_index(day));
             call.key(self.keys.project(day))
-                .arg(&field)
+                .arg(field)
                 .arg(batch.id)
                 .arg(project.events)
                 .arg(project.units)
