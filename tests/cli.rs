@@ -56,6 +56,7 @@ async fn check_reports_errors_as_file_line_col_and_exits_1() {
         ("separator.toml", "[upstream]\nurl = \"http://127.0.0.1:1\"\n[tenant]\nseparator = \"-\"\n", ":4:13: separator \"-\" must contain a character the tenant encoder never emits"),
         ("dot.toml", "[upstream]\nurl = \"http://127.0.0.1:1\"\n[tenant]\nseparator = \".\"\n", ":4:13: separator"),
         ("main.toml", "[upstream]\nurl = \"http://127.0.0.1:1\"\n[tenant]\nmain_namespace = \"u_bob\"\n", ":4:18: main_namespace \"u_bob\" parses as a tenant's namespace"),
+        ("audit-flush.toml", "[upstream]\nurl = \"http://127.0.0.1:1\"\n[log]\naudit_flush = \"0s\"\n", ":4:15: audit_flush must be longer than 0s"),
         ("credential-template.toml", "[upstream]\nurl = \"http://127.0.0.1:1\"\nset_headers = { X-User = \"{ns}\" }\n", "templates ({ns}, {tenant}) belong in a tenant route's set_headers"),
     ];
     for (name, text, expected) in cases {
@@ -165,6 +166,17 @@ async fn run_serves_audits_reloads_on_sighup_and_exits_0_on_sigterm() {
     )
     .await;
     refused.assert_refusal(403, "route_not_allowed");
+    // The audit writer is off the request path, and says whether it ever dropped.
+    let metrics = common::raw(
+        run.admin,
+        &common::request_bytes("GET", "/metrics", &[], b""),
+    )
+    .await;
+    let text = String::from_utf8_lossy(&metrics.body).into_owned();
+    assert!(
+        text.contains("\ntenantgate_audit_lines_dropped_total 0\n"),
+        "{text}"
+    );
 
     // SIGHUP: a new route appears; an invalid file changes nothing.
     std::fs::write(

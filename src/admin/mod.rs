@@ -58,6 +58,7 @@ pub async fn handle(app: Arc<App>, request: Request<Incoming>) -> Response<Proxy
                 limiter_keys: app.limiter.keys(),
                 tenants_active: app.usage.active(day),
                 store_pending_rows: app.usage.pending_rows(),
+                audit_lines_dropped: crate::audit::dropped_lines(),
             };
             let text = app.metrics.render(gauges, top);
             let mut response = Response::new(body::full(text));

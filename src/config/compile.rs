@@ -151,6 +151,12 @@ pub fn compile(file: &File) -> Result<Config, Vec<(KeyPath, String)>> {
             "level must be one of trace, debug, info, warn, error, off",
         );
     }
+    if file.log.audit_flush.0.is_zero() {
+        errors.add(
+            vec![key("log"), key("audit_flush")],
+            "audit_flush must be longer than 0s: it is how long an audit line may wait in memory (default 100ms)",
+        );
+    }
 
     let (Some(identity), Some(namespaces), Some(route), Some(rules), Some(forward), true) = (
         identity,
@@ -184,6 +190,7 @@ pub fn compile(file: &File) -> Result<Config, Vec<(KeyPath, String)>> {
         log_level: file.log.level.clone(),
         max_buffered: usize::try_from(file.limits.max_buffered.0).unwrap_or(usize::MAX),
         audit_file: file.log.audit_file.clone(),
+        audit_flush: file.log.audit_flush.0,
         per_tenant_top_k: file.metrics.per_tenant_top_k,
         reload: ReloadSettings::of(&file.reload),
         store,

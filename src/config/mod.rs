@@ -74,6 +74,8 @@ pub struct Config {
     pub max_buffered: usize,
     /// `[log] audit_file`; `None`: stdout.
     pub audit_file: Option<PathBuf>,
+    /// `[log] audit_flush`: how long an audit line may wait in memory.
+    pub audit_flush: std::time::Duration,
     /// `[metrics] per_tenant_top_k`.
     pub per_tenant_top_k: usize,
     pub reload: ReloadSettings,

@@ -162,6 +162,8 @@ pub struct TenantSettings {
 pub struct Log {
     /// A file for the audit log instead of stdout.
     pub audit_file: Option<std::path::PathBuf>,
+    /// The longest an audit line waits in memory before it is written.
+    pub audit_flush: crate::spec::units::Dur,
     pub level: String,
 }
 
@@ -169,6 +171,7 @@ impl Default for Log {
     fn default() -> Self {
         Self {
             audit_file: None,
+            audit_flush: crate::spec::units::Dur(std::time::Duration::from_millis(100)),
             level: "info".to_owned(),
         }
     }

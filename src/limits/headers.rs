@@ -2,6 +2,9 @@
 //! `X-RateLimit-*` trio and the IETF structured fields (draft-ietf-httpapi-ratelimit-
 //! headers: `RateLimit-Policy: "plan";q=burst;w=window`, `RateLimit: "plan";r=left;t=secs`).
 
+use std::fmt::Write;
+
+use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use super::gcra::{ceil_secs, Decision, Level, Rate};
@@ -33,11 +36,17 @@ pub fn rate_limit(
     headers.insert(LIMIT, HeaderValue::from(rate.burst()));
     headers.insert(REMAINING, HeaderValue::from(remaining));
     headers.insert(RESET, HeaderValue::from(reset_unix));
-    let policy = sf_string(policy);
-    if let Ok(v) = HeaderValue::from_str(&format!("{policy};q={};w={window}", rate.burst())) {
+    // Each value is written once into a buffer the header then owns: no copy.
+    let mut value = String::with_capacity(policy.len() + 32);
+    sf_string(policy, &mut value);
+    let named = value.len();
+    let _ = write!(value, ";q={};w={window}", rate.burst());
+    if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(value.clone())) {
         headers.insert(POLICY, v);
     }
-    if let Ok(v) = HeaderValue::from_str(&format!("{policy};r={remaining};t={full_in_secs}")) {
+    value.truncate(named);
+    let _ = write!(value, ";r={remaining};t={full_in_secs}");
+    if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(value)) {
         headers.insert(RATELIMIT, v);
     }
 }
@@ -50,9 +59,8 @@ pub fn quota(headers: &mut HeaderMap, limit: u64, used: u64) {
     );
 }
 
-/// A structured-field string: printable ASCII with `"` and `\` escaped.
-fn sf_string(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
+/// A structured-field string, appended: printable ASCII with `"` and `\` escaped.
+fn sf_string(text: &str, out: &mut String) {
     out.push('"');
     for c in text.chars() {
         match c {
@@ -65,5 +73,4 @@ fn sf_string(text: &str) -> String {
         }
     }
     out.push('"');
-    out
 }

@@ -18,6 +18,8 @@ pub struct Binary {
     pub stdout: Arc<Mutex<Vec<u8>>>,
     /// Its stderr (the operational log), line by line.
     pub stderr: Arc<Mutex<Vec<String>>>,
+    /// Ends when stdout does: after a stop, everything printed has been collected.
+    stdout_read: tokio::task::JoinHandle<()>,
 }
 
 impl Binary {
@@ -59,7 +61,7 @@ impl Binary {
         let pid = child.id().unwrap().to_string();
         let stdout: Arc<Mutex<Vec<u8>>> = Arc::default();
         let (mut out, collected) = (child.stdout.take().unwrap(), stdout.clone());
-        tokio::spawn(async move {
+        let stdout_read = tokio::spawn(async move {
             let mut buf = [0u8; 4096];
             while let Ok(n) = out.read(&mut buf).await {
                 if n == 0 {
@@ -106,6 +108,7 @@ impl Binary {
             proxy,
             admin,
             stdout,
+            stdout_read,
             stderr: logged,
         }
     }
@@ -123,10 +126,16 @@ impl Binary {
     /// Sends a signal (`-TERM`, `-KILL`, ...) and waits for the child to exit.
     pub async fn stop(mut self, signal: &str) -> Option<i32> {
         self.signal(signal).await;
-        tokio::time::timeout(PATIENCE, self.child.wait())
+        let code = tokio::time::timeout(PATIENCE, self.child.wait())
             .await
             .unwrap()
             .unwrap()
-            .code()
+            .code();
+        // The last audit lines are flushed at exit: read them to the pipe's end.
+        tokio::time::timeout(PATIENCE, &mut self.stdout_read)
+            .await
+            .unwrap()
+            .unwrap();
+        code
     }
 }
