@@ -340,6 +340,8 @@ def main():
     if not os.access(BINARY, os.X_OK):
         sys.exit(f"{BINARY} is missing: run scripts/bench.sh, which builds it")
 
+    # A SIGTERM still runs the cleanup below: every started process is ended.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("stopped by SIGTERM"))
     work = tempfile.mkdtemp(prefix="tenantgate-bench-")
     rig = Rig(work)
     results = {}
@@ -373,6 +375,9 @@ def main():
                       f"p99 {wrk['p99']:.2f} ms | hey p50 {hey['p50']:.3f} p99 {hey['p99']:.3f} ms | "
                       + (f"h2 {h2['rps']:9.0f} req/s" if h2 else "h2 -"), flush=True)
         rss = rss_kib(rig.tenantgate.pid)
+        metrics = urllib.request.urlopen(f"http://127.0.0.1:{rig.ports['tg_admin']}/metrics", timeout=5).read()
+        if b"\ntenantgate_audit_lines_dropped_total 0\n" not in metrics:
+            sys.exit("tenantgate dropped audit lines during the run")
     finally:
         rig.stop()
         shutil.rmtree(work, ignore_errors=True)

@@ -19,10 +19,13 @@ command -v h2load >/dev/null || missing+=(nghttp2-client)
 command -v taskset >/dev/null || missing+=(util-linux)
 if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
-  # policy-rc.d 101: the nginx package must not start a system nginx on port 80.
-  printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+  # policy-rc.d 101: the nginx package must not start a system nginx on port 80. A
+  # policy the machine already has is left as it is.
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+  fi
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  rm -f /usr/sbin/policy-rc.d
 fi
 
 if [[ " $* " == *" --short "* ]]; then
@@ -35,4 +38,4 @@ else
   cargo build --release --locked --quiet --manifest-path scripts/floor/Cargo.toml
   export BENCH_BUILD=release
 fi
-exec python3 scripts/bench.py "$@"
+python3 scripts/bench.py "$@"

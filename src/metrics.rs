@@ -61,16 +61,38 @@ pub struct Metrics {
     pub inflight: IntGauge,
     tenant_units: IntGaugeVec,
     /// Resolved handles by label value, for the families labelled at run time.
-    resolved: Arc<[DashMap<Box<str>, IntCounter>; 4]>,
+    resolved: Arc<Resolved>,
+    /// The sink's dropped lines already added to `audit_lines_dropped`.
+    audit_exported: Arc<std::sync::atomic::AtomicU64>,
 }
 
-/// The families labelled at run time, each with its resolved handles.
+/// The families labelled at run time.
 #[derive(Clone, Copy)]
 enum Family {
     Rejections,
     Auth,
     RateLimited,
     Metered,
+}
+
+/// Each family's handles, by label value.
+#[derive(Debug, Default)]
+struct Resolved {
+    rejections: DashMap<Box<str>, IntCounter>,
+    auth: DashMap<Box<str>, IntCounter>,
+    rate_limited: DashMap<Box<str>, IntCounter>,
+    metered: DashMap<Box<str>, IntCounter>,
+}
+
+impl Resolved {
+    fn of(&self, family: Family) -> &DashMap<Box<str>, IntCounter> {
+        match family {
+            Family::Rejections => &self.rejections,
+            Family::Auth => &self.auth,
+            Family::RateLimited => &self.rate_limited,
+            Family::Metered => &self.metered,
+        }
+    }
 }
 
 impl Default for Metrics {
@@ -204,6 +226,7 @@ impl Metrics {
             )
             .expect("static metric definition"),
             resolved: Arc::default(),
+            audit_exported: Arc::default(),
         };
         let collectors: Vec<Box<dyn Collector>> = vec![
             Box::new(metrics.requests.clone()),
@@ -267,7 +290,7 @@ impl Metrics {
     /// The handle of `vec` for `label`, looked up without allocating once resolved
     /// (this runs on every metered request).
     fn resolve(&self, family: Family, vec: &IntCounterVec, label: &str) -> IntCounter {
-        let resolved = &self.resolved[family as usize];
+        let resolved = self.resolved.of(family);
         if let Some(handle) = resolved.get(label) {
             return handle.clone();
         }
@@ -325,9 +348,15 @@ impl Metrics {
             store_pending_rows,
             audit_lines_dropped,
         } = gauges;
-        // The sink counts on its own; the counter catches up at each scrape.
-        let behind = audit_lines_dropped.saturating_sub(self.audit_lines_dropped.get());
-        self.audit_lines_dropped.inc_by(behind);
+        // The sink counts on its own; the counter catches up at each scrape, once
+        // however many scrapes run at the same time.
+        let exported = self
+            .audit_exported
+            .fetch_max(audit_lines_dropped, std::sync::atomic::Ordering::AcqRel);
+        if audit_lines_dropped > exported {
+            self.audit_lines_dropped
+                .inc_by(audit_lines_dropped - exported);
+        }
         self.store_pending_rows.set(as_i64(store_pending_rows));
         self.limiter_keys.set(as_i64(limiter_keys));
         self.tenants_active.set(as_i64(tenants_active));

@@ -56,7 +56,7 @@ async fn check_reports_errors_as_file_line_col_and_exits_1() {
         ("separator.toml", "[upstream]\nurl = \"http://127.0.0.1:1\"\n[tenant]\nseparator = \"-\"\n", ":4:13: separator \"-\" must contain a character the tenant encoder never emits"),
         ("dot.toml", "[upstream]\nurl = \"http://127.0.0.1:1\"\n[tenant]\nseparator = \".\"\n", ":4:13: separator"),
         ("main.toml", "[upstream]\nurl = \"http://127.0.0.1:1\"\n[tenant]\nmain_namespace = \"u_bob\"\n", ":4:18: main_namespace \"u_bob\" parses as a tenant's namespace"),
-        ("audit-flush.toml", "[upstream]\nurl = \"http://127.0.0.1:1\"\n[log]\naudit_flush = \"0s\"\n", ":4:15: audit_flush must be longer than 0s"),
+        ("audit-flush.toml", "[upstream]\nurl = \"http://127.0.0.1:1\"\n[log]\naudit_flush = \"0s\"\n", ":4:15: audit_flush must be at least 1ms"),
         ("credential-template.toml", "[upstream]\nurl = \"http://127.0.0.1:1\"\nset_headers = { X-User = \"{ns}\" }\n", "templates ({ns}, {tenant}) belong in a tenant route's set_headers"),
     ];
     for (name, text, expected) in cases {

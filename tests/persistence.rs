@@ -55,6 +55,12 @@ async fn a_graceful_stop_loses_nothing() {
     assert_eq!(before.0[0]["user_id"], "alice");
     assert_eq!(before.0[0]["events"], 3);
     assert_eq!(before.1["events"], 6);
+    let audit = dir.path().join("audit.jsonl");
+    assert_eq!(
+        std::fs::read(&audit).unwrap(),
+        b"",
+        "no line before the stop"
+    );
     assert_eq!(first.stop("-TERM").await, Some(0));
     // The audit log went to [log] audit_file, one JSON line per request, every line
     // written by the stop: audit_flush = "1h" writes none before it.

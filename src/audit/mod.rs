@@ -6,7 +6,7 @@ pub mod sink;
 
 use std::cell::RefCell;
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::{HeaderValue, Method, StatusCode};
 use serde::Serialize;
@@ -72,7 +72,8 @@ impl AuditRecord {
             "forwarded"
         };
         let line = Line {
-            timestamp: humantime::format_rfc3339_micros(SystemTime::now()),
+            // humantime panics before the epoch: a clock set that far back writes 1970.
+            timestamp: humantime::format_rfc3339_micros(SystemTime::now().max(UNIX_EPOCH)),
             level: "INFO",
             request_id: self.request_id.to_str().unwrap_or("-"),
             tenant: self.tenant.as_deref(),
@@ -88,10 +89,12 @@ impl AuditRecord {
         };
         ENCODED.with_borrow_mut(|buf| {
             buf.clear();
-            // Serializing plain strings and numbers into a Vec cannot fail.
+            // Only the timestamp can fail to encode (a year past 9999): counted.
             if serde_json::to_writer(&mut *buf, &line).is_ok() {
                 buf.push(b'\n');
                 sink.append(buf);
+            } else {
+                sink.count_dropped();
             }
         });
     }

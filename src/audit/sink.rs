@@ -3,7 +3,8 @@
 //! one thread of its own writes the buffer out when it holds `flush_at` bytes or every
 //! `interval`, whichever comes first, as nginx's `access_log ... buffer= flush=` does.
 //! A full buffer drops the line and counts it: a stalled log consumer slows nothing
-//! down and costs at most `capacity` bytes of memory.
+//! down and costs at most `capacity` bytes of memory (the batch being written
+//! included), and a stop waits for it at most `stop_wait`.
 //!
 //! Why not `tracing-appender`'s non-blocking writer: it sends every line through a
 //! channel to a worker that writes and parks again, so under load each request wakes a
@@ -11,9 +12,9 @@
 //! by time makes that one wake per interval.
 
 use std::io::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 /// How the sink batches; `Default` is what `tenantgate run` uses.
@@ -25,6 +26,9 @@ pub struct Config {
     pub flush_at: usize,
     /// The longest a line waits in memory.
     pub interval: Duration,
+    /// The longest a stop waits for the last lines to be written (a log reader that
+    /// stopped reading must not hold the process past its drain).
+    pub stop_wait: Duration,
 }
 
 impl Default for Config {
@@ -33,6 +37,7 @@ impl Default for Config {
             capacity: 16 << 20,
             flush_at: 64 << 10,
             interval: Duration::from_millis(100),
+            stop_wait: Duration::from_secs(5),
         }
     }
 }
@@ -49,6 +54,8 @@ pub struct Sink {
     config: Config,
     pending: Mutex<Pending>,
     wake: Condvar,
+    /// Bytes of the batch the writer holds, counted against `capacity`.
+    writing: AtomicUsize,
     dropped: AtomicU64,
     failed: AtomicU64,
 }
@@ -64,16 +71,21 @@ impl Sink {
             config,
             pending: Mutex::default(),
             wake: Condvar::new(),
+            writing: AtomicUsize::new(0),
             dropped: AtomicU64::new(0),
             failed: AtomicU64::new(0),
         });
         let writer = Arc::clone(&sink);
-        let thread = std::thread::Builder::new()
+        let (done, finished) = mpsc::channel();
+        std::thread::Builder::new()
             .name("tenantgate-audit".into())
-            .spawn(move || writer.write_out(out))?;
+            .spawn(move || {
+                writer.write_out(out);
+                let _ = done.send(());
+            })?;
         let flusher = Flusher {
             sink: Arc::clone(&sink),
-            thread: Some(thread),
+            finished,
         };
         Ok((sink, flusher))
     }
@@ -81,7 +93,8 @@ impl Sink {
     /// Appends one whole line (it ends in `\n`), or drops it if the buffer is full.
     pub fn append(&self, line: &[u8]) {
         let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
-        if pending.closed || pending.bytes.len() + line.len() > self.config.capacity {
+        let held = pending.bytes.len() + self.writing.load(Ordering::Acquire);
+        if pending.closed || held + line.len() > self.config.capacity {
             drop(pending);
             self.dropped.fetch_add(1, Ordering::Relaxed);
             return;
@@ -101,27 +114,44 @@ impl Sink {
         self.dropped.load(Ordering::Relaxed) + self.failed.load(Ordering::Relaxed)
     }
 
+    /// Counts a line that never reached the buffer (it could not be encoded).
+    pub fn count_dropped(&self) {
+        self.dropped.fetch_add(1, Ordering::Relaxed);
+    }
+
     fn write_out(&self, mut out: Box<dyn Write + Send>) {
         let mut spare = Vec::new();
+        // A write that failed part-way may have left half a line: the next batch
+        // starts on a line of its own.
+        let mut torn = false;
         loop {
             let (lines, closed) = {
                 let guard = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
-                let ready = |p: &mut Pending| p.bytes.len() < self.config.flush_at && !p.closed;
+                let keep_waiting =
+                    |p: &mut Pending| p.bytes.len() < self.config.flush_at && !p.closed;
                 let (mut pending, _) = self
                     .wake
-                    .wait_timeout_while(guard, self.config.interval, ready)
+                    .wait_timeout_while(guard, self.config.interval, keep_waiting)
                     .unwrap_or_else(PoisonError::into_inner);
                 std::mem::swap(&mut pending.bytes, &mut spare);
+                self.writing.store(spare.len(), Ordering::Release);
                 (std::mem::take(&mut pending.lines), pending.closed)
             };
             if !spare.is_empty() {
-                if let Err(error) = out.write_all(&spare).and_then(|()| out.flush()) {
+                let newline: &[u8] = if torn { b"\n" } else { b"" };
+                let written = out
+                    .write_all(newline)
+                    .and_then(|()| out.write_all(&spare))
+                    .and_then(|()| out.flush());
+                torn = written.is_err();
+                if let Err(error) = written {
                     self.failed.fetch_add(lines, Ordering::Relaxed);
                     tracing::warn!(%error, lines, "audit lines could not be written");
                 }
                 // Keep the allocation for the next batch unless a burst grew it large.
                 spare.clear();
                 spare.shrink_to(self.config.flush_at * 2);
+                self.writing.store(0, Ordering::Release);
             }
             if closed {
                 return;
@@ -138,17 +168,30 @@ impl Sink {
     }
 }
 
-/// Held by `main` for the process's life: its drop writes the last lines out.
+/// Held by `main` for the process's life: its drop writes the last lines out, or
+/// gives up after `stop_wait` and counts what was left.
 pub struct Flusher {
     sink: Arc<Sink>,
-    thread: Option<JoinHandle<()>>,
+    finished: mpsc::Receiver<()>,
 }
 
 impl Drop for Flusher {
     fn drop(&mut self) {
         self.sink.close();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+        // Err: the writer is stuck on its output past stop_wait, or it panicked.
+        if self
+            .finished
+            .recv_timeout(self.sink.config.stop_wait)
+            .is_err()
+        {
+            let left = self
+                .sink
+                .pending
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .lines;
+            self.sink.dropped.fetch_add(left, Ordering::Relaxed);
+            tracing::warn!(lines = left, "audit lines not written before the stop");
         }
     }
 }
@@ -179,6 +222,7 @@ mod tests {
             capacity,
             flush_at: 1 << 20,
             interval,
+            stop_wait: Duration::from_secs(10),
         }
     }
 
@@ -236,9 +280,8 @@ mod tests {
     fn reaching_flush_at_writes_without_waiting_for_the_interval() {
         let out = Shared::default();
         let config = Config {
-            capacity: 1 << 20,
             flush_at: 64,
-            interval: Duration::from_secs(3600),
+            ..self::config(1 << 20, Duration::from_secs(3600))
         };
         let (sink, _guard) = Sink::start(config, Box::new(out.clone())).unwrap();
         sink.append(&[b'y'; 100]);
@@ -250,6 +293,41 @@ mod tests {
             std::thread::sleep(Duration::from_millis(10));
         }
         panic!("the writer was not woken by flush_at");
+    }
+
+    /// An output that never returns, like a pipe nobody reads.
+    struct Stalled;
+
+    impl Write for Stalled {
+        fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+            std::thread::park();
+            Err(std::io::Error::other("unparked"))
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_stalled_output_holds_the_stop_at_most_stop_wait_and_counts_the_rest() {
+        let config = Config {
+            stop_wait: Duration::from_millis(200),
+            ..config(1 << 20, Duration::from_millis(10))
+        };
+        let (sink, guard) = Sink::start(config, Box::new(Stalled)).unwrap();
+        sink.append(b"first\n");
+        // The writer takes the first line and blocks on it; these wait behind it.
+        std::thread::sleep(Duration::from_millis(100));
+        sink.append(b"second\n");
+        sink.append(b"third\n");
+        let stopping = std::time::Instant::now();
+        drop(guard);
+        assert!(stopping.elapsed() < Duration::from_secs(5));
+        assert_eq!(
+            sink.dropped_lines(),
+            2,
+            "the lines never handed to the output"
+        );
     }
 
     #[test]

@@ -151,10 +151,10 @@ pub fn compile(file: &File) -> Result<Config, Vec<(KeyPath, String)>> {
             "level must be one of trace, debug, info, warn, error, off",
         );
     }
-    if file.log.audit_flush.0.is_zero() {
+    if file.log.audit_flush.0 < std::time::Duration::from_millis(1) {
         errors.add(
             vec![key("log"), key("audit_flush")],
-            "audit_flush must be longer than 0s: it is how long an audit line may wait in memory (default 100ms)",
+            "audit_flush must be at least 1ms: it is how long an audit line may wait in memory (default 100ms)",
         );
     }
 
