@@ -128,6 +128,18 @@ impl<T: Copy + PartialEq> Cursor<T> {
         next
     }
 
+    /// True when [`Cursor::descend`] into an array element gives the same cursors for
+    /// every index: no cursor's next step is a key that reads as an index.
+    pub fn index_free<'p>(cursors: &[Self], pointer: impl Fn(T) -> &'p Pointer) -> bool {
+        cursors.iter().all(|c| {
+            let steps = &pointer(c.tag).steps;
+            let next = steps[c.step.min(steps.len())..]
+                .iter()
+                .find(|s| **s != Step::AnyDepth);
+            !matches!(next, Some(Step::Key(k)) if k.parse::<usize>().is_ok())
+        })
+    }
+
     /// True when the whole pointer has matched: the cursor stands on its target.
     pub fn at_end(&self, pointer: &Pointer) -> bool {
         self.step == pointer.steps.len()

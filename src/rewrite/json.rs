@@ -142,7 +142,7 @@ pub fn rewrite_within(
     let mut jiter = Jiter::new(body);
     let peek = jiter.peek().map_err(|e| invalid(&e))?;
     let states: Vec<State> = (0..rules.len()).map(Cursor::start).collect();
-    walker.value(&mut jiter, peek, states, 0)?;
+    walker.value(&mut jiter, peek, &states, 0)?;
     jiter.finish().map_err(|e| invalid(&e))?;
     let owned = std::mem::take(&mut walker.owned);
     if walker.edits.is_empty() {
@@ -210,7 +210,7 @@ impl Walker<'_> {
         &mut self,
         j: &mut Jiter,
         peek: Peek,
-        states: Vec<State>,
+        states: &[State],
         depth: usize,
     ) -> Result<Shape, Refusal> {
         if depth > MAX_DEPTH {
@@ -220,7 +220,7 @@ impl Walker<'_> {
         }
         let start = j.current_index();
         let mut matched: Vec<usize> = Vec::new();
-        for s in &states {
+        for s in states {
             if s.at_end(&self.rules[s.tag].pointer) && !matched.contains(&s.tag) {
                 matched.push(s.tag);
             }
@@ -232,8 +232,8 @@ impl Walker<'_> {
             )
         });
         let shape = match peek {
-            Peek::Object => self.object(j, &states, depth)?,
-            Peek::Array => self.array(j, &states, wants_strings, depth)?,
+            Peek::Object => self.object(j, states, depth)?,
+            Peek::Array => self.array(j, states, wants_strings, depth)?,
             Peek::String => {
                 j.known_str().map_err(|e| invalid(&e))?;
                 Shape::Str {
@@ -254,7 +254,7 @@ impl Walker<'_> {
             }
         };
         if !matches!(shape, Shape::Object) {
-            self.refuse_injection_into_non_object(&states, matches!(shape, Shape::Array { .. }))?;
+            self.refuse_injection_into_non_object(states, matches!(shape, Shape::Array { .. }))?;
         }
         for rule in matched {
             self.apply(rule, start, &shape)?;
@@ -284,7 +284,7 @@ impl Walker<'_> {
             }
             let child = self.advance(states, Some(k), None);
             let peek = j.peek().map_err(|e| invalid(&e))?;
-            self.value(j, peek, child, depth + 1)?;
+            self.value(j, peek, &child, depth + 1)?;
             next = j.next_key().map_err(|e| invalid(&e))?;
         }
         let end = j.current_index();
@@ -304,9 +304,20 @@ impl Walker<'_> {
         let mut next = j.known_array().map_err(|e| invalid(&e))?;
         let empty = next.is_none();
         let mut index = 0;
+        // Every element reaches the same cursors unless a rule names an index: then
+        // they are found once, not allocated again for each of an embedding's floats.
+        let shared = Cursor::index_free(states, |rule| &self.rules[rule].pointer)
+            .then(|| self.advance(states, None, Some(0)));
         while let Some(peek) = next {
             let start = j.current_index();
-            let child = self.advance(states, None, Some(index));
+            let own;
+            let child = match &shared {
+                Some(child) => child.as_slice(),
+                None => {
+                    own = self.advance(states, None, Some(index));
+                    own.as_slice()
+                }
+            };
             let shape = self.value(j, peek, child, depth + 1)?;
             if let (Some(list), Shape::Str { end }) = (strings.as_mut(), &shape) {
                 list.push((start, *end));

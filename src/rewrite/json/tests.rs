@@ -141,3 +141,21 @@ fn deny_at_any_depth_and_duplicate_keys_are_refused() {
         assert!(run(bad, &[]).is_err(), "{bad}");
     }
 }
+
+#[test]
+fn an_index_in_a_pointer_takes_only_its_element_beside_any_depth_rules() {
+    let deny_ne = ("/**/$ne", Mode::Deny);
+    let body = r#"{"m":[{"s":"a"},{"s":"b"},{"s":"c"}]}"#;
+    let out = run(body, &[("/m/1/s", Mode::Prefix), deny_ne.clone()]).unwrap();
+    assert_eq!(out, r#"{"m":[{"s":"a"},{"s":"u_alice__b"},{"s":"c"}]}"#);
+    let out = run(body, &[("/m/*/s", Mode::Prefix), deny_ne.clone()]).unwrap();
+    assert_eq!(
+        out,
+        r#"{"m":[{"s":"u_alice__a"},{"s":"u_alice__b"},{"s":"u_alice__c"}]}"#
+    );
+    let refused = run(r#"{"m":[1,{"$ne":2}]}"#, &[deny_ne]);
+    assert!(
+        refused.is_err(),
+        "a deep operator in a later element: {refused:?}"
+    );
+}
