@@ -1,5 +1,6 @@
 //! The response stage's cost on realistic answers, beside a plain serde_json parse of
-//! the same bytes for scale: `cargo bench --bench respond`.
+//! the same bytes for scale, and on search answers of 1 KiB, 64 KiB and 8 MiB:
+//! `cargo bench --bench respond`.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use serde_json::json;
@@ -79,6 +80,34 @@ fn bench(c: &mut Criterion) {
         );
     }
     group.finish();
+    let mut group = c.benchmark_group("response_pass");
+    group.sample_size(20);
+    let rules = &routes[1].respond.rules;
+    for (name, size) in [("1KiB", 1 << 10), ("64KiB", 64 << 10), ("8MiB", 8 << 20)] {
+        let body = answer_body(size).into_bytes();
+        group.throughput(Throughput::Bytes(body.len() as u64));
+        group.bench_with_input(BenchmarkId::from_parameter(name), &body, |b, body| {
+            b.iter(|| process(std::hint::black_box(body), rules, &scope).expect("delivered"))
+        });
+    }
+    group.finish();
+}
+
+/// A search answer of about `size` bytes: hits with the caller's namespaced ids.
+fn answer_body(size: usize) -> String {
+    let hit = |i: usize| {
+        format!(
+            r#"{{"id":"u_alice__m{i}","user_id":"u_alice","session_id":"u_alice__trip","score":0.87,"memory":"Alice is allergic to peanuts, hit {i}"}}"#
+        )
+    };
+    let mut hits = Vec::new();
+    let mut len = 14;
+    while len < size {
+        let h = hit(hits.len());
+        len += h.len() + 1;
+        hits.push(h);
+    }
+    format!(r#"{{"results":[{}]}}"#, hits.join(","))
 }
 
 criterion_group!(benches, bench);
