@@ -26,6 +26,13 @@ if [ ! -x .venv-chroma/bin/chroma ]; then
   .venv-chroma/bin/pip install --quiet --disable-pip-version-check chromadb==1.5.9
 fi
 .venv-chroma/bin/python -c "import chromadb; print('chromadb', chromadb.__version__)"
+# tests/langgraph.rs runs the real LangGraph server (`langgraph dev`, in memory) and
+# its official SDK, every package pinned; without this virtualenv that test fails.
+if [ ! -x .venv-langgraph/bin/langgraph ]; then
+  python3 -m venv .venv-langgraph
+  .venv-langgraph/bin/pip install --quiet --disable-pip-version-check -r tests/langgraph/requirements.txt
+fi
+.venv-langgraph/bin/python -c "import langgraph_api, langgraph_sdk; print('langgraph-api', langgraph_api.__version__)"
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

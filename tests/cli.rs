@@ -465,3 +465,56 @@ async fn check_shows_the_shared_store_without_its_password_and_refuses_bad_store
         assert!(!stderr.contains("s3cret"), "{stderr}");
     }
 }
+
+#[tokio::test]
+async fn check_warns_about_keep_without_upstream_scoping_and_explain_shows_joined_and_added_values()
+{
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        dir.path(),
+        "keep.toml",
+        "[upstream]\nurl = \"http://127.0.0.1:1\"\n\
+         [[route]]\nname = \"unscoped-list\"\nmatch = \"GET /v1/sessions\"\nscope = \"tenant\"\nresponse.keep = { items = \"/items\", owner = \"/user_id\" }\n\
+         [[route]]\nname = \"scoped-list\"\nmatch = \"GET /v1/mine\"\nscope = \"tenant\"\nrewrite.query = { user_id = \"bind\" }\nresponse.keep = { items = \"/items\", owner = \"/user_id\" }\n",
+    );
+    let (code, stdout, stderr) = tenantgate(&["check", "--config", &path]).await;
+    assert_eq!(code, 0, "{stderr}");
+    let warned: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.contains("response.keep"))
+        .collect();
+    assert_eq!(warned.len(), 1, "{stdout}");
+    assert!(warned[0].contains("route[0] (unscoped-list)"), "{stdout}");
+
+    let preset = concat!(env!("CARGO_MANIFEST_DIR"), "/config/presets/langgraph.toml");
+    let (code, stdout, stderr) = tenantgate(&[
+        "explain",
+        "--config",
+        preset,
+        "--tenant",
+        "alice",
+        "GET /store/items?namespace=memories.prefs&key=k1",
+    ])
+    .await;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("/store/items?namespace=u_alice.memories.prefs&key=k1"),
+        "{stdout}"
+    );
+    let (code, stdout, stderr) = tenantgate(&[
+        "explain",
+        "--config",
+        preset,
+        "--tenant",
+        "alice",
+        "--body",
+        r#"{"prefix":["memories"],"max_depth":2}"#,
+        "POST /store/namespaces",
+    ])
+    .await;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains(r#"{"prefix":["u_alice","memories"],"max_depth":3}"#),
+        "{stdout}"
+    );
+}

@@ -1,6 +1,7 @@
 //! Property test of the JSON rewriter against a model written with serde_json: for any
 //! JSON document, the rewritten text parses to exactly what the model predicts, and a
-//! refusal happens exactly when the model says the body cannot be rewritten.
+//! refusal happens exactly when the model says the body cannot be rewritten. The rules
+//! cover bind/set injection, prefix at any depth, `prepend:.` and `add:1`.
 
 use proptest::prelude::*;
 use serde_json::{Map, Value};
@@ -20,6 +21,8 @@ fn rules() -> Vec<JsonRule> {
         ("/**/sid", Mode::Prefix),
         ("/user_id", Mode::Set),
         ("/meta/owner", Mode::Set),
+        ("/ns", Mode::PrependJoined(".".into())),
+        ("/depth", Mode::Add(1)),
     ]
     .iter()
     .map(|(p, m)| JsonRule {
@@ -46,6 +49,8 @@ fn json() -> impl Strategy<Value = Value> {
             Just("user_id".to_owned()),
             Just("meta".to_owned()),
             Just("owner".to_owned()),
+            Just("ns".to_owned()),
+            Just("depth".to_owned()),
             "[a-z$]{1,3}"
         ];
         prop_oneof![
@@ -101,10 +106,28 @@ fn model(input: &Value) -> Option<Value> {
         }
         Some(_) => return None,
     }
+    // `/ns` (prepend:.) takes the root as its first label, injected when absent;
+    // `/depth` (add:1) is a whole number (digits only) or null, and gains one.
+    let ns = match root.get("ns") {
+        None => ROOT.to_owned(),
+        Some(Value::String(s)) if s.is_empty() => ROOT.to_owned(),
+        Some(Value::String(s)) => format!("{ROOT}.{s}"),
+        Some(_) => return None,
+    };
+    let depth = match root.get("depth") {
+        None => None,
+        Some(Value::Null) => Some(Value::Null),
+        Some(Value::Number(n)) => Some(Value::from(n.as_u64()?.checked_add(1)?)),
+        Some(_) => return None,
+    };
     prefix_sids(&mut out)?;
     let Value::Object(root) = &mut out else {
         return None;
     };
+    root.insert("ns".into(), ns.into());
+    if let Some(depth) = depth {
+        root.insert("depth".into(), depth);
+    }
     root.insert("user_id".into(), ROOT.into());
     let meta = root
         .entry("meta")
@@ -138,5 +161,61 @@ proptest! {
         let text = serde_json::to_string_pretty(&input).unwrap();
         let none: Vec<JsonRule> = Vec::new();
         prop_assert!(matches!(rewrite(text.as_bytes(), &none, &TARGET), Ok((None, _))));
+    }
+}
+
+/// A query assembled from names and values a client or an attacker might send.
+fn query() -> impl Strategy<Value = String> {
+    let name = prop_oneof![
+        Just("namespace"),
+        Just("Namespace"),
+        Just("namespace[]"),
+        Just("name%73pace"),
+        Just("max_depth"),
+        Just("key"),
+        Just(" namespace"),
+    ];
+    let value = prop_oneof![
+        Just(String::new()),
+        Just("u_bob".to_owned()),
+        Just("%2E".to_owned()),
+        Just("-1".to_owned()),
+        Just("7".to_owned()),
+        "[a-z.+%0-9]{0,6}",
+    ];
+    prop::collection::vec((name, value), 0..5).prop_map(|pairs| {
+        pairs
+            .iter()
+            .map(|(n, v)| format!("{n}={v}"))
+            .collect::<Vec<_>>()
+            .join("&")
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    /// A dotted namespace forwarded in a query always starts with the caller's label,
+    /// exactly once, whatever the query held; a depth forwarded is digits.
+    #[test]
+    fn a_forwarded_dotted_namespace_is_always_the_callers(q in query()) {
+        let rules = [
+            ("namespace".to_owned(), Mode::PrependJoined(".".into())),
+            ("max_depth".to_owned(), Mode::Add(1)),
+        ];
+        let mut owned = Vec::new();
+        if let Ok(out) = tenantgate::rewrite::query::rewrite(Some(&q), &rules, &TARGET, &mut owned) {
+            let out = out.unwrap_or_else(|| q.clone());
+            let named: Vec<&str> = out
+                .split('&')
+                .filter_map(|p| p.strip_prefix("namespace="))
+                .collect();
+            prop_assert_eq!(named.len(), 1, "{} -> {}", q, out);
+            let decoded = percent_encoding::percent_decode_str(named[0]).decode_utf8().unwrap();
+            prop_assert!(decoded == ROOT || decoded.starts_with("u_alice."), "{} -> {}", q, out);
+            for depth in out.split('&').filter_map(|p| p.strip_prefix("max_depth=")) {
+                prop_assert!(!depth.is_empty() && depth.bytes().all(|b| b.is_ascii_digit()), "{} -> {}", q, out);
+            }
+        }
     }
 }

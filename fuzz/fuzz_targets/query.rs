@@ -1,5 +1,6 @@
-//! Any query through the query rewriter with a `bind` and a `prefix` rule: it never
-//! panics, and a query it forwards names the caller in `user_id` exactly once.
+//! Any query through the query rewriter with `bind`, `prefix`, `prepend:.` and `add:1`
+//! rules: it never panics, and a query it forwards names the caller in `user_id` exactly
+//! once and has exactly one `namespace`, under the caller's label.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -16,6 +17,8 @@ fuzz_target!(|query: &str| {
     let rules = [
         ("user_id".to_owned(), Mode::Bind),
         ("session".to_owned(), Mode::Prefix),
+        ("namespace".to_owned(), Mode::PrependJoined(".".into())),
+        ("max_depth".to_owned(), Mode::Add(1)),
     ];
     let mut owned = Vec::new();
     if let Ok(out) = rewrite(Some(query), &rules, &ALICE, &mut owned) {
@@ -23,5 +26,8 @@ fuzz_target!(|query: &str| {
         let bound = out.split('&').filter(|p| p.starts_with("user_id=")).count();
         assert_eq!(bound, 1, "{query:?} -> {out:?}");
         assert!(out.split('&').any(|p| p == "user_id=u_alice"), "{query:?} -> {out:?}");
+        let named: Vec<&str> = out.split('&').filter_map(|p| p.strip_prefix("namespace=")).collect();
+        assert_eq!(named.len(), 1, "{query:?} -> {out:?}");
+        assert!(named[0] == "u_alice" || named[0].starts_with("u_alice."), "{query:?} -> {out:?}");
     }
 });

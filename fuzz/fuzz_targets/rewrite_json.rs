@@ -1,5 +1,6 @@
 //! Any body through the JSON rewriter: it never panics, whatever it accepts serde_json
-//! accepts too, and what it writes is always valid JSON.
+//! accepts too, and what it writes is always valid JSON (selector bits pick the rules,
+//! among them `prepend:.` and `add:1`).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -18,6 +19,8 @@ fuzz_target!(|data: &[u8]| {
         ("/ids", Mode::Prepend),
         ("/**/$or", Mode::Deny),
         ("/m/*/s", Mode::PrefixRequired),
+        ("/ns", Mode::PrependJoined(".".into())),
+        ("/**/depth", Mode::Add(1)),
     ];
     let rules: Vec<JsonRule> = all
         .iter()

@@ -125,6 +125,7 @@ pub fn compile(file: &File) -> Result<Config, Vec<(KeyPath, String)>> {
         identity.as_ref(),
         limits.routes,
         &mut errors,
+        &mut warnings,
     );
     let forward = forward::compile::compile(
         &ForwardSpec {
@@ -206,6 +207,7 @@ fn route_rules(
     identity: Option<&identity::IdentitySettings>,
     limits: Vec<limits::RouteLimits>,
     errors: &mut Errors,
+    warnings: &mut Vec<String>,
 ) -> Option<Vec<RouteRules>> {
     let mut rules = Vec::with_capacity(file.routes.len());
     for ((i, r), limits) in file.routes.iter().enumerate().zip(limits) {
@@ -221,10 +223,17 @@ fn route_rules(
                 set_headers: &r.set_headers,
                 rewrite: &r.rewrite,
                 identity,
+                roots: [&file.tenant.namespace, &file.tenant.main_namespace],
             },
             &base,
             errors,
         );
+        if r.response.keep.is_some() && !rewrite.scopes() {
+            warnings.push(format!(
+                "route[{i}] ({}): response.keep filters the answer after the backend has applied its limit and offset, and no request rule scopes the call upstream (bind, set, prefix, prepend or owned:), so a page can come back short or empty; scope the request and keep `keep` as the safety net",
+                r.name.as_deref().unwrap_or(&r.matcher)
+            ));
+        }
         let buffered = !r.response.passthrough;
         let meter =
             meter::compile::compile_route(r.units.as_ref(), r.scope, buffered, &base, errors);

@@ -47,6 +47,24 @@ pub struct RouteRewriteSpec<'a> {
     pub rewrite: &'a RewriteSpec,
     /// A rule may not rewrite the identity header (it is never forwarded).
     pub identity: Option<&'a IdentitySettings>,
+    /// `[tenant] namespace` and `main_namespace`: a `prepend:D` delimiter must not
+    /// occur in a root, or the backend would split one root into several labels.
+    pub roots: [&'a str; 2],
+}
+
+/// Parses a mode for `location`, refusing a `prepend:D` whose delimiter a root could
+/// contain (the encoded tenant uses `[a-z0-9-]`).
+fn parse_mode(text: &str, location: Location, roots: [&str; 2]) -> Result<Mode, String> {
+    let mode = Mode::parse(text, location)?;
+    if let Mode::PrependJoined(delimiter) = &mode {
+        let fixed = roots.map(|r| r.replace("{tenant}", ""));
+        if delimiter.contains('-') || fixed.iter().any(|r| r.contains(&**delimiter)) {
+            return Err(format!(
+                "{text}: a namespace root can contain {delimiter:?} ([tenant] namespace, main_namespace or the encoded tenant's -), so the backend would split it; pick another delimiter"
+            ));
+        }
+    }
+    Ok(mode)
 }
 
 /// Compiles one route's rules; errors are reported under `base` (`route[i]`).
@@ -81,7 +99,8 @@ pub fn compile_route(
     let rules = spec.rewrite;
     for (name, mode) in &rules.path {
         let path = at(base, &["rewrite", "path", name]);
-        let Ok(mode) = Mode::parse(mode, Location::Path).map_err(|e| errors.add(path.clone(), e))
+        let Ok(mode) =
+            parse_mode(mode, Location::Path, spec.roots).map_err(|e| errors.add(path.clone(), e))
         else {
             continue;
         };
@@ -99,7 +118,9 @@ pub fn compile_route(
     }
     for (name, mode) in &rules.query {
         let path = at(base, &["rewrite", "query", name]);
-        if let Ok(mode) = Mode::parse(mode, Location::Query).map_err(|e| errors.add(path, e)) {
+        if let Ok(mode) =
+            parse_mode(mode, Location::Query, spec.roots).map_err(|e| errors.add(path, e))
+        {
             out.query.push((name.clone(), mode));
         }
     }
@@ -111,7 +132,7 @@ pub fn compile_route(
                 false => Ok(p),
             })
             .map_err(|e| errors.add(path.clone(), e));
-        let mode = Mode::parse(mode, Location::Json).map_err(|e| errors.add(path, e));
+        let mode = parse_mode(mode, Location::Json, spec.roots).map_err(|e| errors.add(path, e));
         if let (Ok(pointer), Ok(mode)) = (parsed, mode) {
             out.json.push(JsonRule { pointer, mode });
         }
@@ -135,7 +156,9 @@ pub fn compile_route(
             );
             continue;
         }
-        if let Ok(mode) = Mode::parse(mode, Location::Header).map_err(|e| errors.add(path, e)) {
+        if let Ok(mode) =
+            parse_mode(mode, Location::Header, spec.roots).map_err(|e| errors.add(path, e))
+        {
             out.header.push((header, mode));
         }
     }

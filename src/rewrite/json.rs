@@ -76,7 +76,11 @@ enum Shape {
     },
     /// The backend's "not given" at a `prefix` or `owned:` location.
     Null,
-    /// A number, `true` or `false`, named for error messages.
+    /// A number ending at `end`, for `add:N`.
+    Number {
+        end: usize,
+    },
+    /// `true` or `false`, named for error messages.
     Scalar(&'static str),
 }
 
@@ -88,6 +92,7 @@ impl Shape {
             Self::Array { .. } => "an array",
             Self::Str { .. } => "a string",
             Self::Null => "null",
+            Self::Number { .. } => "a number",
             Self::Scalar(what) => what,
         }
     }
@@ -246,11 +251,12 @@ impl Walker<'_> {
             }
             other => {
                 j.known_skip(other).map_err(|e| invalid(&e))?;
-                Shape::Scalar(if other.is_num() {
-                    "a number"
-                } else {
-                    "true or false"
-                })
+                match other.is_num() {
+                    true => Shape::Number {
+                        end: j.current_index(),
+                    },
+                    false => Shape::Scalar("true or false"),
+                }
             }
         };
         if !matches!(shape, Shape::Object) {
@@ -346,7 +352,11 @@ impl Walker<'_> {
         !rule.pointer.has_wildcard()
             && matches!(
                 rule.mode,
-                Mode::Bind | Mode::Set | Mode::Prepend | Mode::PrefixRequired
+                Mode::Bind
+                    | Mode::Set
+                    | Mode::Prepend
+                    | Mode::PrependJoined(_)
+                    | Mode::PrefixRequired
             )
     }
 
@@ -425,7 +435,22 @@ impl Walker<'_> {
         };
         let edit = match (mode, shape) {
             // The backend's "not given": forwarded as is.
-            (Mode::Prefix | Mode::Owned(_), Shape::Null) => return Ok(()),
+            (Mode::Prefix | Mode::Owned(_) | Mode::Add(_), Shape::Null) => return Ok(()),
+            (Mode::Add(n), Shape::Number { end }) => {
+                let text = std::str::from_utf8(&self.data[start..*end]).unwrap_or_default();
+                Edit::replace(start, *end, super::added(text, *n, &pointer.text)?)
+            }
+            (Mode::Add(_), _) => {
+                return Err(Refusal::BadRequest(format!(
+                    "{} must be a whole number, not {}",
+                    pointer.text,
+                    shape.what()
+                )))
+            }
+            (Mode::PrependJoined(delimiter), Shape::Str { end }) => {
+                let labels = self.text(start, *end)?;
+                Edit::replace(start, *end, quote(&target.joined(delimiter, &labels)))
+            }
             (Mode::PrefixRequired, Shape::Null) => {
                 return Err(Refusal::BadRequest(format!(
                     "{} is null; without an id the call would reach every user's data",

@@ -32,6 +32,13 @@ pub enum Mode {
     /// `prefix!`: a missing value is refused, since it would mean "everyone".
     PrefixRequired,
     Prepend,
+    /// `prepend:D`: a string of labels joined by `D` gets `{ns}` as its first label
+    /// (`a.b` -> `{ns}.a.b`, `""` -> `{ns}`), and is `{ns}` when absent: the dotted
+    /// namespace of a query string, as `prepend` is the array of a JSON body.
+    PrependJoined(Arc<str>),
+    /// `add:N`: a whole number gets N more (a depth that must follow a prepended
+    /// label); absent or JSON `null` stays as sent.
+    Add(u32),
     Deny,
     /// `owned:KIND`: an opaque backend id, forwarded as sent, that the caller must own
     /// (the pipeline checks the ids this stage collects).
@@ -62,17 +69,23 @@ impl Mode {
             "prefix!" => Self::PrefixRequired,
             "prepend" => Self::Prepend,
             "deny" => Self::Deny,
-            other => match other.strip_prefix("owned:") {
-                Some(kind) => Self::Owned(records::kind(kind)?),
-                None => {
+            other => match other.split_once(':') {
+                Some(("owned", kind)) => Self::Owned(records::kind(kind)?),
+                Some(("prepend", delimiter)) => Self::PrependJoined(Self::delimiter(delimiter)?),
+                Some(("add", n)) => Self::Add(match n.parse::<u32>() {
+                    Ok(n @ 1..=1000) => n,
+                    _ => return Err(format!("add:{n}: N must be a whole number from 1 to 1000")),
+                }),
+                _ => {
                     return Err(format!(
-                        "unknown rewrite mode {other:?}; use bind, set, prefix, prefix!, prepend, owned:KIND or deny"
+                        "unknown rewrite mode {other:?}; use bind, set, prefix, prefix!, prepend, prepend:DELIMITER, add:N, owned:KIND or deny"
                     ))
                 }
             },
         };
         let allowed = match mode {
             Self::Prepend => location == Location::Json,
+            Self::Add(_) => matches!(location, Location::Json | Location::Query),
             Self::Deny => location != Location::Path,
             _ => true,
         };
@@ -85,12 +98,44 @@ impl Mode {
         Ok(mode)
     }
 
+    /// A delimiter of 1 to 8 visible ASCII characters, none of them alphanumeric:
+    /// whether it can occur in a namespace root is the route compiler's check.
+    fn delimiter(text: &str) -> Result<Arc<str>, String> {
+        let fine = (1..=8).contains(&text.len())
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_punctuation() && b != b'"' && b != b'\\');
+        match fine {
+            true => Ok(Arc::from(text)),
+            false => Err(format!(
+                "prepend:{text}: the delimiter must be 1 to 8 punctuation characters (not \" or \\), such as prepend:."
+            )),
+        }
+    }
+
     /// True for modes that need a value to exist or create one.
     fn needs_value(&self) -> bool {
         matches!(
             self,
-            Self::Bind | Self::Set | Self::Prepend | Self::PrefixRequired
+            Self::Bind | Self::Set | Self::Prepend | Self::PrependJoined(_) | Self::PrefixRequired
         )
+    }
+
+    /// True for modes that confine the call to the caller upstream (everything but
+    /// `deny` and `add`), so the backend's own limit and offset count only its items.
+    pub fn scopes(&self) -> bool {
+        !matches!(self, Self::Deny | Self::Add(_))
+    }
+}
+
+impl RouteRewrite {
+    /// Whether any rule confines the request to the caller upstream.
+    pub fn scopes(&self) -> bool {
+        self.path.iter().any(|(_, m)| m.scopes())
+            || self.query.iter().any(|(_, m)| m.scopes())
+            || self.header.iter().any(|(_, m)| m.scopes())
+            || self.json.iter().any(|r| r.mode.scopes())
+            || self.set_headers.iter().any(|(_, t)| t.is_templated())
     }
 }
 
@@ -132,6 +177,14 @@ impl<'a> Target<'a> {
     /// A bound value may name the caller by tenant id or by namespace root.
     pub fn is_self(&self, value: &str) -> bool {
         value == self.root || self.tenant == Some(value)
+    }
+
+    /// `value`'s labels (joined by `delimiter`) under the root as the first label.
+    pub fn joined(&self, delimiter: &str, value: &str) -> String {
+        match value.is_empty() {
+            true => self.root.to_owned(),
+            false => [self.root, value].join(delimiter),
+        }
     }
 
     pub fn prefixed(&self, value: &str) -> String {
@@ -305,7 +358,9 @@ fn rewrite_value(
     what: &str,
 ) -> Result<Option<String>, Refusal> {
     Ok(match (mode, value) {
-        (Mode::Bind | Mode::Set, None) => Some(target.root.to_owned()),
+        (Mode::Bind | Mode::Set | Mode::PrependJoined(_), None) => Some(target.root.to_owned()),
+        (Mode::PrependJoined(delimiter), Some(v)) => Some(target.joined(delimiter, v)),
+        (Mode::Add(n), Some(v)) => Some(added(v, *n, what)?),
         (Mode::Bind, Some(v)) if !target.is_self(v) => return Err(Refusal::TenantMismatch),
         (Mode::Bind | Mode::Set, Some(_)) => Some(target.root.to_owned()),
         (Mode::Prefix | Mode::PrefixRequired, Some(v)) => Some(target.prefixed(v)),
@@ -319,10 +374,26 @@ fn rewrite_value(
                 "{what} may not be sent on this route"
             )))
         }
-        (Mode::Prefix | Mode::Deny | Mode::Prepend | Mode::Owned(_), None)
+        (Mode::Prefix | Mode::Deny | Mode::Prepend | Mode::Add(_) | Mode::Owned(_), None)
         | (Mode::Prepend, Some(_)) => None,
         (Mode::Owned(_), Some(v)) => Some(v.to_owned()),
     })
+}
+
+/// `add:N` on a whole number's text: digits only (no sign, fraction or exponent), so
+/// the backend reads the same number that was checked.
+pub fn added(text: &str, n: u32, what: &str) -> Result<String, Refusal> {
+    text.bytes()
+        .all(|b| b.is_ascii_digit())
+        .then(|| text.parse::<u64>().ok())
+        .flatten()
+        .and_then(|v| v.checked_add(u64::from(n)))
+        .map(|v| v.to_string())
+        .ok_or_else(|| {
+            Refusal::BadRequest(format!(
+                "{what} must be a whole number (digits only, at most 20 of them)"
+            ))
+        })
 }
 
 /// Buffers a body that JSON rules must read: JSON media type, no content coding, at

@@ -100,7 +100,9 @@ pub fn rewrite(
         let index = match found.as_slice() {
             [] => {
                 match mode {
-                    Mode::Bind | Mode::Set => appended.push(pair(name, target.root)),
+                    Mode::Bind | Mode::Set | Mode::PrependJoined(_) => {
+                        appended.push(pair(name, target.root))
+                    }
                     Mode::PrefixRequired => {
                         return Err(Refusal::BadRequest(format!(
                             "the query must carry {name}; without it the call would reach every user's data"
@@ -129,6 +131,8 @@ pub fn rewrite(
             Mode::Bind if !target.is_self(&value) => return Err(Refusal::TenantMismatch),
             Mode::Bind | Mode::Set => target.root.to_owned(),
             Mode::Prefix | Mode::PrefixRequired => target.prefixed(&value),
+            Mode::PrependJoined(delimiter) => target.joined(delimiter, &value),
+            Mode::Add(n) => super::added(&value, *n, &format!("the query parameter {name}"))?,
             Mode::Prepend => {
                 return Err(Refusal::BadRequest(format!(
                     "{name} cannot be prepended in a query"

@@ -1,5 +1,6 @@
 use super::*;
 use crate::spec::compile_str;
+use std::sync::Arc;
 
 #[derive(serde::Deserialize)]
 struct Route {
@@ -28,6 +29,7 @@ fn compiled(toml: &str) -> Result<RouteRewrite, Vec<String>> {
             set_headers: &r.set_headers,
             rewrite: &r.rewrite,
             identity: Some(&identity),
+            roots: ["u_{tenant}", "main"],
         };
         Some(compile_route(&spec, &Vec::new(), errors))
     })
@@ -93,4 +95,43 @@ header = { "X-Tenant_Id" = "set", "Content-Length" = "set" }
         errors,
         ["2:9: rewrite rules and {ns}/{tenant} templates apply only to tenant routes (a shared route rewrites nothing)"]
     );
+}
+
+#[test]
+fn joined_prepends_and_adds_have_their_locations_and_delimiters() {
+    let rules = compiled(
+        r#"match = "GET /v1/{ns}"
+scope = "tenant"
+[rewrite]
+path = { ns = "prepend:/" }
+query = { namespace = "prepend:.", max_depth = "add:1" }
+json = { "/depth" = "add:2" }
+header = { "X-Ns" = "prepend:::" }
+"#,
+    )
+    .unwrap();
+    assert_eq!(rules.path, [(1, Mode::PrependJoined(Arc::from("/")))]);
+    assert!(rules.scopes());
+    let errors = compiled(
+        r#"match = "GET /v1/{ns}"
+scope = "tenant"
+[rewrite]
+path = { ns = "add:1" }
+query = { a = "prepend:-", b = "prepend:_", c = "prepend:", d = "add:0", e = "prepend:x" }
+header = { "X-D" = "add:1" }
+"#,
+    )
+    .unwrap_err();
+    let joined = errors.join("\n");
+    for expected in [
+        "add:1 is not allowed in path rules",
+        "prepend:-: a namespace root can contain \"-\"",
+        "prepend:_: a namespace root can contain \"_\"",
+        "prepend:: the delimiter must be 1 to 8 punctuation characters",
+        "prepend:x: the delimiter must be",
+        "add:0: N must be a whole number from 1 to 1000",
+        "add:1 is not allowed in header rules",
+    ] {
+        assert!(joined.contains(expected), "{expected} in {joined}");
+    }
 }

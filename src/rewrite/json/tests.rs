@@ -159,3 +159,55 @@ fn an_index_in_a_pointer_takes_only_its_element_beside_any_depth_rules() {
         "a deep operator in a later element: {refused:?}"
     );
 }
+
+#[test]
+fn joined_labels_and_depths_follow_a_prepended_root() {
+    let dotted = Mode::PrependJoined(Arc::from("."));
+    assert_eq!(
+        run(r#"{"ns":"a.b"}"#, &[("/ns", dotted.clone())]).unwrap(),
+        r#"{"ns":"u_alice.a.b"}"#
+    );
+    assert_eq!(
+        run(r#"{"ns":""}"#, &[("/ns", dotted.clone())]).unwrap(),
+        r#"{"ns":"u_alice"}"#
+    );
+    assert_eq!(
+        run(r#"{}"#, &[("/ns", dotted.clone())]).unwrap(),
+        r#"{"ns":"u_alice"}"#
+    );
+    for wrong in ["null", "[\"a\"]", "1", r#"{"$ne":"x"}"#] {
+        let body = format!(r#"{{"ns":{wrong}}}"#);
+        assert!(run(&body, &[("/ns", dotted.clone())]).is_err(), "{body}");
+    }
+    let depth = Mode::Add(1);
+    assert_eq!(
+        run(
+            r#"{"max_depth": 2 ,"x":1}"#,
+            &[("/max_depth", depth.clone())]
+        )
+        .unwrap(),
+        r#"{"max_depth": 3 ,"x":1}"#
+    );
+    for kept in [r#"{}"#, r#"{"max_depth":null}"#] {
+        assert_eq!(run(kept, &[("/max_depth", depth.clone())]).unwrap(), kept);
+    }
+    // Only digits: a sign, a fraction or an exponent could be read another way.
+    for wrong in [
+        "-1",
+        "1.5",
+        "1e2",
+        "18446744073709551615",
+        "\"2\"",
+        "true",
+        "[2]",
+    ] {
+        let body = format!(r#"{{"max_depth":{wrong}}}"#);
+        assert!(
+            matches!(
+                run(&body, &[("/max_depth", depth.clone())]),
+                Err(Refusal::BadRequest(_))
+            ),
+            "{body}"
+        );
+    }
+}
