@@ -498,7 +498,7 @@ async fn check_warns_about_keep_without_upstream_scoping_and_explain_shows_joine
     .await;
     assert_eq!(code, 0, "{stderr}");
     assert!(
-        stdout.contains("/store/items?namespace=u_alice.memories.prefs&key=k1"),
+        stdout.contains("/store/items?namespace=u_alice~.memories.prefs&key=k1"),
         "{stdout}"
     );
     let (code, stdout, stderr) = tenantgate(&[
@@ -514,7 +514,7 @@ async fn check_warns_about_keep_without_upstream_scoping_and_explain_shows_joine
     .await;
     assert_eq!(code, 0, "{stderr}");
     assert!(
-        stdout.contains(r#"{"prefix":["u_alice","memories"],"max_depth":3}"#),
+        stdout.contains(r#"{"prefix":["u_alice~","memories"],"max_depth":3}"#),
         "{stdout}"
     );
 }

@@ -55,7 +55,9 @@ fn mem0(seen: &Seen) -> Reply {
         }
         ("POST", "/search") => {
             let user = body["filters"]["user_id"].as_str().unwrap_or_default();
-            json!({"results": [memory(own(user), user, "Likes Lisbon")]})
+            let other = if user == "u_bob" { "u_alice" } else { "u_bob" };
+            json!({"results": [memory(own(other), other, "someone else's"),
+                               memory(own(user), user, "Likes Lisbon")]})
         }
         ("GET", p) if p.ends_with("/history") => json!([{
             "id": "h-1", "memory_id": &p[10..46], "old_memory": null,
@@ -102,6 +104,7 @@ async fn call(
     let mut headers = vec![
         "Content-Type: application/json",
         "X-API-Key: the-client-s-own",
+        "Authorization: Bearer the-client-s-own-jwt",
     ];
     if !user.is_empty() {
         headers.push(&tenant);
@@ -133,6 +136,11 @@ async fn every_memory_route_reaches_mem0_as_the_callers_own() {
         seen.header("x-api-key"),
         Some("admin-key-of-mem0"),
         "the client's key never reaches Mem0"
+    );
+    assert_eq!(
+        seen.header("authorization"),
+        None,
+        "nor its Bearer token, which Mem0 would check first"
     );
     let body = sent_json(&seen);
     assert_eq!(
@@ -203,7 +211,13 @@ async fn every_memory_route_reaches_mem0_as_the_callers_own() {
         body["filters"],
         json!({"agent_id":"u_alice__planner","topic":"*","user_id":"u_alice"})
     );
-    assert_eq!(found.json()["results"][0]["user_id"], "alice");
+    let results = found.json()["results"].as_array().cloned().unwrap();
+    assert_eq!(
+        results.len(),
+        1,
+        "bob's memory in the answer is dropped: {results:?}"
+    );
+    assert_eq!(results[0]["user_id"], "alice");
 
     // one memory: alice owns hers, bob gets 404 for it on every route, Mem0 sees none.
     let one = format!("/memories/{ALICE_MEMORY}");

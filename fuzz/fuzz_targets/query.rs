@@ -26,7 +26,16 @@ fuzz_target!(|query: &str| {
         let bound = out.split('&').filter(|p| p.starts_with("user_id=")).count();
         assert_eq!(bound, 1, "{query:?} -> {out:?}");
         assert!(out.split('&').any(|p| p == "user_id=u_alice"), "{query:?} -> {out:?}");
-        let named: Vec<&str> = out.split('&').filter_map(|p| p.strip_prefix("namespace=")).collect();
+        // Names and values as a form-decoding backend reads them.
+        let decode = |t: &str| {
+            percent_encoding::percent_decode_str(&t.replace('+', " ")).decode_utf8_lossy().into_owned()
+        };
+        let named: Vec<String> = out
+            .split('&')
+            .map(|p| p.split_once('=').unwrap_or((p, "")))
+            .filter(|(n, _)| decode(n) == "namespace")
+            .map(|(_, v)| decode(v))
+            .collect();
         assert_eq!(named.len(), 1, "{query:?} -> {out:?}");
         assert!(named[0] == "u_alice" || named[0].starts_with("u_alice."), "{query:?} -> {out:?}");
     }

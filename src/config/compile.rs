@@ -298,6 +298,7 @@ fn never_forwarded<'f>(
         .chain(routes)
         .chain(tenants)
         .map(String::as_str)
+        .chain(file.upstream.remove_headers.iter().map(String::as_str))
         .chain(identity.map(|i| i.header.as_str()))
         .chain(
             identity

@@ -32,6 +32,11 @@ pub struct UpstreamSpec {
     pub pool_idle_timeout: Dur,
     #[serde(default)]
     pub set_headers: BTreeMap<String, String>,
+    /// Client headers never forwarded, beyond the ones tenantgate strips itself (a
+    /// client's own `Authorization` in front of a backend that prefers it to the key
+    /// tenantgate sets, say); removed in any letter case and with `_` for `-`.
+    #[serde(default)]
+    pub remove_headers: Vec<String>,
     /// https: extra roots (a private CA), and a client certificate for mTLS.
     pub ca_file: Option<PathBuf>,
     pub client_cert: Option<PathBuf>,
@@ -175,6 +180,18 @@ pub fn upstream(
         }
     }
     let set_headers = credentials(&spec.set_headers, &path("set_headers"), errors);
+    for (i, name) in spec.remove_headers.iter().enumerate() {
+        if HeaderName::from_bytes(name.as_bytes()).is_err() {
+            errors.add(
+                [
+                    base.clone(),
+                    vec![key("remove_headers"), crate::spec::Seg::Index(i)],
+                ]
+                .concat(),
+                format!("{name:?} is not a header name"),
+            );
+        }
+    }
     Some(UpstreamSettings {
         origin: scheme,
         authority,

@@ -52,15 +52,24 @@ pub struct RouteRewriteSpec<'a> {
     pub roots: [&'a str; 2],
 }
 
-/// Parses a mode for `location`, refusing a `prepend:D` whose delimiter a root could
-/// contain (the encoded tenant uses `[a-z0-9-]`).
+/// Parses a mode for `location`, refusing a `prepend:D` whose delimiter shares a
+/// character with a root (the encoded tenant uses `[a-z0-9-]`): a root that contains
+/// it, or ends in its first characters, would not be the backend's first label.
 fn parse_mode(text: &str, location: Location, roots: [&str; 2]) -> Result<Mode, String> {
     let mode = Mode::parse(text, location)?;
     if let Mode::PrependJoined(delimiter) = &mode {
-        let fixed = roots.map(|r| r.replace("{tenant}", ""));
-        if delimiter.contains('-') || fixed.iter().any(|r| r.contains(&**delimiter)) {
+        let fixed = roots.map(|r| r.replace("{tenant}", "-"));
+        if delimiter
+            .chars()
+            .any(|c| fixed.iter().any(|r| r.contains(c)))
+        {
             return Err(format!(
-                "{text}: a namespace root can contain {delimiter:?} ([tenant] namespace, main_namespace or the encoded tenant's -), so the backend would split it; pick another delimiter"
+                "{text}: a namespace root shares a character with {delimiter:?} ([tenant] namespace, main_namespace or the encoded tenant's -), so the backend could split it elsewhere; pick another delimiter"
+            ));
+        }
+        if location == Location::Path && delimiter.contains('/') {
+            return Err(format!(
+                "{text}: a path segment cannot hold / (it would be forwarded as %2F, which backends decode differently)"
             ));
         }
     }

@@ -148,54 +148,54 @@ def main():
     # LangGraph's own data: each user's under their label, nothing outside.
     upstream = all_items(direct, [], page=50)
     check("langgraph itself: every item is under u_alice or u_bob, as many as were written",
-          lambda: sorted({i["namespace"][0] for i in upstream}) == ["u_alice", "u_bob"]
+          lambda: sorted({i["namespace"][0] for i in upstream}) == ["u_alice~", "u_bob~"]
           and len(upstream) == 2 * len(NAMESPACES) * len(KEYS), str(len(upstream)))
     check("langgraph itself: u_alice holds alice's values",
           lambda: all(i["value"]["owner"] == "alice"
-                      for i in direct.search_items(["u_alice"], limit=100)["items"]))
+                      for i in direct.search_items(["u_alice~"], limit=100)["items"]))
 
     alice.delete_item(["memories"], "k1")
     check("alice's delete removes her item",
           lambda: alice.get_item(["memories"], "k1") is None)
     check("bob's item of the same namespace and key stays (read directly)",
-          lambda: direct.get_item(["u_bob", "memories"], "k1")["value"]["owner"] == "bob")
+          lambda: direct.get_item(["u_bob~", "memories"], "k1")["value"]["owner"] == "bob")
 
     # --- 2. reaching the other's items --------------------------------------------------
     check("naming bob's label in a get finds nothing",
-          lambda: alice.get_item(["u_bob", "memories"], "k1") is None)
+          lambda: alice.get_item(["u_bob~", "memories"], "k1") is None)
     check("searching under bob's label finds nothing",
-          lambda: alice.search_items(["u_bob"])["items"] == [])
+          lambda: alice.search_items(["u_bob~"])["items"] == [])
     # LangGraph's in-memory store lists the namespace of a get that found nothing (the
-    # get above): what alice lists under "u_bob" is what LangGraph holds under
+    # get above): what alice lists under "u_bob~" is what LangGraph holds under
     # u_alice.u_bob, never bob's own namespaces.
-    listed = alice.list_namespaces(prefix=["u_bob"])["namespaces"]
-    held = direct.list_namespaces(prefix=["u_alice", "u_bob"])["namespaces"]
+    listed = alice.list_namespaces(prefix=["u_bob~"])["namespaces"]
+    held = direct.list_namespaces(prefix=["u_alice~", "u_bob~"])["namespaces"]
     check("listing under bob's label lists only alice's own namespaces",
-          lambda: listed == [n[1:] for n in held] and all(n[0] == "u_alice" for n in held),
+          lambda: held and listed == [n[1:] for n in held] and all(n[0] == "u_alice~" for n in held),
           f"{listed} {held}")
-    check("a '*' search prefix finds nothing of bob's",
-          lambda: all(i["value"]["owner"] == "alice"
-                      for i in alice.search_items(["*"], limit=100)["items"]))
-    alice.put_item(["u_bob", "memories"], "k1", {"owner": "alice", "note": "u_bob__x"})
+    # LangGraph's search reads "*" as a literal label, so this finds nothing at all.
+    check("a '*' search prefix finds nothing",
+          lambda: alice.search_items(["*"], limit=100)["items"] == [])
+    alice.put_item(["u_bob~", "memories"], "k1", {"owner": "alice", "note": "u_bob__x"})
     check("a put naming bob's label lands under alice's (read directly)",
-          lambda: direct.get_item(["u_alice", "u_bob", "memories"], "k1")["value"]["owner"] == "alice"
-          and direct.get_item(["u_bob", "memories"], "k1")["value"]["owner"] == "bob")
+          lambda: direct.get_item(["u_alice~", "u_bob~", "memories"], "k1")["value"]["owner"] == "alice"
+          and direct.get_item(["u_bob~", "memories"], "k1")["value"]["owner"] == "bob")
     check("alice's own text that reads like bob's namespace comes back as stored",
-          lambda: (got := alice.get_item(["u_bob", "memories"], "k1"))["namespace"] == ["u_bob", "memories"]
+          lambda: (got := alice.get_item(["u_bob~", "memories"], "k1"))["namespace"] == ["u_bob~", "memories"]
           and got["value"]["note"] == "u_bob__x")
-    r = raw.get("/store/items", params={"namespace": "u_bob.memories", "key": "k1"},
+    r = raw.get("/store/items", params={"namespace": "u_bob~.memories", "key": "k1"},
                 headers={"X-Tenant-Id": "alice"})
     check("the dotted query naming bob's namespace reads alice's own", lambda: r.status_code == 200
-          and r.json()["value"]["owner"] == "alice" and r.json()["namespace"] == ["u_bob", "memories"],
+          and r.json()["value"]["owner"] == "alice" and r.json()["namespace"] == ["u_bob~", "memories"],
           r.text[:200])
-    for query in ["namespace=memories&namespace=u_bob.memories&key=k2",
-                  "namespace%5B%5D=u_bob.memories&key=k2", "Namespace=u_bob.memories&key=k2",
+    for query in ["namespace=memories&namespace=u_bob~.memories&key=k2",
+                  "namespace%5B%5D=u_bob~.memories&key=k2", "Namespace=u_bob~.memories&key=k2",
                   "namespace=memories;namespace=u_bob&key=k2"]:
         r = raw.get(f"/store/items?{query}", headers={"X-Tenant-Id": "alice"})
         check(f"GET /store/items?{query} -> 400", lambda: r.status_code == 400
               and code(r) == "bad_request", f"{r.status_code} {r.text[:200]}")
-    for body in [{"namespace_prefix": "u_bob"}, {"namespace_prefix": None},
-                 {"namespace_prefix": [], "Namespace_Prefix": ["u_bob"]}]:
+    for body in [{"namespace_prefix": "u_bob~"}, {"namespace_prefix": None},
+                 {"namespace_prefix": [], "Namespace_Prefix": ["u_bob~"]}]:
         r = raw.post("/store/items/search", json=body, headers={"X-Tenant-Id": "alice"})
         check(f"search {body} -> 400", lambda: r.status_code == 400, f"{r.status_code} {r.text[:200]}")
     for depth in [-1, 1.5, "2", True]:
@@ -212,7 +212,7 @@ def main():
     first = mine[0]["thread_id"]
     check("a new thread records its maker as owner, whatever the client sent there",
           lambda: mine[0]["metadata"] == {"topic": "trip", "tenantgate_owner": "alice"}
-          and direct_threads.get(first)["metadata"]["tenantgate_owner"] == "u_alice")
+          and direct_threads.get(first)["metadata"]["tenantgate_owner"] == "u_alice~")
     pages = [threads["alice"].search(limit=2, offset=offset) for offset in (0, 2, 4, 6)]
     check("thread search pages (limit 2) through exactly alice's threads, every page full",
           lambda: [len(p) for p in pages] == [2, 2, 1, 0]
@@ -224,14 +224,30 @@ def main():
           == [theirs["thread_id"]])
     check("thread count is each user's own", lambda: threads["alice"].count() == 5
           and threads["bob"].count() == 1)
-    check("alice runs the graph on her thread",
-          lambda: users["alice"].runs.wait(first, "agent", input={"x": 1}) == {"x": 2})
+    waited = users["alice"].runs.wait(first, "agent", input={"x": 1})
+    check("alice runs the graph on her thread; the graph sees her as its user",
+          lambda: waited == {"x": 2, "user": "u_alice~"}, str(waited))
     events = list(users["alice"].runs.stream(first, "agent", input={"x": 5}, stream_mode="values"))
     check("alice streams a run on her thread (server-sent events through tenantgate)",
-          lambda: any(e.event == "values" and e.data == {"x": 6} for e in events), str(events)[:300])
+          lambda: any(e.event == "values" and e.data.get("x") == 6 for e in events), str(events)[:300])
     check("alice reads her thread's state and history",
-          lambda: threads["alice"].get_state(first)["values"] == {"x": 6}
+          lambda: threads["alice"].get_state(first)["values"]["x"] == 6
           and len(threads["alice"].get_history(first)) >= 2)
+    check("what the graph wrote under her id is in alice's store, not bob's",
+          lambda: alice.get_item(["graph"], "last")["value"] == {"x": 6}
+          and bob.get_item(["graph"], "last") is None)
+    own = threads["bob"].create()["thread_id"]
+    for body, what in [({"config": {"configurable": {"user_id": "u_alice~"}}}, "config.configurable.user_id"),
+                       ({"context": {"user_id": "u_alice~"}}, "context.user_id")]:
+        r = raw.post(f"/threads/{own}/runs/wait", json={"assistant_id": "agent", "input": {"x": 0}, **body},
+                     headers={"X-Tenant-Id": "bob"})
+        check(f"bob's run naming alice in {what} -> 400", lambda: r.status_code == 400, f"{r.status_code} {r.text[:200]}")
+    r = raw.post(f"/threads/{own}/runs/wait", json={"assistant_id": "agent", "input": {"x": 0}},
+                 headers={"X-Tenant-Id": "bob", "user_id": "u_alice~", "User-Id": "u_alice~"})
+    check("bob's run with a user_id header of alice's: the graph sees bob",
+          lambda: r.status_code == 200 and r.json()["user"] == "u_bob~", f"{r.status_code} {r.text[:200]}")
+    check("alice's graph memory is untouched by bob's runs (read directly)",
+          lambda: direct.get_item(["u_alice~", "graph"], "last")["value"] == {"x": 6})
     run_id = users["alice"].runs.list(first)[0]["run_id"]
     alice_h, bob_h = {"X-Tenant-Id": "alice"}, {"X-Tenant-Id": "bob"}
     run = {"assistant_id": "agent", "input": {"x": 100}}
@@ -249,18 +265,23 @@ def main():
         check(f"bob: {method} {path.replace(first, 'ALICES')} -> 404 not_found",
               lambda: r.status_code == 404 and code(r) == "not_found", f"{r.status_code} {r.text[:200]}")
     r = raw.post("/threads", json={"thread_id": first, "if_exists": "do_nothing"}, headers=bob_h)
-    check("bob proposing alice's thread id (do_nothing) is withheld, 502 isolation_violation",
-          lambda: r.status_code == 502 and code(r) == "isolation_violation", f"{r.status_code} {r.text[:200]}")
+    check("if_exists is refused (do_nothing would hand over a thread nobody owns here)",
+          lambda: r.status_code == 400, f"{r.status_code} {r.text[:200]}")
+    unowned = direct_threads.create(metadata={"secret": "carol's"})["thread_id"]
+    r = raw.post("/threads", json={"thread_id": unowned}, headers=bob_h)
+    check("bob proposing the id of a thread made directly in LangGraph gets 409, nothing of it",
+          lambda: r.status_code == 409 and "carol" not in r.text
+          and raw.get(f"/threads/{unowned}", headers=bob_h).status_code == 404, f"{r.status_code}")
     r = raw.post("/threads", json={"thread_id": first}, headers=bob_h)
     check("bob proposing alice's thread id (raise) is LangGraph's 409, nothing of hers in it",
           lambda: r.status_code == 409 and "topic" not in r.text, f"{r.status_code} {r.text[:200]}")
     check("after all that, alice's thread is as she left it (read directly)",
-          lambda: direct_threads.get_state(first)["values"] == {"x": 6}
+          lambda: direct_threads.get_state(first)["values"]["x"] == 6
           and len(direct_runs.list(first)) == 2
-          and direct_threads.get(first)["metadata"]["tenantgate_owner"] == "u_alice")
+          and direct_threads.get(first)["metadata"]["tenantgate_owner"] == "u_alice~")
     threads["alice"].update(first, metadata={"tenantgate_owner": "bob", "b": 2})
     check("an update cannot hand the thread to someone else",
-          lambda: direct_threads.get(first)["metadata"]["tenantgate_owner"] == "u_alice")
+          lambda: direct_threads.get(first)["metadata"]["tenantgate_owner"] == "u_alice~")
     for body in [{"supersteps": [{"updates": [{"values": {"x": 9}}]}]}, {"metadata": "u_bob"}]:
         r = raw.post("/threads", json=body, headers=alice_h)
         check(f"create with {list(body)} -> 400", lambda: r.status_code == 400, f"{r.status_code}")

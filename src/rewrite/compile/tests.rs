@@ -103,21 +103,21 @@ fn joined_prepends_and_adds_have_their_locations_and_delimiters() {
         r#"match = "GET /v1/{ns}"
 scope = "tenant"
 [rewrite]
-path = { ns = "prepend:/" }
+path = { ns = "prepend:+" }
 query = { namespace = "prepend:.", max_depth = "add:1" }
 json = { "/depth" = "add:2" }
 header = { "X-Ns" = "prepend:::" }
 "#,
     )
     .unwrap();
-    assert_eq!(rules.path, [(1, Mode::PrependJoined(Arc::from("/")))]);
+    assert_eq!(rules.path, [(1, Mode::PrependJoined(Arc::from("+")))]);
     assert!(rules.scopes());
     let errors = compiled(
         r#"match = "GET /v1/{ns}"
 scope = "tenant"
 [rewrite]
 path = { ns = "add:1" }
-query = { a = "prepend:-", b = "prepend:_", c = "prepend:", d = "add:0", e = "prepend:x" }
+query = { a = "prepend:-", b = "prepend:_", c = "prepend:", d = "add:0", e = "prepend:x", f = "prepend:._" }
 header = { "X-D" = "add:1" }
 "#,
     )
@@ -125,8 +125,9 @@ header = { "X-D" = "add:1" }
     let joined = errors.join("\n");
     for expected in [
         "add:1 is not allowed in path rules",
-        "prepend:-: a namespace root can contain \"-\"",
-        "prepend:_: a namespace root can contain \"_\"",
+        "prepend:-: a namespace root shares a character with \"-\"",
+        "prepend:_: a namespace root shares a character with \"_\"",
+        "prepend:._: a namespace root shares a character with \"._\"",
         "prepend:: the delimiter must be 1 to 8 punctuation characters",
         "prepend:x: the delimiter must be",
         "add:0: N must be a whole number from 1 to 1000",
@@ -134,4 +135,16 @@ header = { "X-D" = "add:1" }
     ] {
         assert!(joined.contains(expected), "{expected} in {joined}");
     }
+}
+
+#[test]
+fn a_path_delimiter_cannot_be_a_slash() {
+    let errors = compiled(
+        "match = \"GET /v1/{ns}\"\nscope = \"tenant\"\n[rewrite]\npath = { ns = \"prepend:/\" }\n",
+    )
+    .unwrap_err();
+    assert!(
+        errors[0].contains("a path segment cannot hold /"),
+        "{errors:?}"
+    );
 }
