@@ -93,6 +93,28 @@ pub fn run(path: &std::path::Path) -> ExitCode {
     if !c.respond.configured.is_empty() {
         out!("  tenants   {} configured", c.respond.configured.len());
     }
+    let scenarios: Vec<&str> = c.verify.scenarios.iter().map(|s| s.name.as_str()).collect();
+    match (scenarios.is_empty(), c.verify.interval) {
+        (true, _) => {
+            out!("  verify    no [[verify.scenario]]: `tenantgate verify` has nothing to prove")
+        }
+        (false, Some(every)) => {
+            out!(
+            "  verify    {} ({} steps), in the proxy every {every:?} and by `tenantgate verify`",
+            scenarios.join(", "),
+            c.verify.scenarios.iter().map(|s| s.steps.len()).sum::<usize>()
+        )
+        }
+        (false, None) => out!(
+            "  verify    {} ({} steps), by `tenantgate verify` ([verify] interval is off)",
+            scenarios.join(", "),
+            c.verify
+                .scenarios
+                .iter()
+                .map(|s| s.steps.len())
+                .sum::<usize>()
+        ),
+    }
     for warning in &c.warnings {
         out!("warning: {warning}");
     }

@@ -21,6 +21,7 @@ pub mod listen;
 pub mod meter;
 pub mod metrics;
 pub mod namespace;
+pub mod offboard;
 pub mod ownership;
 pub mod path;
 pub mod pipeline;
@@ -29,11 +30,13 @@ pub mod refusal;
 pub mod respond;
 pub mod rewrite;
 pub mod route;
+pub mod scenario;
 pub mod secret;
 pub mod server;
 pub mod spec;
 pub mod store;
 pub mod tenants;
+pub mod verify;
 
 /// The error type that crosses hyper's body and service boundaries.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

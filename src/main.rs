@@ -12,6 +12,7 @@ use tenantgate::{audit, dev, server};
 
 mod check;
 mod explain;
+mod verify_cmd;
 
 #[derive(Parser)]
 #[command(
@@ -85,6 +86,26 @@ enum Command {
         /// "METHOD /path?query"
         request: String,
     },
+    /// Prove isolation: run the config's [[verify.scenario]] canaries (canary a writes a
+    /// marker, canary b and an unscoped caller must never see it) and print what held.
+    /// Exits 0 only when every scenario held.
+    Verify {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Overrides [upstream] url (in-process runs).
+        #[arg(long)]
+        upstream: Option<String>,
+        /// Run inside the proxy serving this admin listener (http://HOST:PORT), which
+        /// also updates its canary metrics.
+        #[arg(long)]
+        admin: Option<String>,
+        /// The admin API's bearer token, for --admin.
+        #[arg(long, env = "TENANTGATE_ADMIN_TOKEN", hide_env_values = true)]
+        admin_token: Option<String>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// jemalloc returns freed memory to the system and keeps per-thread caches small;
@@ -126,6 +147,21 @@ fn main() -> ExitCode {
             body,
             request,
         } => explain::run(&config.config, tenant, &headers, body, &request),
+        Command::Verify {
+            config,
+            upstream,
+            admin,
+            admin_token,
+            json,
+        } => verify_cmd::run(
+            &config.config,
+            verify_cmd::Args {
+                upstream,
+                admin,
+                admin_token,
+                json,
+            },
+        ),
         Command::Run {
             config,
             listen,

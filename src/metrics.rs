@@ -60,6 +60,9 @@ pub struct Metrics {
     audit_lines_dropped: IntCounter,
     pub inflight: IntGauge,
     tenant_units: IntGaugeVec,
+    /// `tenantgate verify` in the proxy: 1 when a scenario's last run held.
+    pub canary_ok: IntGaugeVec,
+    pub canary_last_run: Gauge,
     /// Resolved handles by label value, for the families labelled at run time.
     resolved: Arc<Resolved>,
     /// The sink's dropped lines already added to `audit_lines_dropped`.
@@ -225,6 +228,19 @@ impl Metrics {
                 &["tenant"],
             )
             .expect("static metric definition"),
+            canary_ok: IntGaugeVec::new(
+                Opts::new(
+                    "tenantgate_isolation_canary_ok",
+                    "1 when the scenario's last verify run held (no canary saw another's data), else 0.",
+                ),
+                &["scenario"],
+            )
+            .expect("static metric definition"),
+            canary_last_run: Gauge::new(
+                "tenantgate_isolation_canary_last_run_timestamp_seconds",
+                "When the scenarios last ran inside the proxy (Unix seconds).",
+            )
+            .expect("static metric definition"),
             resolved: Arc::default(),
             audit_exported: Arc::default(),
         };
@@ -251,6 +267,8 @@ impl Metrics {
             Box::new(metrics.audit_lines_dropped.clone()),
             Box::new(metrics.inflight.clone()),
             Box::new(metrics.tenant_units.clone()),
+            Box::new(metrics.canary_ok.clone()),
+            Box::new(metrics.canary_last_run.clone()),
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
         ];
         for collector in collectors {

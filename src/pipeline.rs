@@ -31,7 +31,6 @@ use http::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, TRANSFER_ENCODING};
 use http::request::Parts;
 use http::{HeaderValue, Method, Request, Response};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 
 use crate::answer::{self, Done, InFlight, Trail};
 use crate::app::App;
@@ -42,7 +41,7 @@ use crate::clock::{Clock, SystemClock, NANOS_PER_SEC};
 use crate::config::{Config, RouteRules};
 use crate::forward::{self, Outgoing};
 use crate::hygiene;
-use crate::identity::{Identity, TenantId};
+use crate::identity::{CanaryCaller, How, Identity, TenantId};
 use crate::limits::{self, Admission, DegradeAnswer};
 use crate::meter;
 use crate::namespace::Namespace;
@@ -53,11 +52,11 @@ use crate::respond;
 use crate::rewrite::{self, OwnedIds, Target};
 use crate::route::{self, Admitted};
 
-pub async fn handle(
-    app: Arc<App>,
-    request: Request<Incoming>,
-    peer: SocketAddr,
-) -> Response<ProxyBody> {
+pub async fn handle<B>(app: Arc<App>, request: Request<B>, peer: SocketAddr) -> Response<ProxyBody>
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<crate::BoxError>,
+{
     let started = Instant::now();
     let in_flight = InFlight::new(&app.metrics.inflight);
     let snapshot = app.snapshot();
@@ -89,8 +88,18 @@ pub async fn handle(
     answer::answer(&app, &snapshot, trail, done, response)
 }
 
+/// [`handle`] for a request built inside the process (`tenantgate verify`'s canaries),
+/// boxed so the compiler proves the future `Send` for this one body type.
+pub fn handle_local(
+    app: Arc<App>,
+    request: Request<ProxyBody>,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Response<ProxyBody>> + Send>> {
+    let peer = SocketAddr::from(([127, 0, 0, 1], 0));
+    Box::pin(handle(app, request, peer))
+}
+
 /// True for an HTTP/1.x request that carries a body, which a refusal may leave unread.
-fn may_leave_body_unread(request: &Request<Incoming>) -> bool {
+fn may_leave_body_unread<B>(request: &Request<B>) -> bool {
     let http1 = request.version() < http::Version::HTTP_2;
     let headers = request.headers();
     let declared = headers
@@ -100,14 +109,18 @@ fn may_leave_body_unread(request: &Request<Incoming>) -> bool {
 }
 
 /// Stages 1 to 6. Stage 7 reads what the answer is worth after them.
-async fn walk<'c>(
+async fn walk<'c, B>(
     app: &Arc<App>,
     config: &'c Config,
-    request: Request<Incoming>,
+    request: Request<B>,
     peer: SocketAddr,
     request_id: &HeaderValue,
     trail: &mut Trail<'c>,
-) -> Result<Response<ProxyBody>, Refusal> {
+) -> Result<Response<ProxyBody>, Refusal>
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<crate::BoxError>,
+{
     let (parts, body) = request.into_parts();
     let idle = config.forward.upstream.body_timeout;
     let body = IdleTimeout::new(body, idle).boxed_unsync();
@@ -121,6 +134,10 @@ async fn walk<'c>(
     // becomes a rate-limit key or a metering row
     let tenant = identify(config, &parts, app.clock.as_ref()).await?.tenant;
     trail.audit.tenant = tenant.as_ref().map(ToString::to_string);
+    // A verify canary is exempt from limits, quotas and metering: it proves isolation
+    // and must neither spend a real budget nor leave usage rows.
+    let canary = tenant.as_ref().is_some_and(TenantId::is_canary);
+    trail.canary = canary;
 
     // 2. route
     let mut admitted = admit(config, &parts, tenant)?;
@@ -143,16 +160,20 @@ async fn walk<'c>(
         clock: app.clock.as_ref(),
         queue_wait: &app.metrics.queue_wait,
     };
-    let admission = app
-        .limiter
-        .admit(
-            &config.limits,
-            &rules.limits,
-            &admitted.caller,
-            &env,
-            &mut trail.limit_headers,
-        )
-        .await?;
+    let admission = match canary {
+        true => Admission::Forward(None),
+        false => {
+            app.limiter
+                .admit(
+                    &config.limits,
+                    &rules.limits,
+                    &admitted.caller,
+                    &env,
+                    &mut trail.limit_headers,
+                )
+                .await?
+        }
+    };
     match admission {
         Admission::Forward(permit) => trail.permit = permit,
         Admission::Degrade(answer) => {
@@ -237,7 +258,7 @@ fn meter(
     trail: &mut Trail<'_>,
     response: &Response<ProxyBody>,
 ) -> Option<meter::Pending> {
-    let forwarded = trail.audit.reason.is_none() && !trail.audit.degraded;
+    let forwarded = trail.audit.reason.is_none() && !trail.audit.degraded && !trail.canary;
     let (Some(caller), Some(rules)) = (&trail.caller, trail.rules) else {
         return None;
     };
@@ -267,8 +288,15 @@ fn degraded(answer: &DegradeAnswer) -> Response<ProxyBody> {
     response
 }
 
-/// Stage 1 on a request's head, at the process's time.
+/// Stage 1 on a request's head, at the process's time. A verify canary's request is
+/// marked by the runner inside the process (an extension), never by a header.
 async fn identify(config: &Config, parts: &Parts, clock: &dyn Clock) -> Result<Identity, Refusal> {
+    if let Some(CanaryCaller(tenant)) = parts.extensions.get::<CanaryCaller>() {
+        return Ok(Identity {
+            tenant: Some(tenant.clone()),
+            how: How::Canary,
+        });
+    }
     let now = clock.unix() as f64 / NANOS_PER_SEC as f64;
     let identity = config.identity.identify(&parts.headers, now).await?;
     Ok(identity)

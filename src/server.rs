@@ -43,6 +43,7 @@ pub struct Running {
     proxy: JoinHandle<Connections>,
     admin: JoinHandle<Connections>,
     sweeper: JoinHandle<()>,
+    canary: JoinHandle<()>,
     follower: JoinHandle<()>,
     flusher: JoinHandle<()>,
     watcher: Option<JoinHandle<()>>,
@@ -272,6 +273,7 @@ pub async fn start_with(
     let app = App::new(first, source, services);
     seed_known_tenants(&app).await;
     let sweeper = tokio::spawn(sweep(app.clone()));
+    let canary = tokio::spawn(crate::verify::periodic(app.clone()));
     // With a shared store, this replica's view of the owners follows every replica's.
     let follower = tokio::spawn(app.records.clone().follow());
     let flusher = tokio::spawn(flush(app.clone(), first_flush));
@@ -310,6 +312,7 @@ pub async fn start_with(
         proxy,
         admin,
         sweeper,
+        canary,
         follower,
         flusher,
         watcher,
@@ -341,6 +344,7 @@ impl Running {
             let _ = tokio::time::timeout(ADMIN_GRACE, connections.shutdown()).await;
         }
         self.sweeper.abort();
+        self.canary.abort();
         self.follower.abort();
         self.flusher.abort();
         if !flush_now(&self.app).await {

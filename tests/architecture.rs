@@ -31,7 +31,7 @@ const LAYERS: &[&[&str]] = &[
     // 5. forward
     &["forward"],
     // first contact and farewell: calls the upstream for a tenant (SPEC 4.4)
-    &["provision"],
+    &["provision", "scenario"],
     // 6. respond
     &["respond"],
     // 7. meter
@@ -43,9 +43,11 @@ const LAYERS: &[&[&str]] = &[
     // the running process: snapshot, limiter state, upstream client
     &["app"],
     // 8. answer: headers, metrics and the audit line for every request
-    &["answer", "ownership"],
+    &["answer", "ownership", "offboard"],
     // the corridor itself, and the admin listener
-    &["pipeline", "admin"],
+    &["pipeline"],
+    &["verify"],
+    &["admin"],
     &["server"],
     // the playground: a guest that starts the real server
     &["dev"],

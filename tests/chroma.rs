@@ -122,5 +122,7 @@ async fn the_official_chroma_client_is_isolated_per_user_through_the_preset() {
         "the cross-tenant calls were refused by ownership: {denials}"
     );
 
+    // The preset's own canaries hold against the same server (in-process verify).
+    common::assert_verify_holds(&config).await;
     chroma.kill().await.expect("chroma stops");
 }

@@ -125,5 +125,7 @@ async fn the_official_langgraph_sdk_is_isolated_per_user_through_the_preset() {
             .any(|l| l.starts_with("langgraph e2e:") && l.ends_with(" 0 failed")),
         "{stdout}"
     );
+    // The preset's own canaries hold against the same server (in-process verify).
+    common::assert_verify_holds(&config).await;
     server.kill().await.expect("langgraph dev stops");
 }

@@ -117,6 +117,10 @@ pub async fn handle(app: Arc<App>, request: Request<Incoming>) -> Response<Proxy
             blocking(move || tenants::list(&app)).await
         }
         (&Method::GET, "/admin/config") => config_view(&app),
+        (&Method::POST, "/admin/verify") => {
+            let report = crate::verify::run_and_record(&app).await;
+            json(StatusCode::OK, &report)
+        }
         (&Method::POST, "/admin/reload") => {
             let app = app.clone();
             match tokio::task::spawn_blocking(move || app.reload()).await {

@@ -17,7 +17,7 @@ use crate::route::compile::{RouteHead, RouteSpec};
 use crate::route::table::Route;
 use crate::route::template::Template;
 use crate::spec::{at, key, Errors, KeyPath, Seg};
-use crate::{forward, limits, listen, meter, provision, respond, rewrite, route, store};
+use crate::{forward, limits, listen, meter, provision, respond, rewrite, route, scenario, store};
 
 pub fn compile(file: &File) -> Result<Config, Vec<(KeyPath, String)>> {
     let mut errors = Errors::default();
@@ -142,6 +142,7 @@ pub fn compile(file: &File) -> Result<Config, Vec<(KeyPath, String)>> {
     );
     let admin = admin::compile(&file.admin, file.listen.addr, &mut errors, &mut warnings);
     let provision = provision::compile(&file.provision, &file.offboard, &mut errors);
+    let verify = scenario::compile(&file.verify, &mut errors);
     let store = store::settings::compile(&file.store, &mut errors);
     if !matches!(
         file.log.level.as_str(),
@@ -186,6 +187,7 @@ pub fn compile(file: &File) -> Result<Config, Vec<(KeyPath, String)>> {
             configured: file.tenants.keys().cloned().collect(),
         },
         provision,
+        verify,
         rules,
         admin,
         log_level: file.log.level.clone(),

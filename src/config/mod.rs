@@ -66,6 +66,8 @@ pub struct Config {
     pub respond: RespondSettings,
     /// `[[provision]]` and `[[offboard]]` (SPEC 4.4).
     pub provision: crate::provision::ProvisionSettings,
+    /// `[verify]`: the canary scenarios and how often the proxy runs them.
+    pub verify: crate::scenario::VerifySettings,
     /// What stages 3, 4, 6 and 7 do on each route, by [`Route::index`].
     pub rules: Vec<RouteRules>,
     pub admin: AdminSettings,

@@ -52,6 +52,8 @@ pub struct File {
     pub provision: Vec<crate::provision::StepSpec>,
     #[serde(default)]
     pub offboard: Vec<crate::provision::StepSpec>,
+    #[serde(default)]
+    pub verify: crate::scenario::VerifySpec,
 }
 
 /// `[metrics]` (SPEC 11).

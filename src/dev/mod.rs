@@ -38,7 +38,9 @@ impl Playground {
              \x20 backend  {} (in memory, NOT multi-tenant: never expose it)\n\
              \x20 proxy    http://{} with {}\n\
              \x20 admin    http://{}\n\n\
-             Paste these, one at a time:\n\n{}",
+             Paste these, one at a time:\n\n{}\n\
+             Prove the isolation (the config's [[verify.scenario]] canaries, against this backend):\n\n\
+             \x20 tenantgate verify --config {} --upstream {}\n",
             self.backend.url(),
             self.proxy.proxy_addr,
             snapshot.origin,
@@ -47,6 +49,8 @@ impl Playground {
                 self.proxy.proxy_addr,
                 snapshot.config.identity.header.as_str()
             ),
+            snapshot.origin,
+            self.backend.url(),
         )
     }
 }

@@ -24,6 +24,10 @@ pub use jwt::JwtSettings;
 
 pub const MAX_TENANT_BYTES: usize = 256;
 
+/// Tenant ids `tenantgate verify` keeps for its canaries: refused from every client, so
+/// a canary's namespace is never a real user's.
+pub const CANARY_PREFIX: &str = "tenantgate-canary-";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum InvalidTenant {
     #[error("the identity header is empty; send the end-user's id")]
@@ -40,6 +44,8 @@ pub enum InvalidTenant {
     Comma,
     #[error("it does not match the configured [tenant] pattern")]
     Pattern,
+    #[error("ids starting with tenantgate-canary- are reserved for tenantgate verify")]
+    Reserved,
     #[error("its encoded form is longer than [tenant] max_encoded")]
     EncodedTooLong,
     #[error("the identity header arrived more than once; send it exactly once")]
@@ -76,7 +82,20 @@ impl TenantId {
         if pattern.is_some_and(|p| !p.is_match(text)) {
             return Err(InvalidTenant::Pattern);
         }
+        if text.starts_with(CANARY_PREFIX) {
+            return Err(InvalidTenant::Reserved);
+        }
         Ok(Self(text.to_owned()))
+    }
+
+    /// A `tenantgate verify` canary (`label` is `a` or `b`): made only inside the
+    /// process, never parsed from a request.
+    pub fn canary(label: &str) -> Self {
+        Self(format!("{CANARY_PREFIX}{label}"))
+    }
+
+    pub fn is_canary(&self) -> bool {
+        self.0.starts_with(CANARY_PREFIX)
     }
 
     pub fn as_str(&self) -> &str {
@@ -142,6 +161,11 @@ pub enum Rejected {
     KeysUnavailable,
 }
 
+/// Set as a request extension by `tenantgate verify`'s runner, inside the process: the
+/// request is the canary's. A client cannot set an extension, so it cannot be forged.
+#[derive(Debug, Clone)]
+pub struct CanaryCaller(pub TenantId);
+
 /// Who a request is from, once stage 1 has checked it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
@@ -156,6 +180,8 @@ pub enum How {
     Header,
     Jwt(jwt::Verified),
     ApiKey,
+    /// A `tenantgate verify` canary.
+    Canary,
 }
 
 impl std::fmt::Display for How {
@@ -168,6 +194,7 @@ impl std::fmt::Display for How {
                 None => write!(f, "a JWT verified with an {:?} key", v.alg),
             },
             Self::ApiKey => f.write_str("an API key listed in keys_file"),
+            Self::Canary => f.write_str("a tenantgate verify canary"),
         }
     }
 }
@@ -289,6 +316,11 @@ mod tests {
             TenantId::parse(&"x".repeat(257), None),
             Err(InvalidTenant::TooLong)
         );
+        assert_eq!(
+            TenantId::parse("tenantgate-canary-a", None),
+            Err(InvalidTenant::Reserved)
+        );
+        assert!(TenantId::canary("a").is_canary());
         let pattern = Regex::new("^(?:[a-z]+)$").unwrap();
         assert_eq!(
             TenantId::parse("Bob", Some(&pattern)),

@@ -68,6 +68,10 @@ impl Errors {
         self.0.push((path, message.into()));
     }
 
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }

@@ -38,3 +38,23 @@ pub fn replace_file(path: &std::path::Path, text: &str) {
 
 /// Upper bound for any single wait in a test: nothing here should take this long.
 pub const PATIENCE: Duration = Duration::from_secs(10);
+
+/// Runs the binary's `tenantgate verify` (in-process) with this config text and asserts
+/// every scenario held.
+pub async fn assert_verify_holds(config: &str) {
+    let file = tempfile::NamedTempFile::new().expect("a temp file");
+    std::fs::write(file.path(), config).expect("the config is written");
+    let verified = tokio::process::Command::new(env!("CARGO_BIN_EXE_tenantgate"))
+        .arg("verify")
+        .arg("--config")
+        .arg(file.path())
+        .output()
+        .await
+        .expect("tenantgate verify runs");
+    let report = String::from_utf8_lossy(&verified.stdout);
+    assert!(
+        verified.status.success() && report.ends_with("isolation held\n"),
+        "tenantgate verify:\n{report}{}",
+        String::from_utf8_lossy(&verified.stderr)
+    );
+}
