@@ -45,8 +45,6 @@ pub struct Trail<'c> {
     pub client_body_broke: Arc<std::sync::atomic::AtomicBool>,
     /// How long the upstream took to its response head.
     pub upstream_time: Option<Duration>,
-    /// A `tenantgate verify` canary's request: not limited, not metered.
-    pub canary: bool,
 }
 
 impl Trail<'_> {
@@ -63,7 +61,6 @@ impl Trail<'_> {
             bytes_in: Arc::default(),
             client_body_broke: Arc::default(),
             upstream_time: None,
-            canary: false,
         }
     }
 }

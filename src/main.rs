@@ -233,21 +233,26 @@ fn dev(path: PathBuf, overrides: Overrides) -> ExitCode {
     code
 }
 
+/// The multi-threaded runtime every long-running command uses.
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("cannot start the runtime: {e}");
+            ExitCode::from(EXIT_RUNTIME)
+        })
+}
+
 /// Runs the proxy that `start` brings up (and the dev backend beside it, if any) until
 /// SIGTERM or SIGINT, then drains it.
 fn serve<F>(start: F) -> ExitCode
 where
     F: Future<Output = Result<(server::Running, Option<dev::backend::Backend>), (u8, String)>>,
 {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime() {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("cannot start the runtime: {e}");
-            return ExitCode::from(EXIT_RUNTIME);
-        }
+        Err(code) => return code,
     };
     runtime.block_on(async move {
         let (running, _backend) = match start.await {

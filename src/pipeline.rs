@@ -88,16 +88,6 @@ where
     answer::answer(&app, &snapshot, trail, done, response)
 }
 
-/// [`handle`] for a request built inside the process (`tenantgate verify`'s canaries),
-/// boxed so the compiler proves the future `Send` for this one body type.
-pub fn handle_local(
-    app: Arc<App>,
-    request: Request<ProxyBody>,
-) -> std::pin::Pin<Box<dyn std::future::Future<Output = Response<ProxyBody>> + Send>> {
-    let peer = SocketAddr::from(([127, 0, 0, 1], 0));
-    Box::pin(handle(app, request, peer))
-}
-
 /// True for an HTTP/1.x request that carries a body, which a refusal may leave unread.
 fn may_leave_body_unread<B>(request: &Request<B>) -> bool {
     let http1 = request.version() < http::Version::HTTP_2;
@@ -137,7 +127,6 @@ where
     // A verify canary is exempt from limits, quotas and metering: it proves isolation
     // and must neither spend a real budget nor leave usage rows.
     let canary = tenant.as_ref().is_some_and(TenantId::is_canary);
-    trail.canary = canary;
 
     // 2. route
     let mut admitted = admit(config, &parts, tenant)?;
@@ -258,11 +247,12 @@ fn meter(
     trail: &mut Trail<'_>,
     response: &Response<ProxyBody>,
 ) -> Option<meter::Pending> {
-    let forwarded = trail.audit.reason.is_none() && !trail.audit.degraded && !trail.canary;
+    let forwarded = trail.audit.reason.is_none() && !trail.audit.degraded;
     let (Some(caller), Some(rules)) = (&trail.caller, trail.rules) else {
         return None;
     };
-    if !forwarded || !response.status().is_success() {
+    let canary = caller.tenant().is_some_and(TenantId::is_canary);
+    if !forwarded || canary || !response.status().is_success() {
         return None;
     }
     let units = meter::units(&rules.meter, response);

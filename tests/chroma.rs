@@ -11,7 +11,7 @@ mod common;
 
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::Proxy;
 use tokio::process::Command;
@@ -22,34 +22,6 @@ const DRIVER_TIME: Duration = Duration::from_secs(300);
 fn venv() -> PathBuf {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     std::env::var_os("CHROMA_VENV").map_or_else(|| root.join(".venv-chroma"), PathBuf::from)
-}
-
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
-    listener.local_addr().expect("bound").port()
-}
-
-/// Waits until Chroma answers its heartbeat.
-async fn heartbeat(port: u16) {
-    let started = Instant::now();
-    let request = common::request_bytes("GET", "/api/v2/heartbeat", &[], b"");
-    while started.elapsed() < CHROMA_START {
-        if let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
-            use tokio::io::AsyncWriteExt;
-            if stream.write_all(&request).await.is_ok() {
-                let answered = tokio::time::timeout(
-                    Duration::from_secs(2),
-                    common::read_response(&mut stream),
-                )
-                .await;
-                if answered.is_ok_and(|r| r.status == 200) {
-                    return;
-                }
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("Chroma did not answer its heartbeat within {CHROMA_START:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -63,7 +35,7 @@ async fn the_official_chroma_client_is_isolated_per_user_through_the_preset() {
         venv.display()
     );
     let data = tempfile::tempdir().expect("a temp dir");
-    let port = free_port();
+    let port = common::free_port();
     let mut chroma = Command::new(&chroma_bin)
         .args(["run", "--path"])
         .arg(data.path())
@@ -74,7 +46,7 @@ async fn the_official_chroma_client_is_isolated_per_user_through_the_preset() {
         .kill_on_drop(true)
         .spawn()
         .expect("chroma starts");
-    heartbeat(port).await;
+    common::until_ok(port, "/api/v2/heartbeat", CHROMA_START).await;
 
     let chroma_url = format!("http://127.0.0.1:{port}");
     let preset = std::fs::read_to_string(

@@ -487,34 +487,28 @@ async fn check_warns_about_keep_without_upstream_scoping_and_explain_shows_joine
     assert!(warned[0].contains("route[0] (unscoped-list)"), "{stdout}");
 
     let preset = concat!(env!("CARGO_MANIFEST_DIR"), "/config/presets/langgraph.toml");
-    let (code, stdout, stderr) = tenantgate(&[
-        "explain",
-        "--config",
-        preset,
-        "--tenant",
-        "alice",
-        "GET /store/items?namespace=memories.prefs&key=k1",
-    ])
-    .await;
-    assert_eq!(code, 0, "{stderr}");
-    assert!(
-        stdout.contains("/store/items?namespace=u_alice~.memories.prefs&key=k1"),
-        "{stdout}"
-    );
-    let (code, stdout, stderr) = tenantgate(&[
-        "explain",
-        "--config",
-        preset,
-        "--tenant",
-        "alice",
-        "--body",
-        r#"{"prefix":["memories"],"max_depth":2}"#,
-        "POST /store/namespaces",
-    ])
-    .await;
-    assert_eq!(code, 0, "{stderr}");
-    assert!(
-        stdout.contains(r#"{"prefix":["u_alice~","memories"],"max_depth":3}"#),
-        "{stdout}"
-    );
+    let cases: [(&[&str], &str); 2] = [
+        (
+            &["GET /store/items?namespace=memories.prefs&key=k1"],
+            "/store/items?namespace=u_alice~.memories.prefs&key=k1",
+        ),
+        (
+            &[
+                "--body",
+                r#"{"prefix":["memories"],"max_depth":2}"#,
+                "POST /store/namespaces",
+            ],
+            r#"{"prefix":["u_alice~","memories"],"max_depth":3}"#,
+        ),
+    ];
+    for (request, upstream) in cases {
+        let args = [
+            &["explain", "--config", preset, "--tenant", "alice"],
+            request,
+        ]
+        .concat();
+        let (code, stdout, stderr) = tenantgate(&args).await;
+        assert_eq!(code, 0, "{stderr}");
+        assert!(stdout.contains(upstream), "{stdout}");
+    }
 }

@@ -13,7 +13,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::Proxy;
 use tokio::process::Command;
@@ -27,34 +27,6 @@ fn root() -> PathBuf {
 
 fn venv() -> PathBuf {
     std::env::var_os("LANGGRAPH_VENV").map_or_else(|| root().join(".venv-langgraph"), PathBuf::from)
-}
-
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
-    listener.local_addr().expect("bound").port()
-}
-
-/// Waits until the server answers `GET /ok`.
-async fn ready(port: u16) {
-    let started = Instant::now();
-    let request = common::request_bytes("GET", "/ok", &[], b"");
-    while started.elapsed() < SERVER_START {
-        if let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
-            use tokio::io::AsyncWriteExt;
-            if stream.write_all(&request).await.is_ok() {
-                let answered = tokio::time::timeout(
-                    Duration::from_secs(2),
-                    common::read_response(&mut stream),
-                )
-                .await;
-                if answered.is_ok_and(|r| r.status == 200) {
-                    return;
-                }
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    panic!("langgraph dev did not answer GET /ok on port {port} within {SERVER_START:?}");
 }
 
 /// `langgraph dev` writes `.langgraph_api/` where it runs: a fresh copy of the project.
@@ -80,7 +52,7 @@ async fn the_official_langgraph_sdk_is_isolated_per_user_through_the_preset() {
     );
     let project = tempfile::tempdir().expect("a temp dir");
     project_copy(project.path());
-    let port = free_port();
+    let port = common::free_port();
     let mut server = Command::new(&langgraph)
         .args(["dev", "--no-browser", "--no-reload", "--host", "127.0.0.1"])
         .args(["--port", &port.to_string()])
@@ -93,7 +65,7 @@ async fn the_official_langgraph_sdk_is_isolated_per_user_through_the_preset() {
         .kill_on_drop(true)
         .spawn()
         .expect("langgraph dev starts");
-    ready(port).await;
+    common::until_ok(port, "/ok", SERVER_START).await;
 
     let server_url = format!("http://127.0.0.1:{port}");
     let preset =

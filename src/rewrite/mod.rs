@@ -360,7 +360,7 @@ fn rewrite_value(
     Ok(match (mode, value) {
         (Mode::Bind | Mode::Set | Mode::PrependJoined(_), None) => Some(target.root.to_owned()),
         (Mode::PrependJoined(delimiter), Some(v)) => Some(target.joined(delimiter, v)),
-        (Mode::Add(n), Some(v)) => Some(added(v, *n, what)?),
+        (Mode::Add(n), Some(v)) => Some(added(v, *n, &what)?),
         (Mode::Bind, Some(v)) if !target.is_self(v) => return Err(Refusal::TenantMismatch),
         (Mode::Bind | Mode::Set, Some(_)) => Some(target.root.to_owned()),
         (Mode::Prefix | Mode::PrefixRequired, Some(v)) => Some(target.prefixed(v)),
@@ -382,7 +382,7 @@ fn rewrite_value(
 
 /// `add:N` on a whole number's text: digits only (no sign, fraction or exponent), so
 /// the backend reads the same number that was checked.
-pub fn added(text: &str, n: u32, what: &str) -> Result<String, Refusal> {
+pub fn added(text: &str, n: u32, what: &dyn std::fmt::Display) -> Result<String, Refusal> {
     text.bytes()
         .all(|b| b.is_ascii_digit())
         .then(|| text.parse::<u64>().ok())
@@ -391,7 +391,7 @@ pub fn added(text: &str, n: u32, what: &str) -> Result<String, Refusal> {
         .map(|v| v.to_string())
         .ok_or_else(|| {
             Refusal::BadRequest(format!(
-                "{what} must be a whole number (digits only, at most 20 of them)"
+                "{what} must be a whole number: digits only, below 2^64 once {n} is added"
             ))
         })
 }

@@ -132,7 +132,7 @@ pub fn rewrite(
             Mode::Bind | Mode::Set => target.root.to_owned(),
             Mode::Prefix | Mode::PrefixRequired => target.prefixed(&value),
             Mode::PrependJoined(delimiter) => target.joined(delimiter, &value),
-            Mode::Add(n) => super::added(&value, *n, &format!("the query parameter {name}"))?,
+            Mode::Add(n) => super::added(&value, *n, &format_args!("the query parameter {name}"))?,
             Mode::Prepend => {
                 return Err(Refusal::BadRequest(format!(
                     "{name} cannot be prepended in a query"

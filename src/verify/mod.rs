@@ -76,16 +76,22 @@ pub async fn run_and_record(app: &Arc<App>) -> Report {
 /// again after each run, so a reload changes it), the first one interval after start.
 pub async fn periodic(app: Arc<App>) {
     loop {
-        let every = app.snapshot().config.verify.interval;
-        tokio::time::sleep(every.unwrap_or(Duration::from_secs(5))).await;
+        let Some(every) = app.snapshot().config.verify.interval else {
+            // Off: a reload may turn it on.
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            continue;
+        };
+        tokio::time::sleep(every).await;
+        // A drain, or a reload during the wait that turned it off, skips the run.
         if app.is_draining() {
             return;
         }
-        if every.is_some() && app.snapshot().config.verify.interval.is_some() {
-            let report = run_and_record(&app).await;
-            if !report.held() {
-                tracing::error!(failed = ?report.failed(), "isolation canary did not hold");
-            }
+        if app.snapshot().config.verify.interval.is_none() {
+            continue;
+        }
+        let report = run_and_record(&app).await;
+        if !report.held() {
+            tracing::error!(failed = ?report.failed(), "isolation canary did not hold");
         }
     }
 }
@@ -152,7 +158,8 @@ async fn run_step(
             .extensions_mut()
             .insert(CanaryCaller(tenant.clone()));
     }
-    let response = pipeline::handle_local(app.clone(), request).await;
+    let peer = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let response = pipeline::handle(app.clone(), request, peer).await;
     let (parts, body) = response.into_parts();
     report.status = Some(parts.status.as_u16());
     let bytes = match tokio::time::timeout(ANSWER_TIME, read(body)).await {
@@ -163,7 +170,7 @@ async fn run_step(
     let in_headers = parts
         .headers
         .iter()
-        .find(|(_, v)| contains(v.as_bytes(), marker.as_bytes()))
+        .find(|(_, v)| find(v.as_bytes(), marker.as_bytes()).is_some())
         .map(|(name, v)| format!("header {name}: {}", String::from_utf8_lossy(v.as_bytes())));
     let in_body = find(&bytes, marker.as_bytes()).map(|at| excerpt(&bytes, at, marker.len()));
     let seen = in_headers.or(in_body);
@@ -231,10 +238,6 @@ fn lookup<'v>(value: &'v Value, pointer: &Pointer) -> Option<&'v Value> {
             (Value::Array(items), PointerStep::Key(k)) => items.get(k.parse::<usize>().ok()?),
             _ => None,
         })
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    find(haystack, needle).is_some()
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {

@@ -58,3 +58,29 @@ pub async fn assert_verify_holds(config: &str) {
         String::from_utf8_lossy(&verified.stderr)
     );
 }
+
+/// A port nothing listens on now, for a child server told to bind it.
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    listener.local_addr().expect("bound").port()
+}
+
+/// Waits (at most `within`) until a child server on `port` answers `GET path` with 200.
+pub async fn until_ok(port: u16, path: &str, within: Duration) {
+    use tokio::io::AsyncWriteExt;
+    let started = std::time::Instant::now();
+    let request = request_bytes("GET", path, &[], b"");
+    while started.elapsed() < within {
+        if let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+            if stream.write_all(&request).await.is_ok() {
+                let answered =
+                    tokio::time::timeout(Duration::from_secs(2), read_response(&mut stream)).await;
+                if answered.is_ok_and(|r| r.status == 200) {
+                    return;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("nothing answered GET {path} on port {port} with 200 within {within:?}");
+}

@@ -73,30 +73,27 @@ def as_tuples(namespaces):
     return sorted(tuple(n) for n in namespaces)
 
 
-def all_items(store, prefix, page):
-    """Every item under prefix, page by page, until a short page: a page cut short by
-    a filter after the backend's limit ends it early and the items come up missing."""
+def pages(fetch, page):
+    """Every entry fetch(limit, offset) lists, page by page, until a short page: a page
+    cut short by a filter after the backend's limit ends it early, and entries come up
+    missing."""
     seen, offset = [], 0
     while True:
-        got = store.search_items(prefix, limit=page, offset=offset)["items"]
+        got = fetch(page, offset)
         seen.extend(got)
         if len(got) < page:
             return seen
         offset += page
         if offset > 1000:
-            raise RuntimeError("search never ended")
+            raise RuntimeError("the listing never ended")
+
+
+def all_items(store, prefix, page):
+    return pages(lambda limit, offset: store.search_items(prefix, limit=limit, offset=offset)["items"], page)
 
 
 def all_namespaces(store, page, **kw):
-    seen, offset = [], 0
-    while True:
-        got = store.list_namespaces(limit=page, offset=offset, **kw)["namespaces"]
-        seen.extend(got)
-        if len(got) < page:
-            return seen
-        offset += page
-        if offset > 1000:
-            raise RuntimeError("list_namespaces never ended")
+    return pages(lambda limit, offset: store.list_namespaces(limit=limit, offset=offset, **kw)["namespaces"], page)
 
 
 def main():
