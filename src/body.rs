@@ -28,6 +28,36 @@ pub fn empty() -> ProxyBody {
     Empty::new().map_err(|never| match never {}).boxed_unsync()
 }
 
+/// A body fed chunk by chunk from elsewhere (a blocking task streaming a large admin
+/// answer): at most `capacity` chunks wait, so the producer follows the client's pace.
+/// An `Err` sent ends the body as failed, and the client sees a truncated transfer
+/// rather than a short answer that looks whole.
+pub fn channel(
+    capacity: usize,
+) -> (
+    tokio::sync::mpsc::Sender<Result<Bytes, BoxError>>,
+    ProxyBody,
+) {
+    let (sender, receiver) = tokio::sync::mpsc::channel(capacity);
+    (sender, Channel(receiver).boxed_unsync())
+}
+
+struct Channel(tokio::sync::mpsc::Receiver<Result<Bytes, BoxError>>);
+
+impl Body for Channel {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|chunk| chunk.map(|c| c.map(Frame::data)))
+    }
+}
+
 type Collecting =
     Pin<Box<dyn Future<Output = Result<http_body_util::Collected<Bytes>, BoxError>> + Send>>;
 

@@ -55,8 +55,10 @@ enum Command {
     /// The playground: an unsafe in-memory memory backend with the proxy in front of
     /// it, and curl commands that show two users kept apart.
     Dev {
-        #[command(flatten)]
-        config: ConfigArg,
+        /// The config file; without it, config/tenantgate.toml if that exists, else
+        /// the playground config built into the binary.
+        #[arg(long, env = "TENANTGATE_CONFIG")]
+        config: Option<PathBuf>,
         /// Overrides [listen] addr.
         #[arg(long)]
         listen: Option<SocketAddr>,
@@ -133,11 +135,11 @@ fn main() -> ExitCode {
             listen,
             admin_listen,
         } => dev(
-            config.config,
+            config,
             Overrides {
                 listen,
                 admin_listen,
-                upstream: None,
+                ..Overrides::default()
             },
         ),
         Command::Explain {
@@ -172,6 +174,7 @@ fn main() -> ExitCode {
                 listen,
                 admin_listen,
                 upstream,
+                ..Overrides::default()
             };
             run(config.config, overrides)
         }
@@ -216,10 +219,11 @@ fn run(path: PathBuf, overrides: Overrides) -> ExitCode {
     code
 }
 
-fn dev(path: PathBuf, overrides: Overrides) -> ExitCode {
+fn dev(path: Option<PathBuf>, overrides: Overrides) -> ExitCode {
     let flusher = init_logging("info", None, audit::sink::Config::default()).ok();
+    let source = dev::Source::choose(path);
     let code = serve(async move {
-        let playground = dev::start(&path, overrides).await.map_err(|e| {
+        let playground = dev::start(source, overrides).await.map_err(|e| {
             let code = match e {
                 dev::DevError::Config(_) => EXIT_CONFIG,
                 _ => EXIT_RUNTIME,

@@ -46,6 +46,7 @@ pub struct Metrics {
     authentication_failures: IntCounterVec,
     jwks_fetches: IntCounterVec,
     rate_limited: IntCounterVec,
+    plan_requests: IntCounterVec,
     pub queue_wait: Histogram,
     degraded: IntCounterVec,
     metered_units: IntCounterVec,
@@ -75,6 +76,7 @@ enum Family {
     Rejections,
     Auth,
     RateLimited,
+    PlanRequests,
     Metered,
 }
 
@@ -84,6 +86,7 @@ struct Resolved {
     rejections: DashMap<Box<str>, IntCounter>,
     auth: DashMap<Box<str>, IntCounter>,
     rate_limited: DashMap<Box<str>, IntCounter>,
+    plan_requests: DashMap<Box<str>, IntCounter>,
     metered: DashMap<Box<str>, IntCounter>,
 }
 
@@ -93,6 +96,7 @@ impl Resolved {
             Family::Rejections => &self.rejections,
             Family::Auth => &self.auth,
             Family::RateLimited => &self.rate_limited,
+            Family::PlanRequests => &self.plan_requests,
             Family::Metered => &self.metered,
         }
     }
@@ -161,6 +165,11 @@ impl Metrics {
             rate_limited: counter_vec(
                 "tenantgate_rate_limited_total",
                 "Requests refused by a rate limit or an in-flight cap, by plan.",
+                &["plan"],
+            ),
+            plan_requests: counter_vec(
+                "tenantgate_plan_requests_total",
+                "Requests a plan's limits judged, admitted or refused, by plan (the 429 ratio's denominator).",
                 &["plan"],
             ),
             queue_wait: histogram(
@@ -253,6 +262,7 @@ impl Metrics {
             Box::new(metrics.authentication_failures.clone()),
             Box::new(metrics.jwks_fetches.clone()),
             Box::new(metrics.rate_limited.clone()),
+            Box::new(metrics.plan_requests.clone()),
             Box::new(metrics.queue_wait.clone()),
             Box::new(metrics.degraded.clone()),
             Box::new(metrics.metered_units.clone()),
@@ -331,6 +341,16 @@ impl Metrics {
         }
     }
 
+    /// Exports the per-plan counters of these plans at zero (each config's plans, as
+    /// it is installed), so a 429 ratio has a denominator before the first request.
+    pub fn export_plans<'a>(&self, plans: impl IntoIterator<Item = &'a str>) {
+        for plan in plans {
+            self.resolve(Family::RateLimited, &self.rate_limited, plan);
+            self.resolve(Family::PlanRequests, &self.plan_requests, plan);
+            self.resolve(Family::Metered, &self.metered_units, plan);
+        }
+    }
+
     pub fn rejected(&self, code: &'static str) {
         self.resolve(Family::Rejections, &self.rejections, code)
             .inc();
@@ -348,6 +368,11 @@ impl Metrics {
 
     pub fn rate_limited(&self, plan: &str) {
         self.resolve(Family::RateLimited, &self.rate_limited, plan)
+            .inc();
+    }
+
+    pub fn plan_request(&self, plan: &str) {
+        self.resolve(Family::PlanRequests, &self.plan_requests, plan)
             .inc();
     }
 

@@ -152,6 +152,8 @@ where
     let admission = match canary {
         true => Admission::Forward(None),
         false => {
+            let plan = limits::policy(&config.limits, &admitted.caller);
+            app.metrics.plan_request(plan);
             app.limiter
                 .admit(
                     &config.limits,

@@ -31,29 +31,31 @@ pub fn run(path: &Path, args: Args) -> ExitCode {
         admin_token,
         json: as_json,
     } = args;
-    let overrides = Overrides {
-        upstream,
-        ..Overrides::default()
-    };
-    let snapshot = match config::load_file(path, &overrides, &config::process_env) {
-        Ok(s) => s,
-        Err(errors) => {
-            eprintln!("{errors}");
-            return ExitCode::from(EXIT_CONFIG);
-        }
-    };
     let runtime = match crate::runtime() {
         Ok(rt) => rt,
         Err(code) => return code,
     };
-    let report = runtime.block_on(async move {
-        match admin {
-            Some(url) => remote(&url, admin_token.as_deref()).await,
+    let report = match admin {
+        // The running proxy has its config; this process reads none.
+        Some(url) => runtime.block_on(remote(&url, admin_token.as_deref())),
+        None => {
+            let overrides = Overrides {
+                upstream,
+                ..Overrides::default()
+            };
+            let snapshot = match config::load_file(path, &overrides, &config::process_env) {
+                Ok(s) => s,
+                Err(errors) => {
+                    eprintln!("{errors}");
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            };
             // The canaries' state is the run's own: an in-memory store, whatever the
             // config names, so a running proxy's store is never touched.
-            None => Ok(verify::run(&App::new(snapshot, None, Services::default())).await),
+            let app = App::new(snapshot, None, Services::default());
+            Ok(runtime.block_on(verify::run(&app)))
         }
-    });
+    };
     let report = match report {
         Ok(report) => report,
         Err(e) => {

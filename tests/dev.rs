@@ -5,14 +5,10 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::process::Stdio;
+use std::path::Path;
 
-use common::{RawResponse, PATIENCE};
-use tenantgate::dev::walkthrough::{Expect, ALICE_SECRET, BOB_SECRET, STEPS};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::Command;
-
-const BIN: &str = env!("CARGO_BIN_EXE_tenantgate");
+use common::{Playground, RawResponse};
+use tenantgate::dev::walkthrough::{Expect, ADMIN_STEPS, ALICE_SECRET, BOB_SECRET, STEPS};
 
 /// A printed command, taken apart the way a shell would.
 #[derive(Debug)]
@@ -99,35 +95,16 @@ fn text(response: &RawResponse) -> String {
     all.to_lowercase()
 }
 
-#[tokio::test]
-async fn the_printed_walkthrough_keeps_two_users_apart() {
-    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/config/tenantgate.toml");
-    let mut child = Command::new(BIN)
-        .args(["dev", "--config", config, "--listen", "127.0.0.1:0"])
-        .args(["--admin-listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-    let (backend, commands) = tokio::time::timeout(PATIENCE, async {
-        let mut backend = None;
-        let mut commands = Vec::new();
-        while commands.len() < STEPS.len() {
-            let line = stdout.next_line().await.unwrap().expect("dev prints");
-            if let Some(rest) = line.trim().strip_prefix("backend  http://") {
-                backend = rest.split_whitespace().next().map(str::to_owned);
-            }
-            if line.starts_with("curl ") {
-                commands.push(Curl::parse(&line));
-            }
-        }
-        (backend.expect("the backend's address is printed"), commands)
-    })
-    .await
-    .expect("dev printed every step");
-
+/// Sends the printed walkthrough steps as written, holds each to its expected answer
+/// and checks neither user ever sees the other; the printed commands, parsed.
+async fn walk(dev: &Playground) -> Vec<Curl> {
+    let commands: Vec<Curl> = dev.curls.iter().map(|l| Curl::parse(l)).collect();
+    assert_eq!(
+        commands.len(),
+        STEPS.len() + ADMIN_STEPS.len(),
+        "{:#?}",
+        dev.banner
+    );
     for (n, (curl, step)) in commands.iter().zip(STEPS).enumerate() {
         assert_eq!(curl.user(), step.user, "step {}", n + 1);
         let response = curl.send().await;
@@ -152,6 +129,18 @@ async fn the_printed_walkthrough_keeps_two_users_apart() {
             _ => {}
         }
     }
+    commands
+}
+
+#[tokio::test]
+async fn the_printed_walkthrough_keeps_two_users_apart() {
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/config/tenantgate.toml");
+    let dev = Playground::start(
+        Path::new(env!("CARGO_MANIFEST_DIR")),
+        Some(Path::new(config)),
+    )
+    .await;
+    let commands = walk(&dev).await;
 
     // What each user got is their own, under the names they chose.
     let as_user = |user: &str, method: &str, target: &str, body: &str| {
@@ -181,7 +170,7 @@ async fn the_printed_walkthrough_keeps_two_users_apart() {
 
     // The backend itself keeps nothing apart: the proxy did.
     let direct = common::raw(
-        backend.parse().unwrap(),
+        dev.backend,
         &common::request_bytes("GET", "/v1/sessions", &[], b""),
     )
     .await
@@ -193,10 +182,65 @@ async fn the_printed_walkthrough_keeps_two_users_apart() {
             {"id": "u_bob__trip", "memories": 1}
         ]})
     );
+    assert_eq!(dev.stop().await, Some(0));
+}
 
-    let pid = child.id().unwrap().to_string();
-    let killed = Command::new("kill").args(["-TERM", &pid]).status().await;
-    assert!(killed.unwrap().success());
-    let status = tokio::time::timeout(PATIENCE, child.wait()).await.unwrap();
-    assert_eq!(status.unwrap().code(), Some(0));
+/// A newcomer with an installed binary: no checkout, no config file. The built-in
+/// playground answers, and the admin commands it prints at the end work as printed,
+/// with the token it made up.
+#[tokio::test]
+async fn dev_from_an_empty_directory_uses_the_built_in_config_and_its_admin_commands_answer() {
+    let empty = tempfile::tempdir().unwrap();
+    let dev = Playground::start(empty.path(), None).await;
+    let banner = dev.banner.join("\n");
+    assert!(banner.contains("built into this binary"), "{banner}");
+    let commands = walk(&dev).await;
+
+    let admin = &commands[STEPS.len()..];
+    for (curl, (_, path, with_token)) in admin.iter().zip(ADMIN_STEPS) {
+        assert_eq!(curl.addr, dev.admin);
+        assert_eq!(&curl.target, path);
+        let bearer = curl
+            .headers
+            .iter()
+            .any(|h| h.starts_with("Authorization: Bearer tgdev-"));
+        assert_eq!(bearer, *with_token, "{curl:?}");
+    }
+    let usage = admin[0].send().await;
+    assert_eq!(usage.status, 200, "{usage:?}");
+    let rows = usage.json();
+    let users: Vec<&str> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["user_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(users.len(), 2, "{rows}");
+    assert!(users.contains(&"alice") && users.contains(&"bob"), "{rows}");
+    for row in rows.as_array().unwrap() {
+        assert!(row["events"].as_u64().unwrap() >= 3, "{row}");
+    }
+
+    let tenants = admin[1].send().await;
+    assert_eq!(tenants.status, 200, "{tenants:?}");
+    let tenants = tenants.text();
+    assert!(
+        tenants.contains("\"alice\"") && tenants.contains("\"bob\""),
+        "{tenants}"
+    );
+
+    let metrics = admin[2].send().await;
+    assert_eq!(metrics.status, 200);
+    assert!(metrics
+        .text()
+        .contains("tenantgate_requests_total{route=\"memories.add\",status_class=\"2xx\"} 2"));
+
+    // The token is what opens the admin API: without it, 401.
+    let mut tokenless = Curl::parse(&dev.curls[STEPS.len()]);
+    tokenless.headers.clear();
+    tokenless
+        .send()
+        .await
+        .assert_refusal(401, "unauthenticated");
+    assert_eq!(dev.stop().await, Some(0));
 }

@@ -217,6 +217,75 @@ async fn a_known_workload_gives_exact_usage_rows() {
     assert_eq!(carol["days"].as_array().unwrap().len(), 2);
 }
 
+/// Billing's view: `/usage/export` streams one JSON line per tenant per day, days
+/// oldest first and tenants by id, with the same counters as `/usage/by-user`.
+#[tokio::test]
+async fn the_usage_export_streams_daily_rows_as_ndjson() {
+    let s = setup().await;
+    s.workload().await;
+    s.clock.advance(Duration::from_secs(86_400));
+    assert_eq!(s.call("GET", "/ok", Some("carol"), "").await.status, 200);
+
+    let export = s.admin("GET", "/usage/export?since=2026-11-22").await;
+    assert_eq!(export.status, 200, "{export:?}");
+    assert_eq!(export.header("content-type"), Some("application/x-ndjson"));
+    assert_eq!(
+        export.header("transfer-encoding"),
+        Some("chunked"),
+        "streamed"
+    );
+    let text = export.text();
+    assert!(text.ends_with('\n'), "{text}");
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let day = |d: &str, mut row: Value| {
+        row["day"] = d.into();
+        row
+    };
+    let mut carol_later = row("carol", 1, 1, 0, OK.len());
+    carol_later["last_at"] = "2026-11-23T23:00:00Z".into();
+    assert_eq!(
+        lines,
+        vec![
+            day("2026-11-22", row("alice", 4, 8, 0, 4 * OK.len())),
+            day("2026-11-22", row("bob", 2, 49, 7, OK.len() + TOKENS.len())),
+            day("2026-11-22", row("carol", 1, 1, 0, OK.len())),
+            day("2026-11-22", row("dave", 1, 1, 0, OK.len())),
+            day("2026-11-23", carol_later),
+        ]
+    );
+    let first_day = s
+        .admin("GET", "/usage/export?since=2026-11-22&until=2026-11-22")
+        .await;
+    assert_eq!(first_day.text().lines().count(), 4);
+    let today_only = s.admin("GET", "/usage/export?since=2026-11-23").await;
+    assert_eq!(today_only.text().lines().count(), 1);
+
+    for query in [
+        "",
+        "until=2026-11-23",
+        "since=2026-11-24",
+        "since=2026-11-23&until=2026-11-22",
+        "since=2026-11-22&until=2026-11-24",
+        "since=2025-11-01",
+        "since=2026-13-01",
+        "since=22-11-2026",
+        "since=2026-11-2",
+        "since=2026-11-22&since=2026-11-23",
+        "since=2026-11-22&format=csv",
+    ] {
+        let response = s.admin("GET", &format!("/usage/export?{query}")).await;
+        response.assert_refusal(400, "bad_request");
+    }
+    let unauthorized = s
+        .proxy
+        .send_admin("GET", "/usage/export?since=2026-11-22", &[])
+        .await;
+    unauthorized.assert_refusal(401, "unauthenticated");
+}
+
 #[tokio::test]
 async fn usage_parameters_out_of_bounds_are_400() {
     let s = setup().await;

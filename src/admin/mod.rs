@@ -108,6 +108,9 @@ pub async fn handle(app: Arc<App>, request: Request<Incoming>) -> Response<Proxy
             let (app, query) = (app.clone(), query.map(str::to_owned));
             blocking(move || usage::by_user(&app, query.as_deref())).await
         }
+        (&Method::GET, "/usage/export") => usage::export(app.clone(), query)
+            .await
+            .unwrap_or_else(|refusal| refusal.to_response()),
         (&Method::GET, "/usage/today") => {
             let app = app.clone();
             blocking(move || usage::today(&app)).await

@@ -1,8 +1,10 @@
 //! `/usage/*` (SPEC 9): usage per user and for the project, read from the store after
 //! a flush, so the answer includes every event up to the request.
 
+use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
+use bytes::Bytes;
 use http::{Response, StatusCode};
 use serde_json::{json, Value};
 
@@ -46,6 +48,104 @@ pub fn user(app: &App, id: &str, query: Option<&str>) -> Result<Response<ProxyBo
         StatusCode::OK,
         &json!({ "user_id": id, "days": rows }),
     ))
+}
+
+/// The longest window one export covers: a year, so a billing job that asks for
+/// "since the epoch" by mistake gets a clear 400 rather than a scan of every day.
+const EXPORT_DAYS: u64 = 366;
+
+/// `GET /usage/export?since=YYYY-MM-DD&until=YYYY-MM-DD`: one JSON line per tenant
+/// per day with usage, days oldest first, tenants by id; `until` defaults to today.
+/// Streamed day by day from a blocking task, so memory holds one day's rows however
+/// long the window; a store error mid-stream breaks the transfer instead of ending it.
+pub async fn export(app: Arc<App>, query: Option<&str>) -> Result<Response<ProxyBody>, Refusal> {
+    let params = Params::parse(query, &["since", "until"])?;
+    let today = app.clock.utc_day();
+    let since = match params.get("since") {
+        Some(text) => day_of("since", text)?,
+        None => return Err(Refusal::BadRequest("since=YYYY-MM-DD is required".into())),
+    };
+    let until = params
+        .get("until")
+        .map_or(Ok(today), |t| day_of("until", t))?;
+    if since > until || until > today {
+        return Err(Refusal::BadRequest(format!(
+            "since must be on or before until, and until on or before today ({})",
+            date(today)
+        )));
+    }
+    if until - since >= EXPORT_DAYS {
+        return Err(Refusal::BadRequest(format!(
+            "an export covers at most {EXPORT_DAYS} days: ask for the rest in another call"
+        )));
+    }
+    // Flush and read the first day before answering, so a store that is down is a
+    // 503, not a 200 that breaks off.
+    let first = {
+        let app = app.clone();
+        tokio::task::spawn_blocking(move || app.usage.day(since, true))
+            .await
+            .map_err(|_| Refusal::Internal)?
+            .map_err(unavailable)?
+    };
+    let (sender, body) = crate::body::channel(4);
+    tokio::task::spawn_blocking(move || {
+        let mut rows = Ok(first);
+        for day in since..=until {
+            if day > since {
+                rows = app.usage.day(day, false);
+            }
+            let chunk = match &rows {
+                Ok(rows) => Ok(lines(day, rows)),
+                Err(e) => {
+                    tracing::error!(error = %e, day = %date(day), "usage export broke off");
+                    Err(crate::BoxError::from(format!("usage store: {e}")))
+                }
+            };
+            let failed = chunk.is_err();
+            if sender.blocking_send(chunk).is_err() || failed {
+                return; // the client left, or the stream is broken off
+            }
+        }
+    });
+    let mut response = Response::new(body);
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/x-ndjson"),
+    );
+    Ok(response)
+}
+
+/// One day's rows as newline-delimited JSON.
+fn lines(day: u64, rows: &[(String, Counters)]) -> Bytes {
+    let day = date(day);
+    let mut out = Vec::new();
+    for (user, counters) in rows {
+        let line = row(json!({ "day": day, "user_id": user }), counters);
+        // A Value always serializes.
+        let _ = serde_json::to_writer(&mut out, &line);
+        out.push(b'\n');
+    }
+    Bytes::from(out)
+}
+
+/// A UTC day number from `YYYY-MM-DD`.
+fn day_of(name: &str, text: &str) -> Result<u64, Refusal> {
+    let bad = || Refusal::BadRequest(format!("{name} must be a date as YYYY-MM-DD"));
+    let well_formed = text.len() == 10
+        && text.bytes().enumerate().all(|(i, b)| {
+            if i == 4 || i == 7 {
+                b == b'-'
+            } else {
+                b.is_ascii_digit()
+            }
+        });
+    if !well_formed {
+        return Err(bad());
+    }
+    let at = humantime::parse_rfc3339(&format!("{text}T00:00:00Z")).map_err(|_| bad())?;
+    let secs = at.duration_since(UNIX_EPOCH).map_err(|_| bad())?.as_secs();
+    Ok(secs / 86_400)
 }
 
 /// `GET /usage/today`: the project's totals and the share of its daily budget used.
@@ -131,8 +231,15 @@ impl Params {
         Ok(Self(out))
     }
 
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
     fn bounded(&self, name: &str, (min, max, default): (u64, u64, u64)) -> Result<u64, Refusal> {
-        let Some((_, value)) = self.0.iter().find(|(n, _)| n == name) else {
+        let Some(value) = self.get(name) else {
             return Ok(default);
         };
         match value.parse::<u64>() {

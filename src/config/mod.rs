@@ -108,6 +108,8 @@ pub struct Overrides {
     pub listen: Option<SocketAddr>,
     pub admin_listen: Option<SocketAddr>,
     pub upstream: Option<String>,
+    /// `[admin] token`, for `tenantgate dev`'s generated one.
+    pub admin_token: Option<String>,
 }
 
 impl Overrides {
@@ -120,6 +122,9 @@ impl Overrides {
         }
         if let Some(url) = &self.upstream {
             file.upstream.url.clone_from(url);
+        }
+        if let Some(token) = &self.admin_token {
+            file.admin.token = Some(token.clone());
         }
     }
 }

@@ -190,8 +190,30 @@ pub const STEPS: &[Step] = &[
     ),
 ];
 
+/// The admin listener, for the walkthrough's last commands.
+pub struct Admin<'a> {
+    pub addr: SocketAddr,
+    pub token: &'a str,
+}
+
+/// What the walkthrough ends with: what the steps left behind, as the operator reads
+/// it on the admin listener. `/metrics` needs no token (Prometheus scrapes it).
+pub const ADMIN_STEPS: &[(&str, &str, bool)] = &[
+    (
+        "what each user used, metered from the 2xx answers (billing reads this)",
+        "/usage/by-user",
+        true,
+    ),
+    (
+        "every tenant seen, with near-duplicate ids flagged",
+        "/admin/tenants",
+        true,
+    ),
+    ("the Prometheus metrics, no token needed", "/metrics", false),
+];
+
 /// The walkthrough as printed by `tenantgate dev`.
-pub fn render(proxy: SocketAddr, identity_header: &str) -> String {
+pub fn render(proxy: SocketAddr, identity_header: &str, admin: &Admin<'_>) -> String {
     let mut out = String::new();
     for (n, step) in STEPS.iter().enumerate() {
         let answer = match step.expect {
@@ -200,6 +222,15 @@ pub fn render(proxy: SocketAddr, identity_header: &str) -> String {
         };
         let _ = writeln!(out, "# {}. {} -> {answer}", n + 1, step.shows);
         let _ = writeln!(out, "{}\n", step.curl(proxy, identity_header));
+    }
+    for (n, (shows, path, with_token)) in ADMIN_STEPS.iter().enumerate() {
+        let _ = writeln!(out, "# {}. {shows} -> 200", STEPS.len() + n + 1);
+        let authorization = if *with_token {
+            format!(" -H 'Authorization: Bearer {}'", admin.token)
+        } else {
+            String::new()
+        };
+        let _ = writeln!(out, "curl -si{authorization} http://{}{path}\n", admin.addr);
     }
     out
 }

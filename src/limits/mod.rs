@@ -169,6 +169,22 @@ pub fn policy<'c>(settings: &'c LimitSettings, caller: &Caller) -> &'c str {
     Applied::of(settings, caller).policy
 }
 
+/// Every name `policy` can answer under these settings: a set the config bounds, for
+/// the per-plan metrics exported at zero.
+pub fn policies(settings: &LimitSettings) -> std::collections::BTreeSet<&str> {
+    let mut names: std::collections::BTreeSet<&str> = settings
+        .tenants
+        .values()
+        .chain(&settings.default_plan)
+        .map(|p| p.name.as_str())
+        .collect();
+    names.insert("project");
+    if settings.default_plan.is_none() {
+        names.insert("unlimited");
+    }
+    names
+}
+
 /// The quota the caller's own usage counts against, for `X-Quota-*`.
 pub fn daily_units(settings: &LimitSettings, caller: &Caller) -> Option<u64> {
     match caller {

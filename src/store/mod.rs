@@ -452,6 +452,17 @@ impl Usage {
         self.backend.tenants_on(day)
     }
 
+    /// Every tenant's row of `day`, by id; pending rows are written first only when
+    /// `flush` (an export flushes once, then reads day by day).
+    pub fn day(&self, day: u64, flush: bool) -> Result<Vec<(String, Counters)>, StoreError> {
+        if flush {
+            self.flush()?;
+        }
+        let mut rows = self.backend.day(day)?;
+        rows.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(rows)
+    }
+
     /// Every tenant with its totals over days `from..=to`.
     pub fn tenants(&self, from: u64, to: u64) -> Result<Vec<(String, Counters)>, StoreError> {
         self.flush()?;

@@ -5,7 +5,8 @@
 //! `upstream.rs` is the recording upstream server (`Seen`, `Reply`, `Upstream`);
 //! `proxy.rs` starts tenantgate in-process (`Proxy`); `client.rs` holds the raw-socket
 //! client (`request_bytes`, `raw`, `RawResponse`, response parsing, `read_streamed`);
-//! `binary.rs` drives the real `tenantgate` binary as a child process (`Binary`). Every
+//! `binary.rs` drives the real `tenantgate` binary as a child process (`Binary`), and
+//! `playground.rs` the real `tenantgate dev` (`Playground`). Every
 //! public item is re-exported here, so tests name it as `common::X`.
 #![allow(dead_code)]
 
@@ -14,6 +15,7 @@ use std::time::Duration;
 pub mod binary;
 pub mod client;
 pub mod pki;
+pub mod playground;
 pub mod proxy;
 pub mod redis;
 pub mod upstream;
@@ -23,6 +25,7 @@ pub mod upstream;
 pub use self::{
     binary::Binary,
     client::{parse_response, raw, read_response, read_streamed, request_bytes, RawResponse},
+    playground::Playground,
     proxy::Proxy,
     redis::RedisServer,
     upstream::{Reply, Seen, Upstream},

@@ -34,7 +34,12 @@ impl Proxy {
     /// store, as the binary opens it).
     pub async fn start_shared(config_text: &str, upstream: &Upstream) -> Self {
         let text = config_text.replace("${UPSTREAM}", &upstream.url());
-        let snapshot = config::load_str(&text, "test.toml", &ephemeral(), &|_| None)
+        Self::start_shared_raw(&text).await
+    }
+
+    /// As `start_shared`, with the config text as it is.
+    pub async fn start_shared_raw(text: &str) -> Self {
+        let snapshot = config::load_str(text, "test.toml", &ephemeral(), &|_| None)
             .unwrap_or_else(|e| panic!("test config is invalid: {e}"));
         let running = server::start(snapshot, None).await.unwrap();
         Self {
@@ -134,6 +139,6 @@ fn ephemeral() -> Overrides {
     Overrides {
         listen: Some("127.0.0.1:0".parse().unwrap()),
         admin_listen: Some("127.0.0.1:0".parse().unwrap()),
-        upstream: None,
+        ..Overrides::default()
     }
 }
