@@ -11,7 +11,8 @@ FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=builder /src/target/release/tenantgate /usr/local/bin/tenantgate
 # The playground config, for `tenantgate run` against a backend on 127.0.0.1:8000;
 # in Kubernetes a ConfigMap is mounted over /etc/tenantgate (examples/kubernetes).
-# `tenantgate dev` needs no file: the same config is built into the binary.
+# `tenantgate dev` in the image reads it too (TENANTGATE_CONFIG); outside the image,
+# without a file, dev uses the same config built into the binary.
 COPY config/tenantgate.toml /etc/tenantgate/tenantgate.toml
 ENV TENANTGATE_CONFIG=/etc/tenantgate/tenantgate.toml
 USER 65532:65532

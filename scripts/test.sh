@@ -56,6 +56,6 @@ cargo test --locked --all-targets
 echo "== scripts/bench.sh --short (the benchmark harness works; figures not asserted)"
 scripts/bench.sh --short
 
-echo "== hadolint Dockerfile"
-.venv/bin/hadolint Dockerfile
-echo "hadolint: Dockerfile clean"
+echo "== hadolint Dockerfile examples/app/Dockerfile"
+.venv/bin/hadolint Dockerfile examples/app/Dockerfile
+echo "hadolint: both Dockerfiles clean"

@@ -88,26 +88,21 @@ pub fn refused(
     trail: &mut Trail<'_>,
     refusal: Refusal,
 ) -> Response<ProxyBody> {
-    app.metrics.rejected(refusal.code());
-    match (&refusal, &trail.caller) {
-        // A verify canary's probe the guard held is the verify report's to tell: the
-        // violation counter (and its page) is for real users' answers.
-        (Refusal::IsolationViolation, caller) => {
-            let canary = caller
-                .as_ref()
-                .and_then(|c| c.tenant())
-                .is_some_and(crate::identity::TenantId::is_canary);
-            if !canary {
-                app.metrics.isolation_violations.inc();
+    // A verify canary's requests count in no traffic metric: its probes (one the leak
+    // guard holds, by design, in the playground) are the verify report's to tell, and
+    // would otherwise page and skew the dashboards every [verify] interval.
+    if !is_canary(trail) {
+        app.metrics.rejected(refusal.code());
+        match (&refusal, &trail.caller) {
+            (Refusal::IsolationViolation, _) => app.metrics.isolation_violations.inc(),
+            (Refusal::Unauthenticated(failure), _) => {
+                app.metrics.authentication_failed(failure.reason());
             }
+            (Refusal::RateLimited { .. } | Refusal::TooManyInFlight, Some(caller)) => app
+                .metrics
+                .rate_limited(limits::policy(&config.limits, caller)),
+            _ => {}
         }
-        (Refusal::Unauthenticated(failure), _) => {
-            app.metrics.authentication_failed(failure.reason());
-        }
-        (Refusal::RateLimited { .. } | Refusal::TooManyInFlight, Some(caller)) => app
-            .metrics
-            .rate_limited(limits::policy(&config.limits, caller)),
-        _ => {}
     }
     trail.audit.reason = Some(refusal.code());
     refusal.to_response()
@@ -163,6 +158,10 @@ pub fn answer(
         })
     });
     let elapsed = done.started.elapsed();
+    if is_canary(&trail) {
+        trail.audit.emit(response.status(), elapsed);
+        return response;
+    }
     if let Some(route) = trail.route.and_then(|i| snapshot.route_metrics.get(i)) {
         route.count(response.status());
         route.duration.observe(elapsed.as_secs_f64());
@@ -181,4 +180,12 @@ pub fn answer(
         .observe(elapsed.saturating_sub(upstream).as_secs_f64());
     trail.audit.emit(response.status(), elapsed);
     response
+}
+
+fn is_canary(trail: &Trail<'_>) -> bool {
+    trail
+        .caller
+        .as_ref()
+        .and_then(|c| c.tenant())
+        .is_some_and(crate::identity::TenantId::is_canary)
 }

@@ -3,6 +3,8 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -28,21 +30,42 @@ pub fn empty() -> ProxyBody {
     Empty::new().map_err(|never| match never {}).boxed_unsync()
 }
 
-/// A body fed chunk by chunk from elsewhere (a blocking task streaming a large admin
-/// answer): at most `capacity` chunks wait, so the producer follows the client's pace.
-/// An `Err` sent ends the body as failed, and the client sees a truncated transfer
-/// rather than a short answer that looks whole.
-pub fn channel(
-    capacity: usize,
-) -> (
-    tokio::sync::mpsc::Sender<Result<Bytes, BoxError>>,
-    ProxyBody,
-) {
+/// A body fed chunk by chunk from elsewhere (a task streaming a large admin answer):
+/// at most `capacity` chunks wait, so the producer follows the client's pace. The body
+/// ends cleanly only after [`Feed::finish`]; a feed dropped without it (a failed
+/// source, a stalled client given up on) ends the body as failed, so the client sees a
+/// truncated transfer rather than a short answer that looks whole.
+pub fn channel(capacity: usize) -> (Feed, ProxyBody) {
     let (sender, receiver) = tokio::sync::mpsc::channel(capacity);
-    (sender, Channel(receiver).boxed_unsync())
+    let finished = Arc::new(AtomicBool::new(false));
+    let feed = Feed {
+        sender,
+        finished: finished.clone(),
+    };
+    (feed, Channel { receiver, finished }.boxed_unsync())
 }
 
-struct Channel(tokio::sync::mpsc::Receiver<Result<Bytes, BoxError>>);
+pub struct Feed {
+    sender: tokio::sync::mpsc::Sender<Bytes>,
+    finished: Arc<AtomicBool>,
+}
+
+impl Feed {
+    /// Waits for room; `Err` once the client has gone.
+    pub async fn send(&self, chunk: Bytes) -> Result<(), Bytes> {
+        self.sender.send(chunk).await.map_err(|e| e.0)
+    }
+
+    /// The body ends cleanly after the chunks sent.
+    pub fn finish(self) {
+        self.finished.store(true, Ordering::Release);
+    }
+}
+
+struct Channel {
+    receiver: tokio::sync::mpsc::Receiver<Bytes>,
+    finished: Arc<AtomicBool>,
+}
 
 impl Body for Channel {
     type Data = Bytes;
@@ -52,9 +75,12 @@ impl Body for Channel {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        self.0
-            .poll_recv(cx)
-            .map(|chunk| chunk.map(|c| c.map(Frame::data)))
+        match self.receiver.poll_recv(cx) {
+            Poll::Ready(Some(chunk)) => Poll::Ready(Some(Ok(Frame::data(chunk)))),
+            Poll::Ready(None) if self.finished.load(Ordering::Acquire) => Poll::Ready(None),
+            Poll::Ready(None) => Poll::Ready(Some(Err("the body's source broke off".into()))),
+            Poll::Pending => Poll::Pending,
+        }
     }
 }
 

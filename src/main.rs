@@ -95,7 +95,7 @@ enum Command {
         #[command(flatten)]
         config: ConfigArg,
         /// Overrides [upstream] url (in-process runs).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "admin")]
         upstream: Option<String>,
         /// Run inside the proxy serving this admin listener (http://HOST:PORT), which
         /// also updates its canary metrics.

@@ -134,9 +134,10 @@ async fn the_sidecar_config_passes_check_and_its_grace_period_covers_the_drain()
          or the kubelet kills the sidecar mid-drain"
     );
     // The ConfigMap is mounted as a directory: a subPath mount never sees an update.
-    let mounts_by_sub_path = deployment
-        .lines()
-        .any(|l| l.trim_start().starts_with("subPath:"));
+    let mounts_by_sub_path = deployment.lines().any(|l| {
+        let l = l.trim_start().trim_start_matches("- ");
+        l.starts_with("subPath:") || l.starts_with("subPathExpr:")
+    });
     assert!(!mounts_by_sub_path, "no subPath mounts");
 }
 

@@ -286,6 +286,75 @@ async fn the_usage_export_streams_daily_rows_as_ndjson() {
     unauthorized.assert_refusal(401, "unauthenticated");
 }
 
+/// A store that answers for the first day an export reads, then fails.
+#[derive(Debug)]
+struct BreaksAfterOneDay(std::sync::atomic::AtomicUsize);
+
+impl tenantgate::store::Backend for BreaksAfterOneDay {
+    fn write(&self, _: &tenantgate::store::Batch) -> Result<(), tenantgate::store::StoreError> {
+        Ok(())
+    }
+    fn day(
+        &self,
+        _: u64,
+    ) -> Result<Vec<(String, tenantgate::store::Counters)>, tenantgate::store::StoreError> {
+        match self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
+            0 => Ok(vec![(
+                "alice".to_owned(),
+                tenantgate::store::Counters::default(),
+            )]),
+            _ => Err(tenantgate::store::StoreError("connection reset".into())),
+        }
+    }
+    fn project_day(
+        &self,
+        _: u64,
+    ) -> Result<tenantgate::store::Counters, tenantgate::store::StoreError> {
+        Ok(Default::default())
+    }
+    fn user(
+        &self,
+        _: &str,
+        _: u64,
+        _: u64,
+    ) -> Result<Vec<(u64, tenantgate::store::Counters)>, tenantgate::store::StoreError> {
+        Ok(Vec::new())
+    }
+    fn totals(
+        &self,
+        _: u64,
+        _: u64,
+    ) -> Result<Vec<(String, tenantgate::store::Counters)>, tenantgate::store::StoreError> {
+        Ok(Vec::new())
+    }
+    fn erase(&self, _: &str) -> Result<u64, tenantgate::store::StoreError> {
+        Ok(0)
+    }
+}
+
+/// A store that fails after the answer has begun breaks the transfer off: the client
+/// never sees the last chunk, so a partial export cannot pass for a whole one.
+#[tokio::test]
+async fn an_export_whose_store_fails_midway_breaks_off() {
+    let usage = Usage::over(Box::new(BreaksAfterOneDay(Default::default())));
+    let services = Services {
+        clock: Arc::new(ManualClock::at(START)),
+        usage: Arc::new(usage),
+        ..Services::default()
+    };
+    let upstream = Upstream::ok().await;
+    let proxy = Proxy::start_with(CONFIG, &upstream, services).await;
+    let export = proxy
+        .send_admin("GET", "/usage/export?since=2026-11-21", &[TOKEN])
+        .await;
+    assert_eq!(export.status, 200);
+    // hyper drops the connection when a body fails, rows sent before it or not.
+    assert!(
+        !export.complete,
+        "the transfer ended as if whole: {export:?}"
+    );
+}
+
 #[tokio::test]
 async fn usage_parameters_out_of_bounds_are_400() {
     let s = setup().await;

@@ -223,8 +223,9 @@ async fn the_periodic_canary_holds_then_flips_to_zero_when_the_upstream_leaks() 
 
 /// A canary's probe that the leak guard holds is the verify report's to tell: the
 /// playground's scenario probes the endpoint that cannot filter by user every run, and
-/// were that counted in `tenantgate_isolation_violations_total`, its critical alert
-/// would page every `[verify] interval`. A real user's withheld answer still counts.
+/// were that counted in `tenantgate_isolation_violations_total` (or the rejections and
+/// 5xx the alerts and dashboard read), a critical alert would page every `[verify]
+/// interval`. A real user's withheld answer still counts in all three.
 #[tokio::test]
 async fn a_canary_held_by_the_leak_guard_is_no_isolation_violation() {
     let backend = tenantgate::dev::backend::start().await.unwrap();
@@ -251,7 +252,11 @@ async fn a_canary_held_by_the_leak_guard_is_no_isolation_violation() {
         .iter()
         .any(|step| step["status"] == 502);
     assert!(guarded, "a probe was withheld by the guard: {report}");
-    assert_eq!(proxy.metric(violations).await, 0.0);
+    let rejected = "tenantgate_rejections_total{reason=\"isolation_violation\"}";
+    let failed = "tenantgate_requests_total{route=\"memories.recent\",status_class=\"5xx\"}";
+    for series in [violations, rejected, failed] {
+        assert_eq!(proxy.metric(series).await, 0.0, "{series}");
+    }
 
     let alice = ["X-Tenant-Id: alice", "Content-Type: application/json"];
     let wrote = proxy
@@ -267,5 +272,7 @@ async fn a_canary_held_by_the_leak_guard_is_no_isolation_violation() {
         .send("GET", "/v1/memories/recent", &["X-Tenant-Id: bob"], b"")
         .await
         .assert_refusal(502, "isolation_violation");
-    assert_eq!(proxy.metric(violations).await, 1.0);
+    for series in [violations, rejected, failed] {
+        assert_eq!(proxy.metric(series).await, 1.0, "{series}");
+    }
 }

@@ -11,6 +11,7 @@ Run beside `tenantgate dev` (or the sidecar):
     MEMORY_URL=http://127.0.0.1:8080 uvicorn app:app --port 8000
 """
 
+import logging
 import os
 from contextlib import asynccontextmanager
 from urllib.parse import quote
@@ -24,6 +25,7 @@ MEMORY_URL = os.environ.get("MEMORY_URL", "http://127.0.0.1:8080")
 # authenticated user, never from anything the client sent as "the user".
 TENANT_HEADER = os.environ.get("TENANT_HEADER", "X-Tenant-Id")
 RECALL_TOP_K = 5
+log = logging.getLogger("chat")
 
 
 @asynccontextmanager
@@ -68,13 +70,22 @@ async def recall(memory: httpx.AsyncClient, user: str, session: str) -> list[str
 
 
 async def remember(memory: httpx.AsyncClient, user: str, session: str, text: str) -> None:
-    r = await memory.post(
-        f"/v1/sessions/{quote(session, safe='')}/memories",
-        headers={TENANT_HEADER: user},
-        json={"text": text},
-    )
+    """Best effort, as the recipe's writes: over the limits or down, the turn is not
+    remembered and the user still gets the answer; a refusal (400, 403) is a bug here."""
+    try:
+        r = await memory.post(
+            f"/v1/sessions/{quote(session, safe='')}/memories",
+            headers={TENANT_HEADER: user},
+            json={"text": text},
+        )
+    except httpx.TransportError as e:
+        log.warning("memory unreachable, turn not remembered: %s", e)
+        return
+    if r.status_code == 429 or r.status_code >= 500:
+        log.warning("memory answered %s, turn not remembered", r.status_code)
+        return
     if r.status_code != 201:
-        raise HTTPException(status_code=502, detail={"memory": r.status_code, "body": r.text})
+        raise HTTPException(status_code=r.status_code, detail=r.json())
 
 
 @app.post("/chat")

@@ -54,10 +54,27 @@ pub fn user(app: &App, id: &str, query: Option<&str>) -> Result<Response<ProxyBo
 /// "since the epoch" by mistake gets a clear 400 rather than a scan of every day.
 const EXPORT_DAYS: u64 = 366;
 
+/// How long an export waits for its client to take the next day's rows.
+const EXPORT_STALL: Duration = Duration::from_secs(30);
+
+/// One day's rows, read on the blocking pool (`flush` first for the first day).
+async fn read_day(
+    app: &Arc<App>,
+    day: u64,
+    flush: bool,
+) -> Result<Result<Vec<(String, Counters)>, crate::store::StoreError>, Refusal> {
+    let app = app.clone();
+    tokio::task::spawn_blocking(move || app.usage.day(day, flush))
+        .await
+        .map_err(|_| Refusal::Internal)
+}
+
 /// `GET /usage/export?since=YYYY-MM-DD&until=YYYY-MM-DD`: one JSON line per tenant
 /// per day with usage, days oldest first, tenants by id; `until` defaults to today.
-/// Streamed day by day from a blocking task, so memory holds one day's rows however
-/// long the window; a store error mid-stream breaks the transfer instead of ending it.
+/// Streamed a day at a time (each read on the blocking pool, at most two days' rows
+/// waiting), so memory does not grow with the window; a store error mid-stream breaks
+/// the transfer instead of ending it, and a client that stops reading for
+/// `EXPORT_STALL` ends the export, so no reader can hold a thread or a task for good.
 pub async fn export(app: Arc<App>, query: Option<&str>) -> Result<Response<ProxyBody>, Refusal> {
     let params = Params::parse(query, &["since", "until"])?;
     let today = app.clock.utc_day();
@@ -81,32 +98,31 @@ pub async fn export(app: Arc<App>, query: Option<&str>) -> Result<Response<Proxy
     }
     // Flush and read the first day before answering, so a store that is down is a
     // 503, not a 200 that breaks off.
-    let first = {
-        let app = app.clone();
-        tokio::task::spawn_blocking(move || app.usage.day(since, true))
-            .await
-            .map_err(|_| Refusal::Internal)?
-            .map_err(unavailable)?
-    };
-    let (sender, body) = crate::body::channel(4);
-    tokio::task::spawn_blocking(move || {
+    let first = read_day(&app, since, true).await?.map_err(unavailable)?;
+    let (feed, body) = crate::body::channel(1);
+    tokio::spawn(async move {
         let mut rows = Ok(first);
         for day in since..=until {
             if day > since {
-                rows = app.usage.day(day, false);
+                rows = match read_day(&app, day, false).await {
+                    Ok(rows) => rows,
+                    Err(_) => return, // the read panicked: the transfer breaks off
+                };
             }
             let chunk = match &rows {
-                Ok(rows) => Ok(lines(day, rows)),
+                Ok(rows) if rows.is_empty() => continue,
+                Ok(rows) => lines(day, rows),
                 Err(e) => {
                     tracing::error!(error = %e, day = %date(day), "usage export broke off");
-                    Err(crate::BoxError::from(format!("usage store: {e}")))
+                    return;
                 }
             };
-            let failed = chunk.is_err();
-            if sender.blocking_send(chunk).is_err() || failed {
-                return; // the client left, or the stream is broken off
+            let sent = tokio::time::timeout(EXPORT_STALL, feed.send(chunk)).await;
+            if !matches!(sent, Ok(Ok(()))) {
+                return; // the client left, or stalled past EXPORT_STALL
             }
         }
+        feed.finish();
     });
     let mut response = Response::new(body);
     response.headers_mut().insert(

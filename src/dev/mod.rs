@@ -67,7 +67,7 @@ impl Playground {
         };
         let (token, whose) = match &self.admin_token {
             Some(token) => (token.as_str(), "made up for this run"),
-            None => ("<your [admin] token>", "from the config"),
+            None => ("\"$TENANTGATE_ADMIN_TOKEN\"", "your config's [admin] token"),
         };
         let admin = walkthrough::Admin {
             addr: self.proxy.admin_addr,
