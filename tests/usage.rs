@@ -286,57 +286,14 @@ async fn the_usage_export_streams_daily_rows_as_ndjson() {
     unauthorized.assert_refusal(401, "unauthenticated");
 }
 
-/// A store that answers for the first day an export reads, then fails.
-#[derive(Debug)]
-struct BreaksAfterOneDay(std::sync::atomic::AtomicUsize);
-
-impl tenantgate::store::Backend for BreaksAfterOneDay {
-    fn write(&self, _: &tenantgate::store::Batch) -> Result<(), tenantgate::store::StoreError> {
-        Ok(())
-    }
-    fn day(
-        &self,
-        _: u64,
-    ) -> Result<Vec<(String, tenantgate::store::Counters)>, tenantgate::store::StoreError> {
-        match self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
-            0 => Ok(vec![(
-                "alice".to_owned(),
-                tenantgate::store::Counters::default(),
-            )]),
-            _ => Err(tenantgate::store::StoreError("connection reset".into())),
-        }
-    }
-    fn project_day(
-        &self,
-        _: u64,
-    ) -> Result<tenantgate::store::Counters, tenantgate::store::StoreError> {
-        Ok(Default::default())
-    }
-    fn user(
-        &self,
-        _: &str,
-        _: u64,
-        _: u64,
-    ) -> Result<Vec<(u64, tenantgate::store::Counters)>, tenantgate::store::StoreError> {
-        Ok(Vec::new())
-    }
-    fn totals(
-        &self,
-        _: u64,
-        _: u64,
-    ) -> Result<Vec<(String, tenantgate::store::Counters)>, tenantgate::store::StoreError> {
-        Ok(Vec::new())
-    }
-    fn erase(&self, _: &str) -> Result<u64, tenantgate::store::StoreError> {
-        Ok(0)
-    }
-}
-
 /// A store that fails after the answer has begun breaks the transfer off: the client
 /// never sees the last chunk, so a partial export cannot pass for a whole one.
 #[tokio::test]
 async fn an_export_whose_store_fails_midway_breaks_off() {
-    let usage = Usage::over(Box::new(BreaksAfterOneDay(Default::default())));
+    let usage = Usage::over(Box::new(FailingStore {
+        one_good_day: true,
+        ..FailingStore::default()
+    }));
     let services = Services {
         clock: Arc::new(ManualClock::at(START)),
         usage: Arc::new(usage),
@@ -509,14 +466,21 @@ async fn counters_with_known_labels_are_exported_at_zero_before_any_event() {
     }
 }
 
-/// A store that answers reads and fails every write, counting the attempts.
+/// A store that fails: every write (counting the attempts) and every query but a day's
+/// rows, which are empty; or, with `one_good_day`, writes that succeed and a first day
+/// read that answers (one row for alice) before every later one fails.
 #[derive(Debug, Default)]
 struct FailingStore {
     writes: Arc<std::sync::atomic::AtomicUsize>,
+    one_good_day: bool,
+    days_read: std::sync::atomic::AtomicUsize,
 }
 
 impl tenantgate::store::Backend for FailingStore {
     fn write(&self, _: &tenantgate::store::Batch) -> Result<(), tenantgate::store::StoreError> {
+        if self.one_good_day {
+            return Ok(());
+        }
         self.writes
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Err(tenantgate::store::StoreError("disk full".into()))
@@ -525,7 +489,16 @@ impl tenantgate::store::Backend for FailingStore {
         &self,
         _: u64,
     ) -> Result<Vec<(String, tenantgate::store::Counters)>, tenantgate::store::StoreError> {
-        Ok(Vec::new())
+        if !self.one_good_day {
+            return Ok(Vec::new());
+        }
+        match self
+            .days_read
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+        {
+            0 => Ok(vec![("alice".to_owned(), Default::default())]),
+            _ => Err(tenantgate::store::StoreError("connection reset".into())),
+        }
     }
     fn project_day(
         &self,
