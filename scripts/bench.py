@@ -91,6 +91,10 @@ class Rig:
         self.work = work
         self.processes = []
         self.ports = {k: free_port() for k in ("backend", "backend_h2", "nginx", "nginx_h2", "tg", "tg_admin", "floor")}
+        # What the backend answers every request with (scripts/tenants.py names no tenant).
+        self.answer = ANSWER
+        # The plan's rate, per and burst: a bucket is forgotten once it is full again.
+        self.plan = (100000000, "1s", 100000000)
 
     def start(self, argv, cpu, what, env=None, port=None):
         log = open(os.path.join(self.work, f"{what}.log"), "w")
@@ -149,7 +153,7 @@ http {{
 
     def up(self):
         p = self.ports
-        answer = ANSWER.replace("'", "\\'")
+        answer = self.answer.replace("'", "\\'")
         backend = self.nginx("backend", f"""
   access_log off;
   server {{
@@ -192,9 +196,9 @@ separator = "__"
 [limits]
 default_plan = "bench"
 [limits.plans.bench]
-rate = 100000000
-per = "1s"
-burst = 100000000
+rate = {self.plan[0]}
+per = "{self.plan[1]}"
+burst = {self.plan[2]}
 daily_units = 1000000000000
 [limits.project]
 daily_units = 1000000000000

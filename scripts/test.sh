@@ -56,6 +56,9 @@ cargo test --locked --all-targets
 echo "== scripts/bench.sh --short (the benchmark harness works; figures not asserted)"
 scripts/bench.sh --short
 
+echo "== scripts/tenants.py 20000 (the million-tenant memory harness works, on the debug build)"
+BENCH_BUILD=debug python3 scripts/tenants.py 20000
+
 echo "== hadolint Dockerfile examples/app/Dockerfile"
 .venv/bin/hadolint Dockerfile examples/app/Dockerfile
 echo "hadolint: both Dockerfiles clean"

@@ -14,7 +14,9 @@ pub const MAX_KNOWN: usize = 1_000_000;
 
 #[derive(Debug)]
 pub struct KnownTenants {
-    seen: DashSet<String>,
+    /// Boxed, not `String`: 8 bytes less per entry, times the table's spare room,
+    /// at a million tenants (scripts/tenants.py).
+    seen: DashSet<Box<str>>,
     /// `seen.len()`, kept apart: DashSet counts by visiting every shard.
     count: AtomicUsize,
     bound: usize,
@@ -40,7 +42,7 @@ impl KnownTenants {
         if self.seen.contains(tenant) || self.count.load(Ordering::Relaxed) >= self.bound {
             return;
         }
-        if self.seen.insert(tenant.to_owned()) {
+        if self.seen.insert(Box::from(tenant)) {
             self.count.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -60,7 +62,7 @@ impl KnownTenants {
 
     /// Every tenant seen since start.
     pub fn all(&self) -> Vec<String> {
-        self.seen.iter().map(|t| t.key().clone()).collect()
+        self.seen.iter().map(|t| t.key().to_string()).collect()
     }
 
     /// Forgets a tenant (offboarding); true when it was known.

@@ -42,6 +42,11 @@ fn counters(r: Row) -> Counters {
 }
 
 /// One open file; clones share it (the usage store and the records are one file).
+/// redb's own page cache. Its default (1 GiB) grows with the file, so a million
+/// tenants' usage rows stayed resident (scripts/tenants.py); the kernel's page cache
+/// serves reads past this.
+const CACHE_BYTES: usize = 16 * 1024 * 1024;
+
 #[derive(Debug, Clone)]
 pub struct Embedded {
     db: Arc<Database>,
@@ -54,7 +59,9 @@ impl Embedded {
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError(format!("cannot create {}: {e}", dir.display())))?;
         let file = dir.join("tenantgate.redb");
-        let db = Database::create(&file)
+        let db = redb::Builder::new()
+            .set_cache_size(CACHE_BYTES)
+            .create(&file)
             .map_err(|e| StoreError(format!("cannot open {}: {e}", file.display())))?;
         let tx = db.begin_write().map_err(StoreError::from)?;
         {
