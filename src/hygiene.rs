@@ -4,6 +4,7 @@
 use std::collections::HashSet;
 use std::net::SocketAddr;
 
+use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 /// Always removed from requests: hop-by-hop headers (RFC 9110 7.6.1 and the legacy
@@ -180,6 +181,17 @@ pub fn request_id(headers: &HeaderMap) -> HeaderValue {
     HeaderValue::from_str(fresh).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
 }
 
+/// A number as a header value in one allocation: http's `From<u64>` takes two (a
+/// buffer, then the shared header `freeze` adds), and the full route sets about ten
+/// (the rate-limit and quota headers, `Content-Length`).
+pub fn decimal<N: itoa::Integer>(n: N) -> HeaderValue {
+    let mut digits = itoa::Buffer::new();
+    let digits = digits.format(n);
+    // Digits (and a leading minus) are always a valid value; the fallback is unreachable.
+    HeaderValue::from_maybe_shared(Bytes::copy_from_slice(digits.as_bytes()))
+        .unwrap_or_else(|_| HeaderValue::from_static("0"))
+}
+
 /// Appends the client's address to `X-Forwarded-For` (keeping what earlier proxies
 /// wrote) and names the scheme the client used unless an earlier hop already did.
 pub fn add_forwarding(headers: &mut HeaderMap, peer: SocketAddr, scheme: &'static str) {
@@ -220,6 +232,14 @@ pub fn clean_response(headers: &mut HeaderMap) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decimals_read_as_http_writes_them() {
+        for n in [0u64, 7, 42, 1_000_000, u64::MAX] {
+            assert_eq!(decimal(n), HeaderValue::from(n));
+        }
+        assert_eq!(decimal(-3i64), HeaderValue::from(-3i64));
+    }
 
     #[test]
     fn strips_lookalikes_connection_named_and_configured() {

@@ -5,6 +5,7 @@ use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
 
 use crate::body::{self, ProxyBody};
+use crate::hygiene;
 use crate::identity::{AuthFailure, InvalidTenant, Rejected};
 use crate::path::BadPath;
 
@@ -198,7 +199,7 @@ impl Refusal {
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
             Self::RateLimited { retry_after } | Self::QuotaExceeded { retry_after } => {
-                headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
+                headers.insert(header::RETRY_AFTER, hygiene::decimal(*retry_after));
             }
             Self::TooManyInFlight
             | Self::StoreUnavailable

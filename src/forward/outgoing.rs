@@ -70,7 +70,7 @@ pub fn prepare(
         headers.insert(ACCEPT_ENCODING, HeaderValue::from_static("identity"));
     }
     if let Some(len) = rewritten.content_length {
-        headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
+        headers.insert(CONTENT_LENGTH, hygiene::decimal(len));
     }
     Ok(Outgoing {
         method,
@@ -128,7 +128,7 @@ pub fn internal_request(
                 http::header::CONTENT_TYPE,
                 HeaderValue::from_static("application/json"),
             );
-            headers.insert(CONTENT_LENGTH, HeaderValue::from(json.len()));
+            headers.insert(CONTENT_LENGTH, hygiene::decimal(json.len()));
             crate::body::full(json)
         }
         None => crate::body::empty(),

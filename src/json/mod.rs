@@ -19,14 +19,18 @@ pub fn quote(value: &str) -> String {
 
 /// True for `application/json` and `application/*+json`, parameters aside.
 pub fn is_media_type(value: &str) -> bool {
-    let essence = value
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    essence == "application/json"
-        || (essence.starts_with("application/") && essence.ends_with("+json"))
+    // Compared in place: lowercasing a copy was two allocations on every request.
+    let essence = value.split(';').next().unwrap_or("").trim().as_bytes();
+    let starts = |prefix: &[u8]| {
+        essence
+            .get(..prefix.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(prefix))
+    };
+    let ends = |suffix: &[u8]| {
+        essence.len() >= suffix.len()
+            && essence[essence.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
+    };
+    essence.eq_ignore_ascii_case(b"application/json") || (starts(b"application/") && ends(b"+json"))
 }
 
 #[cfg(test)]
@@ -36,5 +40,26 @@ mod tests {
     #[test]
     fn quotes_and_escapes() {
         assert_eq!(quote("a\"b\\c\n"), r#""a\"b\\c\n""#);
+    }
+
+    #[test]
+    fn json_media_types_match_whatever_their_case() {
+        for yes in [
+            "application/json",
+            "Application/JSON; charset=utf-8",
+            " application/ld+JSON ",
+        ] {
+            assert!(is_media_type(yes), "{yes}");
+        }
+        for no in [
+            "",
+            "text/json",
+            "application/jsonx",
+            "application/json+xml",
+            "+json",
+            "application/",
+        ] {
+            assert!(!is_media_type(no), "{no}");
+        }
     }
 }

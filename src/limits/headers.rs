@@ -9,6 +9,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 
 use super::gcra::{ceil_secs, Decision, Level, Rate};
 use crate::clock::Clock;
+use crate::hygiene::decimal;
 
 pub const LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
 pub const REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
@@ -33,9 +34,9 @@ pub fn rate_limit(
     let reset_unix = ceil_secs(clock.unix() + full_in);
     let window = ceil_secs(rate.window());
     let full_in_secs = ceil_secs(full_in);
-    headers.insert(LIMIT, HeaderValue::from(rate.burst()));
-    headers.insert(REMAINING, HeaderValue::from(remaining));
-    headers.insert(RESET, HeaderValue::from(reset_unix));
+    headers.insert(LIMIT, decimal(rate.burst()));
+    headers.insert(REMAINING, decimal(remaining));
+    headers.insert(RESET, decimal(reset_unix));
     // Both structured values share their first part: 3 allocations in all.
     let mut value = String::with_capacity(policy.len() + 32);
     sf_string(policy, &mut value);
@@ -52,11 +53,8 @@ pub fn rate_limit(
 }
 
 pub fn quota(headers: &mut HeaderMap, limit: u64, used: u64) {
-    headers.insert(QUOTA_LIMIT, HeaderValue::from(limit));
-    headers.insert(
-        QUOTA_REMAINING,
-        HeaderValue::from(limit.saturating_sub(used)),
-    );
+    headers.insert(QUOTA_LIMIT, decimal(limit));
+    headers.insert(QUOTA_REMAINING, decimal(limit.saturating_sub(used)));
 }
 
 /// A structured-field string, appended: printable ASCII with `"` and `\` escaped.

@@ -11,7 +11,7 @@ pub mod json;
 use std::collections::BTreeSet;
 
 use bytes::Bytes;
-use http::header::{HeaderName, HeaderValue, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
+use http::header::{HeaderName, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
 use http::Response;
 
 use std::sync::Arc;
@@ -229,7 +229,7 @@ pub async fn finish(
     }
     response
         .headers_mut()
-        .insert(CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+        .insert(CONTENT_LENGTH, hygiene::decimal(bytes.len()));
     // The buffered answer counts against the budget until the client has taken it.
     *response.body_mut() = body::on_end(body::full(bytes), move |_| drop(held));
     Ok(response)

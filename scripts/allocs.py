@@ -1,0 +1,74 @@
+#!/usr/bin/env python3
+"""Allocator calls per proxied request of a built tenantgate, counted by the kernel.
+
+    python3 scripts/allocs.py [REQUESTS]      (root; perf with uprobes; hey)
+
+Starts the bench rig (scripts/bench.py), puts uprobes on jemalloc's entry points in
+the binary (`_rjem_malloc`, `_rjem_realloc` and kin), and counts their calls in the
+tenantgate process with `perf stat` while hey sends REQUESTS keep-alive POSTs to each
+route, after a warm-up. Unlike `cargo bench --bench allocations` it counts the release
+binary itself (fat LTO, as shipped) and every thread of it, background tasks included,
+so it reads a little higher. A count, not a time: it repeats on a busy machine.
+"""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench  # noqa: E402
+
+ENTRY_POINTS = ("malloc", "mallocx", "calloc", "realloc", "rallocx")
+GROUP = "tg_allocs"
+
+
+def hey(url, n):
+    subprocess.run(["hey", "-n", str(n), "-c", "8", "-m", "POST", "-T", "application/json",
+                    "-H", "X-Tenant-Id: alice", "-d", bench.REQUEST, url],
+                   check=True, capture_output=True)
+
+
+def main():
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 20000
+    binary = os.path.realpath(bench.BINARY)
+    for name in ENTRY_POINTS:
+        subprocess.run(["perf", "probe", "-q", "-x", binary, "--add", f"{GROUP}:{name}=_rjem_{name}"],
+                       check=True, capture_output=True)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("stopped by SIGTERM"))
+    work = tempfile.mkdtemp(prefix="tg-allocs-")
+    rig = bench.Rig(work)
+    try:
+        rig.up()
+        pid = rig.tenantgate.pid
+        print(f"{binary}, {n} requests a route, hey -c 8:")
+        for route, path in (("full", bench.FULL_PATH), ("pass", bench.PASS_PATH)):
+            url = f"http://127.0.0.1:{rig.ports['tg']}{path}"
+            hey(url, 2000)
+            events = ",".join(f"{GROUP}:{name}" for name in ENTRY_POINTS)
+            perf = subprocess.Popen(["perf", "stat", "-x", ",", "-e", events, "-p", str(pid)],
+                                    stderr=subprocess.PIPE, text=True)
+            time.sleep(0.5)
+            hey(url, n)
+            perf.send_signal(signal.SIGINT)
+            _, report = perf.communicate(timeout=30)
+            counts = {}
+            for line in report.splitlines():
+                fields = line.split(",")
+                if len(fields) > 2 and fields[0].isdigit():
+                    counts[fields[2].split(":")[-1]] = int(fields[0])
+            if len(counts) != len(ENTRY_POINTS):
+                sys.exit(f"perf stat counted {counts}:\n{report}")
+            detail = ", ".join(f"{name} {count / n:.1f}" for name, count in counts.items() if count)
+            print(f"  {route}: {sum(counts.values()) / n:.1f} allocator calls per request ({detail})")
+    finally:
+        rig.stop()
+        shutil.rmtree(work, ignore_errors=True)
+        subprocess.run(["perf", "probe", "-q", "--del", f"{GROUP}:*"], capture_output=True)
+
+
+if __name__ == "__main__":
+    main()
