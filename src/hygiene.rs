@@ -182,7 +182,7 @@ pub fn request_id(headers: &HeaderMap) -> HeaderValue {
 }
 
 /// A number as a header value in one allocation: http's `From<u64>` takes two (a
-/// buffer, then the shared header `freeze` adds), and the full route sets about ten
+/// buffer, then the shared header `freeze` adds), and the full route sets seven
 /// (the rate-limit and quota headers, `Content-Length`).
 pub fn decimal<N: itoa::Integer>(n: N) -> HeaderValue {
     let mut digits = itoa::Buffer::new();

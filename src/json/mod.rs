@@ -56,6 +56,7 @@ mod tests {
             "text/json",
             "application/jsonx",
             "application/json+xml",
+            "application/notjson",
             "+json",
             "application/",
         ] {
