@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use tenantgate::clock::{Clock, SystemClock};
-use tenantgate::limits::gcra::Rate;
+use tenantgate::gcra::Rate;
 use tenantgate::limits::Limiter;
 
 const TENANTS: usize = 1_000_000;

@@ -184,7 +184,7 @@ fn main() {
             percentile(&pings, 0.999)
         );
         let local = Arc::new(Limiter::default());
-        let shared = Arc::new(Limiter::shared(redis));
+        let shared = Arc::new(Limiter::shared(redis, Default::default()));
         measure("local (embedded store)", &local, &snapshot).await;
         measure("redis (rate + quotas)", &shared, &snapshot).await;
         concurrent("local (embedded store)", &local, &snapshot).await;

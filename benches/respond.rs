@@ -7,7 +7,7 @@ use serde_json::json;
 use tenantgate::config::{self, Overrides};
 use tenantgate::respond::json::process;
 use tenantgate::respond::Recipient;
-use tenantgate::tenants::KnownTenants;
+use tenantgate::store::Tenants;
 
 const CONFIG: &str = r#"
 [upstream]
@@ -49,7 +49,7 @@ fn bench(c: &mut Criterion) {
     let snapshot = config::load_str(CONFIG, "bench.toml", &Overrides::default(), &|_| None)
         .expect("bench config");
     let config = &snapshot.config;
-    let known = KnownTenants::default();
+    let known = Tenants::default();
     let records = tenantgate::store::records::Records::in_memory();
     known.note("bob");
     let scope = Recipient {

@@ -16,8 +16,8 @@ use crate::limits::Limiter;
 use crate::meter::Ledger;
 use crate::store::records::Records;
 use crate::store::redis::Redis;
-use crate::store::Usage;
-use crate::tenants::{KnownTenants, Offboarding};
+use crate::store::{Tenants, Usage};
+use crate::tenants::Offboarding;
 
 /// The process's time, usage store and records; tests replace the clock.
 #[derive(Debug, Clone)]
@@ -46,8 +46,9 @@ pub struct App {
     generation: AtomicU64,
     draining: AtomicBool,
     pub upstream: Upstream,
-    /// Tenants seen on requests: the leak guard's notion of a known root.
-    pub known: KnownTenants,
+    /// Every tenant's state (known, today's units, limiter bucket), in the table
+    /// usage made: the leak guard reads which tenants are known from it.
+    pub known: Arc<Tenants>,
     /// Tenants being offboarded right now: refused as blocked.
     pub offboarding: Arc<Offboarding>,
     pub metrics: crate::metrics::Metrics,
@@ -131,12 +132,12 @@ impl App {
             generation: AtomicU64::new(1),
             draining: AtomicBool::new(false),
             upstream,
-            known: KnownTenants::default(),
+            known: services.usage.table().clone(),
             offboarding: Arc::default(),
             metrics,
             limiter: Arc::new(match &services.redis {
-                Some(redis) => Limiter::shared(redis.clone()),
-                None => Limiter::default(),
+                Some(redis) => Limiter::shared(redis.clone(), services.usage.table().clone()),
+                None => Limiter::over(services.usage.table().clone()),
             }),
             redis: services.redis,
             clock: services.clock,

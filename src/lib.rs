@@ -13,6 +13,7 @@ pub mod clock;
 pub mod config;
 pub mod dev;
 pub mod forward;
+pub mod gcra;
 pub mod hygiene;
 pub mod identity;
 pub mod json;

@@ -155,7 +155,7 @@ async fn seed_known_tenants(app: &Arc<App>) {
             app.known
                 .seed(rows.iter().map(|(tenant, _)| tenant.as_str()));
             tracing::info!(
-                tenants = app.known.len(),
+                tenants = app.known.known_len(),
                 "known tenants read from the usage store"
             );
         }

@@ -10,8 +10,12 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[&[&str]] = &[
     // shared leaves
     &[
-        "budget", "secret", "clock", "spec", "path", "hygiene", "metrics", "audit", "tenants",
+        "budget", "secret", "clock", "spec", "path", "hygiene", "metrics", "audit",
     ],
+    // the rate arithmetic (GCRA), and the per-tenant table that holds its buckets
+    // beside the store's days
+    &["gcra"],
+    &["tenants"],
     // the JSON core, which takes its working memory from the budget
     &["json"],
     // the body helpers, which draw on the buffer budget

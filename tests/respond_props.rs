@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use tenantgate::config::{self, Overrides};
 use tenantgate::respond::json::{process, Blocked};
 use tenantgate::respond::Recipient;
-use tenantgate::tenants::KnownTenants;
+use tenantgate::store::Tenants;
 
 const CONFIG: &str = r#"
 [upstream]
@@ -95,7 +95,7 @@ proptest! {
     ) {
         let snapshot = config::load_str(CONFIG, "t.toml", &Overrides::default(), &|_| None).unwrap();
         let config = &snapshot.config;
-        let known = KnownTenants::default();
+        let known = Tenants::default();
         let records = tenantgate::store::records::Records::in_memory();
         known.note("bob");
         let scope = Recipient {

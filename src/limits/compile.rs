@@ -8,8 +8,8 @@ use bytes::Bytes;
 use http::{HeaderValue, StatusCode};
 use serde::Deserialize;
 
-use super::gcra::Rate;
 use super::plan::{fraction_of, DegradeAnswer, LimitSettings, Plan, Project, Queue, RouteLimits};
+use crate::gcra::Rate;
 use crate::spec::units::Dur;
 use crate::spec::{key, Errors, KeyPath, Seg};
 

@@ -7,8 +7,8 @@ use std::fmt::Write;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-use super::gcra::{ceil_secs, Decision, Level, Rate};
 use crate::clock::Clock;
+use crate::gcra::{ceil_secs, Decision, Level, Rate};
 use crate::hygiene::decimal;
 
 pub const LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");

@@ -7,7 +7,7 @@
 //! in [`Limiter`] beside it, keyed by tenant, so a reload changes limits, not state.
 
 pub mod compile;
-pub mod gcra;
+
 pub mod headers;
 pub mod plan;
 mod shared;
@@ -16,29 +16,23 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use dashmap::DashMap;
 use http::HeaderMap;
 
 use crate::clock::Clock;
+use crate::gcra::{ceil_secs, Bucket, Decision, Rate};
 use crate::identity::Caller;
 use crate::refusal::Refusal;
 use crate::store::redis::Redis;
 use crate::store::settings::OnStoreError;
-use crate::store::Usage;
-use gcra::{ceil_secs, Bucket, Decision, Rate};
+use crate::store::{Tenants, Usage};
 pub use plan::{DegradeAnswer, LimitSettings, RouteLimits};
 use plan::{Plan, Queue};
 
 /// Bucket state for every tenant that has been limited recently, and the project's.
-/// Tenant ids are attacker-chosen, so the hash is SipHash with a key random per
-/// process (std's `RandomState`), which is built to resist HashDoS; foldhash, faster,
-/// does not claim that.
 #[derive(Debug, Default)]
 pub struct Limiter {
-    /// Each bucket boxed: the table keeps spare room for up to as many entries again
-    /// (it had just doubled at a million tenants), and a 24-byte entry wastes less of
-    /// it than a 48-byte one (scripts/tenants.py).
-    buckets: DashMap<Box<str>, Box<Bucket>, std::hash::RandomState>,
+    /// The buckets live in the per-tenant table, beside the tenant's other state.
+    buckets: Arc<Tenants>,
     /// With `kind = "redis"`: the buckets and today's usage every replica shares.
     /// The local buckets then hold what is per replica (in-flight and queue counts,
     /// quota units held by requests in flight) and, while Redis is away, the
@@ -98,7 +92,7 @@ impl Permit {
 impl Drop for Permit {
     fn drop(&mut self) {
         let buckets = &self.limiter.buckets;
-        if let Some(bucket) = self.tenant.as_deref().and_then(|t| buckets.get(t)) {
+        if let Some(bucket) = self.tenant.as_deref().and_then(|t| buckets.bucket(t)) {
             if self.in_flight {
                 bucket.in_flight.fetch_sub(1, Ordering::AcqRel);
             }
@@ -107,7 +101,7 @@ impl Drop for Permit {
                 .fetch_sub(self.tenant_units, Ordering::AcqRel);
         }
         if self.project_units > 0 {
-            if let Some(bucket) = buckets.get(PROJECT) {
+            if let Some(bucket) = buckets.bucket(PROJECT) {
                 bucket
                     .reserved
                     .fetch_sub(self.project_units, Ordering::AcqRel);
@@ -205,42 +199,43 @@ struct View {
 }
 
 impl Limiter {
-    /// Limits shared through `redis` by every replica.
-    pub fn shared(redis: Arc<Redis>) -> Self {
+    /// Buckets kept in `tenants` (the app's table, shared with usage and the guard).
+    pub fn over(tenants: Arc<Tenants>) -> Self {
         Self {
-            buckets: DashMap::default(),
+            buckets: tenants,
+            shared: None,
+        }
+    }
+
+    /// Limits shared through `redis` by every replica.
+    pub fn shared(redis: Arc<Redis>, tenants: Arc<Tenants>) -> Self {
+        Self {
+            buckets: tenants,
             shared: Some(redis),
         }
     }
 
     /// Buckets held, for `tenantgate_limiter_keys`.
     pub fn keys(&self) -> usize {
-        self.buckets.len()
+        self.buckets.buckets()
     }
 
     /// Forgets a tenant's rate state (offboarding); true when it had a bucket. A bucket
     /// that requests still hold slots in stays, refilled, so each slot is released
     /// against the bucket it was taken from and the counts stay exact.
     pub fn forget(&self, tenant: &str) -> bool {
-        if self
-            .buckets
-            .remove_if(tenant, |_, b| b.is_unused())
-            .is_some()
-        {
-            return true;
-        }
-        match self.buckets.get(tenant) {
-            Some(bucket) => {
+        self.buckets.drop_bucket(tenant, |bucket| {
+            let in_use = !bucket.is_unused();
+            if in_use {
                 bucket.refill();
-                true
             }
-            None => false,
-        }
+            in_use
+        })
     }
 
     /// Forgets buckets that are full again and idle: their state equals a fresh one.
     pub fn sweep(&self, now: u64) {
-        self.buckets.retain(|_, bucket| !bucket.is_idle(now));
+        self.buckets.sweep_buckets(|bucket| bucket.is_idle(now));
     }
 
     /// Runs stage 3 for one request. Rate-limit headers for the bucket charged are
@@ -386,14 +381,16 @@ impl Limiter {
         allowance: u64,
         f: impl FnOnce(&Bucket) -> T,
     ) -> T {
-        if let Some(bucket) = self.buckets.get(tenant) {
-            if !bucket.needs_rescale(rate) {
-                return f(&bucket);
-            }
+        if self
+            .buckets
+            .bucket(tenant)
+            .is_some_and(|bucket| bucket.needs_rescale(rate))
+        {
+            self.buckets
+                .hold_bucket_mut(tenant)
+                .rescale(rate, now, allowance);
         }
-        let mut bucket = self.buckets.entry(Box::from(tenant)).or_default();
-        bucket.rescale(rate, now, allowance);
-        f(&bucket)
+        self.buckets.with_bucket(tenant, f)
     }
 
     fn hold(&self, tenant: &str, max: u32) -> Result<(), Refusal> {
@@ -461,11 +458,7 @@ impl Limiter {
     }
 
     fn with_bucket<T>(&self, tenant: &str, f: impl FnOnce(&Bucket) -> T) -> T {
-        if let Some(bucket) = self.buckets.get(tenant) {
-            return f(&bucket);
-        }
-        let bucket = self.buckets.entry(Box::from(tenant)).or_default();
-        f(&bucket)
+        self.buckets.with_bucket(tenant, f)
     }
 }
 
@@ -476,7 +469,7 @@ struct Leave<'a> {
 
 impl Drop for Leave<'_> {
     fn drop(&mut self) {
-        if let Some(bucket) = self.limiter.buckets.get(self.tenant) {
+        if let Some(bucket) = self.limiter.buckets.bucket(self.tenant) {
             bucket.queued.fetch_sub(1, Ordering::AcqRel);
         }
     }

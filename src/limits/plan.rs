@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::gcra::Rate;
+use crate::gcra::Rate;
 
 /// A plan with a tenant's overrides applied (SPEC 6).
 #[derive(Debug, Clone, PartialEq)]

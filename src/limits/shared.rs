@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use http::HeaderMap;
 
-use super::gcra::{ceil_secs, Decision, Level};
 use super::{
     headers, Admission, Applied, Env, Leave, LimitSettings, Limiter, Permit, RouteLimits, PROJECT,
 };
+use crate::gcra::{ceil_secs, Decision, Level};
 use crate::identity::Caller;
 use crate::refusal::Refusal;
 use crate::store::redis::limits::{Ask, Verdict};

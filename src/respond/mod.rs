@@ -23,7 +23,7 @@ use crate::json::number::NumberPath;
 use crate::namespace::{Classified, Namespace, NamespaceScheme};
 use crate::refusal::Refusal;
 use crate::store::records::Records;
-use crate::tenants::KnownTenants;
+use crate::store::Tenants;
 use json::{Blocked, ResponseRules};
 
 pub const TENANT_NAMESPACE: HeaderName = HeaderName::from_static("x-tenant-namespace");
@@ -67,7 +67,7 @@ pub struct Recipient<'a> {
     /// Tenants the config names.
     pub configured: &'a BTreeSet<String>,
     /// Tenants seen on requests.
-    pub known: &'a KnownTenants,
+    pub known: &'a Tenants,
     /// Who owns which opaque id, for `keep`'s owned form.
     pub records: &'a Records,
 }
@@ -120,7 +120,7 @@ pub struct Answering<'a> {
     pub namespaces: &'a NamespaceScheme,
     /// The caller's namespace; `None` on routes other than tenant routes.
     pub namespace: Option<&'a Namespace>,
-    pub known: &'a KnownTenants,
+    pub known: &'a Tenants,
     pub records: &'a Records,
     pub head: bool,
     /// What a buffered answer is taken from.

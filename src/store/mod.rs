@@ -13,10 +13,10 @@ mod spool;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use dashmap::DashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::identity::Caller;
+use crate::tenants::Day;
 
 /// One row of usage: a tenant's (or the project's) day.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -114,7 +114,7 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
 /// What a day's count in memory keeps: the project's every counter, a tenant's only
 /// its units (the quotas' input), which at a million tenants saves 32 bytes of entry
 /// per tenant, twice over in the table's spare room (scripts/tenants.py).
-trait Tally: Default + Copy {
+pub trait Tally: Default + Copy {
     fn merge(&mut self, delta: &Counters);
     fn units(&self) -> u64;
 }
@@ -131,7 +131,7 @@ impl Tally for Counters {
 
 /// A tenant's units today.
 #[derive(Debug, Default, Clone, Copy)]
-struct Units(u64);
+pub struct Units(u64);
 
 impl Tally for Units {
     fn merge(&mut self, delta: &Counters) {
@@ -144,7 +144,7 @@ impl Tally for Units {
 }
 
 #[derive(Debug, Default, Clone, Copy)]
-struct Dated<C> {
+pub struct Dated<C> {
     day: u64,
     counters: C,
     /// The day's units as the shared store last told them (every replica's flushed
@@ -200,6 +200,22 @@ impl<C: Tally> Dated<C> {
     }
 }
 
+/// A tenant's day, as the per-tenant table keeps it beside its other state.
+pub type TenantDay = Dated<Units>;
+
+/// Every tenant's state in one table: known, today's units, limiter bucket.
+pub type Tenants = crate::tenants::Table<TenantDay>;
+
+// A tenant's entry is one jemalloc size class: a field more would cost a million
+// tenants 16 MiB (scripts/tenants.py).
+const _: () = assert!(std::mem::size_of::<crate::tenants::Entry<TenantDay>>() <= 64);
+
+impl crate::tenants::Day for TenantDay {
+    fn is_vacant(&self) -> bool {
+        self.day == 0 && self.counters.0 == 0 && self.shared == 0
+    }
+}
+
 impl Dated<Counters> {
     fn on(&self, day: u64) -> Counters {
         if self.day == day {
@@ -219,7 +235,9 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[derive(Debug)]
 pub struct Usage {
     backend: Box<dyn Backend>,
-    today: DashMap<Box<str>, Dated<Units>, std::hash::RandomState>,
+    /// Usage is made first, so it makes the table; the app hands it on to the limiter
+    /// and the leak guard.
+    today: Arc<Tenants>,
     project_today: Mutex<Dated<Counters>>,
     pending: Mutex<Batch>,
     /// The batch being written, or whose write failed: replayed, as it is and under
@@ -248,14 +266,11 @@ impl Usage {
             ..Dated::default()
         };
         for (tenant, counters) in usage.backend.day(today)? {
-            usage.today.insert(
-                tenant.into_boxed_str(),
-                Dated {
-                    day: today,
-                    counters: Units(counters.units),
-                    ..Dated::default()
-                },
-            );
+            *usage.today.day_mut(&tenant) = Dated {
+                day: today,
+                counters: Units(counters.units),
+                ..Dated::default()
+            };
         }
         Ok(usage)
     }
@@ -268,7 +283,7 @@ impl Usage {
     /// Over `backend`, nothing read from it yet.
     pub fn over(backend: Box<dyn Backend>) -> Self {
         Self {
-            today: DashMap::default(),
+            today: Arc::default(),
             project_today: Mutex::default(),
             pending: Mutex::default(),
             writing: Mutex::default(),
@@ -285,9 +300,14 @@ impl Usage {
     /// With a shared store, at least what it last said of every replica's usage.
     pub fn used(&self, who: &Caller, day: u64) -> u64 {
         match who {
-            Caller::Tenant(t) => self.today.get(t.as_str()).map_or(0, |d| d.used(day)),
+            Caller::Tenant(t) => self.today.day(t.as_str()).map_or(0, |d| d.used(day)),
             Caller::Project => self.project_used(day),
         }
+    }
+
+    /// The per-tenant table this usage keeps its days in.
+    pub fn table(&self) -> &Arc<Tenants> {
+        &self.today
     }
 
     /// Everyone's units today.
@@ -310,14 +330,7 @@ impl Usage {
     /// project's totals.
     pub fn add(&self, who: &Caller, day: u64, delta: Counters) {
         if let Caller::Tenant(t) = who {
-            match self.today.get_mut(t.as_str()) {
-                Some(mut d) => d.add(day, &delta),
-                None => self
-                    .today
-                    .entry(Box::from(t.as_str()))
-                    .or_default()
-                    .add(day, &delta),
-            }
+            self.today.day_mut(t.as_str()).add(day, &delta);
         }
         lock(&self.project_today).add(day, &delta);
         let mut pending = lock(&self.pending);
@@ -422,14 +435,7 @@ impl Usage {
     /// Remembers the caller's units today as the shared store told them.
     pub fn saw_shared(&self, who: &Caller, day: u64, units: u64) {
         match who {
-            Caller::Tenant(t) => match self.today.get_mut(t.as_str()) {
-                Some(mut d) => d.saw_shared(day, units),
-                None => self
-                    .today
-                    .entry(Box::from(t.as_str()))
-                    .or_default()
-                    .saw_shared(day, units),
-            },
+            Caller::Tenant(t) => self.today.day_mut(t.as_str()).saw_shared(day, units),
             Caller::Project => lock(&self.project_today).saw_shared(day, units),
         }
     }
@@ -441,7 +447,7 @@ impl Usage {
         match who {
             Caller::Tenant(t) => self
                 .today
-                .get(t.as_str())
+                .day(t.as_str())
                 .map_or(0, |d| d.known(day, unwritten)),
             Caller::Project => lock(&self.project_today).known(day, unwritten),
         }
@@ -449,21 +455,32 @@ impl Usage {
 
     /// Tenants with usage on `day`.
     pub fn active(&self, day: u64) -> usize {
-        self.today.iter().filter(|d| d.day == day).count()
+        let mut active = 0;
+        self.today
+            .each_day(|_, d| active += usize::from(d.day == day && !d.is_vacant()));
+        active
     }
 
     /// Every tenant's units on `day`, for per-tenant metrics.
     pub fn units_on(&self, day: u64) -> Vec<(String, u64)> {
-        self.today
-            .iter()
-            .filter(|d| d.day == day)
-            .map(|d| (d.key().to_string(), d.counters.units()))
-            .collect()
+        let mut units = Vec::new();
+        // A vacant day (a tenant with only a bucket) reads as day 0, a day no clock
+        // but a test's has.
+        self.today.each_day(|tenant, d| {
+            if d.day == day && !d.is_vacant() {
+                units.push((tenant.to_owned(), d.counters.units()));
+            }
+        });
+        units
     }
 
     /// Drops today's counters of tenants last seen before `day` (they are stored).
     pub fn forget_before(&self, day: u64) {
-        self.today.retain(|_, d| d.day >= day);
+        self.today.age_days(|d| {
+            if d.day < day {
+                *d = Dated::default();
+            }
+        });
     }
 
     /// Top `limit` tenants by units over days `from..=to`, then by id.
@@ -511,7 +528,7 @@ impl Usage {
     /// Erases a tenant's usage, stored and in memory; how many rows there were.
     pub fn erase(&self, id: &str) -> Result<u64, StoreError> {
         self.flush()?;
-        let in_memory = u64::from(self.today.remove(id).is_some());
+        let in_memory = u64::from(self.today.clear_day(id));
         let stored = self.backend.erase(id)?;
         Ok(stored.max(in_memory))
     }
