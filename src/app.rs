@@ -48,7 +48,7 @@ pub struct App {
     pub upstream: Upstream,
     /// Every tenant's state (known, today's units, limiter bucket), in the table
     /// usage made: the leak guard reads which tenants are known from it.
-    pub known: Arc<Tenants>,
+    pub tenants: Arc<Tenants>,
     /// Tenants being offboarded right now: refused as blocked.
     pub offboarding: Arc<Offboarding>,
     pub metrics: crate::metrics::Metrics,
@@ -132,7 +132,7 @@ impl App {
             generation: AtomicU64::new(1),
             draining: AtomicBool::new(false),
             upstream,
-            known: services.usage.table().clone(),
+            tenants: services.usage.table().clone(),
             offboarding: Arc::default(),
             metrics,
             limiter: Arc::new(match &services.redis {

@@ -61,7 +61,7 @@ fn erase(app: &App, id: &str, root: Option<&str>) -> Result<serde_json::Value, R
         None => (0, 0),
     };
     let limiter = u64::from(app.limiter.forget(id));
-    let known = u64::from(app.known.forget_known(id));
+    let known = u64::from(app.tenants.forget_known(id));
     tracing::info!(
         tenant = id,
         usage_rows,

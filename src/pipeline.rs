@@ -139,7 +139,7 @@ where
         // Counted in flight until the answer ends, so an offboarding waits for it.
         let active = app.offboarding.enter(tenant.as_str());
         trail.active = Some(active.ok_or(Refusal::TenantBlocked)?);
-        app.known.note(tenant.as_str());
+        app.tenants.note(tenant.as_str());
     }
 
     // 3. limits
@@ -225,7 +225,7 @@ where
         units_at: rules.meter.json_pointer(),
         namespaces: &config.namespaces,
         namespace: trail.namespace.as_ref(),
-        known: &app.known,
+        known: &app.tenants,
         records: &app.records,
         head,
         budget: &app.budget,

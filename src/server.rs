@@ -128,7 +128,7 @@ async fn sweep(app: Arc<App>) {
             if let Ok(Ok(tenants)) =
                 tokio::task::spawn_blocking(move || reader.usage.tenants_on(today)).await
             {
-                app.known.seed(tenants.iter().map(String::as_str));
+                app.tenants.seed(tenants.iter().map(String::as_str));
             }
         }
     }
@@ -152,10 +152,10 @@ async fn seed_known_tenants(app: &Arc<App>) {
     let from = today.saturating_sub(days.saturating_sub(1));
     match tokio::task::spawn_blocking(move || reader.usage.tenants(from, today)).await {
         Ok(Ok(rows)) => {
-            app.known
+            app.tenants
                 .seed(rows.iter().map(|(tenant, _)| tenant.as_str()));
             tracing::info!(
-                tenants = app.known.known_len(),
+                tenants = app.tenants.known_len(),
                 "known tenants read from the usage store"
             );
         }

@@ -543,8 +543,9 @@ async fn full_buckets_are_evicted_and_the_gauge_and_counters_say_so() {
     let app = s.proxy.running.as_ref().unwrap().app.clone();
     // One entry a tenant: the buckets sit in the table usage keeps its days in and the
     // leak guard reads, beside the tenant's other state.
-    assert!(std::sync::Arc::ptr_eq(app.usage.table(), &app.known));
-    assert!(app.known.bucket("a").is_some() && app.known.knows("a"));
+    assert!(std::sync::Arc::ptr_eq(app.usage.table(), &app.tenants));
+    assert!(app.tenants.bucket("a").is_some());
+    assert!(app.tenants.knows("a"));
     app.limiter
         .sweep(tenantgate::clock::Clock::mono(s.clock.as_ref()));
     assert_eq!(app.limiter.keys(), 3, "buckets still refilling are kept");
@@ -553,10 +554,8 @@ async fn full_buckets_are_evicted_and_the_gauge_and_counters_say_so() {
         .sweep(tenantgate::clock::Clock::mono(s.clock.as_ref()));
     let after = metrics(&s).await;
     assert!(after.contains("tenantgate_limiter_keys 0"), "{after}");
-    assert!(
-        app.known.bucket("a").is_none() && app.known.knows("a"),
-        "the bucket went, the tenant is still known"
-    );
+    assert!(app.tenants.bucket("a").is_none(), "the bucket went");
+    assert!(app.tenants.knows("a"), "the tenant is still known");
     // A forgotten bucket is a full one: nothing is lost by evicting it.
     let fresh = s.get("/cheap", Some("a")).await;
     assert_eq!(header(&fresh, "x-ratelimit-remaining"), "2");

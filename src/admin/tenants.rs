@@ -28,7 +28,7 @@ pub fn list(app: &App) -> Result<Response<ProxyBody>, Refusal> {
         Refusal::StoreUnavailable
     })?;
     // Tenants seen on requests that never had a metered answer count too.
-    let mut seen = app.known.known();
+    let mut seen = app.tenants.known();
     seen.sort_unstable();
     rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     for id in seen {

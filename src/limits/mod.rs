@@ -7,7 +7,6 @@
 //! in [`Limiter`] beside it, keyed by tenant, so a reload changes limits, not state.
 
 pub mod compile;
-
 pub mod headers;
 pub mod plan;
 mod shared;
@@ -381,16 +380,12 @@ impl Limiter {
         allowance: u64,
         f: impl FnOnce(&Bucket) -> T,
     ) -> T {
-        if self
-            .buckets
-            .bucket(tenant)
-            .is_some_and(|bucket| bucket.needs_rescale(rate))
-        {
-            self.buckets
-                .hold_bucket_mut(tenant)
-                .rescale(rate, now, allowance);
-        }
-        self.buckets.with_bucket(tenant, f)
+        self.buckets.with_fitted_bucket(
+            tenant,
+            |bucket| !bucket.needs_rescale(rate),
+            |bucket| bucket.rescale(rate, now, allowance),
+            f,
+        )
     }
 
     fn hold(&self, tenant: &str, max: u32) -> Result<(), Refusal> {

@@ -16,7 +16,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use serde::{Deserialize, Serialize};
 
 use crate::identity::Caller;
-use crate::tenants::Day;
 
 /// One row of usage: a tenant's (or the project's) day.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -457,17 +456,15 @@ impl Usage {
     pub fn active(&self, day: u64) -> usize {
         let mut active = 0;
         self.today
-            .each_day(|_, d| active += usize::from(d.day == day && !d.is_vacant()));
+            .each_day(|_, d| active += usize::from(d.day == day));
         active
     }
 
     /// Every tenant's units on `day`, for per-tenant metrics.
     pub fn units_on(&self, day: u64) -> Vec<(String, u64)> {
         let mut units = Vec::new();
-        // A vacant day (a tenant with only a bucket) reads as day 0, a day no clock
-        // but a test's has.
         self.today.each_day(|tenant, d| {
-            if d.day == day && !d.is_vacant() {
+            if d.day == day {
                 units.push((tenant.to_owned(), d.counters.units()));
             }
         });

@@ -44,13 +44,13 @@ pub struct Entry<D> {
 }
 
 impl<D: Day> Entry<D> {
-    fn is_vacant(&self) -> bool {
-        !self.known && !self.held.load(Ordering::Acquire) && self.today.is_vacant()
+    /// A stage holds something in it: a day or a bucket.
+    fn in_use(&self) -> bool {
+        self.held.load(Ordering::Acquire) || !self.today.is_vacant()
     }
 
-    /// Holds nothing but the known mark.
-    fn only_known(&self) -> bool {
-        self.known && !self.held.load(Ordering::Acquire) && self.today.is_vacant()
+    fn is_vacant(&self) -> bool {
+        !self.known && !self.in_use()
     }
 }
 
@@ -92,7 +92,7 @@ impl<D: Day> Slot<D> {
 
     /// Gives the box back once only the known mark is left in it.
     fn settle(&mut self) {
-        if self.entry().is_some_and(Entry::only_known) {
+        if self.entry().is_some_and(|e| e.known && !e.in_use()) {
             self.0 = None;
         }
     }
@@ -192,11 +192,13 @@ impl<D: Day> Table<D> {
 
     /// Forgets that a tenant was seen (offboarding); true when it was known.
     pub fn forget_known(&self, tenant: &str) -> bool {
-        let forgotten = self.entries.get_mut(tenant).is_some_and(|mut slot| {
-            let was = slot.is_known();
-            slot.entry_mut().known = false;
-            was
-        });
+        let only_known = |_: &Key, slot: &Slot<D>| slot.0.is_none();
+        let forgotten = self.entries.remove_if(tenant, only_known).is_some()
+            || self.entries.get_mut(tenant).is_some_and(|mut slot| {
+                slot.0
+                    .as_deref_mut()
+                    .is_some_and(|e| std::mem::take(&mut e.known))
+            });
         if forgotten {
             self.known.fetch_sub(1, Ordering::Relaxed);
             self.drop_if_vacant(tenant);
@@ -221,10 +223,10 @@ impl<D: Day> Table<D> {
             .map(|slot| &mut slot.entry_mut().today)
     }
 
-    /// Visits every tenant's day.
+    /// Visits every tenant that has a day (not those with only a mark or a bucket).
     pub fn each_day(&self, mut visit: impl FnMut(&str, &D)) {
         for slot in self.entries.iter() {
-            if let Some(entry) = slot.entry() {
+            if let Some(entry) = slot.entry().filter(|e| !e.today.is_vacant()) {
                 visit(slot.key(), &entry.today);
             }
         }
@@ -267,11 +269,24 @@ impl<D: Day> Table<D> {
         .ok()
     }
 
-    /// Runs `f` on the tenant's bucket, taken by the limiter (made fresh when missing):
-    /// under the shard's read lock, or its write lock for a tenant's first bucket.
+    /// Runs `f` on the tenant's bucket, taken by the limiter (made fresh when missing).
     pub fn with_bucket<T>(&self, tenant: &str, f: impl FnOnce(&Bucket) -> T) -> T {
+        self.with_fitted_bucket(tenant, |_| true, |_| {}, f)
+    }
+
+    /// The same, first letting `fit` change a bucket that `fits` refuses (a rescale
+    /// after a reload). One lookup under the shard's read lock when it fits and
+    /// exists; otherwise the write lock, held from the fit to the end of `f`, so no
+    /// other take sees the bucket half-changed.
+    pub fn with_fitted_bucket<T>(
+        &self,
+        tenant: &str,
+        fits: impl Fn(&Bucket) -> bool,
+        fit: impl FnOnce(&mut Bucket),
+        f: impl FnOnce(&Bucket) -> T,
+    ) -> T {
         if let Some(slot) = self.entries.get(tenant) {
-            if let Some(entry) = slot.entry() {
+            if let Some(entry) = slot.entry().filter(|e| fits(&e.bucket)) {
                 self.hold(entry);
                 return f(&entry.bucket);
             }
@@ -279,14 +294,10 @@ impl<D: Day> Table<D> {
         let mut slot = self.slot_mut(tenant, Slot::full);
         let entry = slot.entry_mut();
         self.hold(entry);
+        if !fits(&entry.bucket) {
+            fit(&mut entry.bucket);
+        }
         f(&entry.bucket)
-    }
-
-    /// The same, for writing: the shard's write lock, so nothing else touches it.
-    pub fn hold_bucket_mut(&self, tenant: &str) -> MappedMut<'_, D, Bucket> {
-        let mut slot = self.slot_mut(tenant, Slot::full);
-        self.hold(slot.entry_mut());
-        slot.map(|slot| &mut slot.entry_mut().bucket)
     }
 
     fn hold(&self, entry: &Entry<D>) {

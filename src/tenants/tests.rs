@@ -138,7 +138,7 @@ fn the_counts_stay_exact_under_concurrent_use() {
                     let t = format!("t{}", round % 97);
                     match (i + round) % 7 {
                         0 => drop(table.with_bucket(&t, |b| b.take(&rate, 1, round, None))),
-                        1 => drop(table.hold_bucket_mut(&t)),
+                        1 => table.with_fitted_bucket(&t, |_| false, |b| b.refill(), |_| ()),
                         2 => drop(table.drop_bucket(&t, |_| false)),
                         3 => table.sweep_buckets(|_| true),
                         4 => table.note(&t),
