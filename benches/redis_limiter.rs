@@ -8,7 +8,6 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http::HeaderMap;
 use tenantgate::clock::{Clock, SystemClock};
 use tenantgate::config::{self, Overrides};
 use tenantgate::identity::{Caller, TenantId};
@@ -84,7 +83,7 @@ async fn measure(label: &str, limiter: &Arc<Limiter>, snapshot: &config::Snapsho
         .collect();
     let mut took = Vec::with_capacity(CHECKS);
     for i in 0..CHECKS {
-        let mut headers = HeaderMap::new();
+        let mut rated = None;
         let started = Instant::now();
         let admitted = limiter
             .admit(
@@ -92,7 +91,7 @@ async fn measure(label: &str, limiter: &Arc<Limiter>, snapshot: &config::Snapsho
                 route,
                 &callers[i % TENANTS],
                 &env,
-                &mut headers,
+                &mut rated,
             )
             .await;
         took.push(started.elapsed());
@@ -118,9 +117,9 @@ async fn concurrent(label: &str, limiter: &Arc<Limiter>, snapshot: &Arc<config::
             let env = stage.env();
             let caller = Caller::Tenant(TenantId::parse(&format!("w-{worker}"), None).unwrap());
             for _ in 0..CHECKS / 64 {
-                let mut headers = HeaderMap::new();
+                let mut rated = None;
                 let admitted = limiter
-                    .admit(&config.limits, route, &caller, &env, &mut headers)
+                    .admit(&config.limits, route, &caller, &env, &mut rated)
                     .await;
                 assert!(admitted.is_ok());
             }

@@ -7,7 +7,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http::{HeaderMap, HeaderValue, Response};
+use http::{HeaderValue, Response};
 
 use crate::app::App;
 use crate::audit::AuditRecord;
@@ -21,11 +21,14 @@ use crate::namespace::Namespace;
 use crate::refusal::Refusal;
 use crate::respond;
 
+/// The rate-limit headers (5), the quota headers (2), the request id, the namespace.
+const ADDED_HEADERS: usize = 9;
+
 /// What one request gathers on its walk for its answer and its audit line.
 pub struct Trail<'c> {
-    pub audit: AuditRecord,
+    pub audit: AuditRecord<'c>,
     /// Rate-limit headers of the bucket charged (stage 3).
-    pub limit_headers: HeaderMap,
+    pub rate_limit: Option<limits::RateLimit<'c>>,
     /// The caller's in-flight slot, held until the answer's body ends.
     pub permit: Option<Permit>,
     /// The tenant's request counted in flight, for offboarding to wait on.
@@ -47,11 +50,11 @@ pub struct Trail<'c> {
     pub upstream_time: Option<Duration>,
 }
 
-impl Trail<'_> {
-    pub fn new(audit: AuditRecord) -> Self {
+impl<'c> Trail<'c> {
+    pub fn new(audit: AuditRecord<'c>) -> Self {
         Self {
             audit,
-            limit_headers: HeaderMap::new(),
+            rate_limit: None,
             permit: None,
             active: None,
             caller: None,
@@ -124,16 +127,15 @@ pub fn answer(
     mut response: Response<ProxyBody>,
 ) -> Response<ProxyBody> {
     let config = &snapshot.config;
+    let headers = response.headers_mut();
+    // At most nine headers are added: grown once, not each time a power of two fills.
+    headers.reserve(ADDED_HEADERS);
     if let Some(caller) = &trail.caller {
         let pending = done.metered.as_ref().map_or(0, |m| m.units);
-        let headers = response.headers_mut();
         meter::quota_headers(&config.limits, &app.ledger, caller, pending, headers);
     }
-    let headers = response.headers_mut();
-    for (name, value) in trail.limit_headers.drain() {
-        if let Some(name) = name {
-            headers.insert(name, value);
-        }
+    if let Some(rate_limit) = &trail.rate_limit {
+        rate_limit.write(headers);
     }
     headers.insert(REQUEST_ID, done.request_id);
     if let Some(root) = trail

@@ -21,7 +21,7 @@ pub async fn check(
     app: &App,
     owner: &str,
     owned: &[(String, String)],
-    audit: &mut AuditRecord,
+    audit: &mut AuditRecord<'_>,
 ) -> Result<(), Refusal> {
     if owned.is_empty() {
         return Ok(());

@@ -123,7 +123,7 @@ where
     // 1. identity: verified before anything is charged, so an unverified claim never
     // becomes a rate-limit key or a metering row
     let tenant = identify(config, &parts, app.clock.as_ref()).await?.tenant;
-    trail.audit.tenant = tenant.as_ref().map(ToString::to_string);
+    trail.audit.tenant = tenant.as_ref().map(TenantId::shared);
     // A verify canary is exempt from limits, quotas and metering: it proves isolation
     // and must neither spend a real budget nor leave usage rows.
     let canary = tenant.as_ref().is_some_and(TenantId::is_canary);
@@ -131,7 +131,7 @@ where
     // 2. route
     let mut admitted = admit(config, &parts, tenant)?;
     let rules = config.rules(admitted.route).ok_or(Refusal::Internal)?;
-    trail.audit.route = Some(admitted.route.name.clone());
+    trail.audit.route = Some(&admitted.route.name);
     trail.route = Some(admitted.route.index);
     trail.rules = Some(rules);
     trail.namespace = admitted.namespace.take();
@@ -160,7 +160,7 @@ where
                     &rules.limits,
                     &admitted.caller,
                     &env,
-                    &mut trail.limit_headers,
+                    &mut trail.rate_limit,
                 )
                 .await?
         }

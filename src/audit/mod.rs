@@ -28,11 +28,12 @@ pub fn dropped_lines() -> u64 {
 }
 
 #[derive(Debug)]
-pub struct AuditRecord {
+pub struct AuditRecord<'c> {
     pub request_id: HeaderValue,
     pub method: Method,
-    pub tenant: Option<String>,
-    pub route: Option<String>,
+    pub tenant: Option<Arc<str>>,
+    /// The matched route's name, borrowed from the request's config snapshot.
+    pub route: Option<&'c str>,
     pub upstream_status: Option<u16>,
     /// The refusal code when tenantgate answered itself.
     pub reason: Option<&'static str>,
@@ -45,7 +46,7 @@ pub struct AuditRecord {
     pub owned: Option<String>,
 }
 
-impl AuditRecord {
+impl AuditRecord<'_> {
     pub fn new(request_id: HeaderValue, method: Method) -> Self {
         Self {
             request_id,
@@ -77,7 +78,7 @@ impl AuditRecord {
             level: "INFO",
             request_id: self.request_id.to_str().unwrap_or("-"),
             tenant: self.tenant.as_deref(),
-            route: self.route.as_deref(),
+            route: self.route,
             method: self.method.as_str(),
             decision,
             status: status.as_u16(),

@@ -3,6 +3,8 @@
 //! closed on anything ambiguous: a blank, malformed or unverified id is never "no
 //! tenant".
 
+use std::sync::Arc;
+
 use http::{HeaderMap, HeaderName};
 use regex::Regex;
 
@@ -56,9 +58,10 @@ pub enum InvalidTenant {
     NamedInConnection,
 }
 
-/// A validated end-user id, exactly as the app sent it.
+/// A validated end-user id, exactly as the app sent it. Shared, not copied: a request
+/// hands it to its trail, its audit line, its permit and its usage row.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct TenantId(String);
+pub struct TenantId(Arc<str>);
 
 impl TenantId {
     /// SPEC 2: 1-256 bytes of UTF-8, no control characters, no leading or trailing
@@ -85,13 +88,13 @@ impl TenantId {
         if text.starts_with(CANARY_PREFIX) {
             return Err(InvalidTenant::Reserved);
         }
-        Ok(Self(text.to_owned()))
+        Ok(Self(Arc::from(text)))
     }
 
     /// A `tenantgate verify` canary (`label` is `a` or `b`): made only inside the
     /// process, never parsed from a request.
     pub fn canary(label: &str) -> Self {
-        Self(format!("{CANARY_PREFIX}{label}"))
+        Self(Arc::from(format!("{CANARY_PREFIX}{label}")))
     }
 
     pub fn is_canary(&self) -> bool {
@@ -100,6 +103,11 @@ impl TenantId {
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The id itself, shared (for the audit line, which knows no `TenantId`).
+    pub fn shared(&self) -> Arc<str> {
+        self.0.clone()
     }
 }
 

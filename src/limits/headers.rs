@@ -20,35 +20,52 @@ pub const QUOTA_LIMIT: HeaderName = HeaderName::from_static("x-quota-limit");
 pub const QUOTA_REMAINING: HeaderName = HeaderName::from_static("x-quota-remaining");
 pub const DEGRADED: HeaderName = HeaderName::from_static("x-tenantgate-degraded");
 
-pub fn rate_limit(
-    headers: &mut HeaderMap,
-    policy: &str,
-    rate: &Rate,
-    decision: &Decision,
-    clock: &dyn Clock,
-) {
-    let (Decision::Allowed(level)
-    | Decision::Reserved { level, .. }
-    | Decision::Denied { level, .. }) = decision;
-    let Level { remaining, full_in } = *level;
-    let reset_unix = ceil_secs(clock.unix() + full_in);
-    let window = ceil_secs(rate.window());
-    let full_in_secs = ceil_secs(full_in);
-    headers.insert(LIMIT, decimal(rate.burst()));
-    headers.insert(REMAINING, decimal(remaining));
-    headers.insert(RESET, decimal(reset_unix));
-    // Both structured values share their first part: 3 allocations in all.
-    let mut value = String::with_capacity(policy.len() + 32);
-    sf_string(policy, &mut value);
-    let named = value.len();
-    let _ = write!(value, ";q={};w={window}", rate.burst());
-    if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(value.clone())) {
-        headers.insert(POLICY, v);
+/// The rate-limit headers' values for the bucket a request was charged against, kept
+/// as numbers until the answer writes them into its own header map: no map between.
+#[derive(Debug, Clone, Copy)]
+pub struct RateLimit<'c> {
+    policy: &'c str,
+    burst: u64,
+    remaining: u64,
+    reset_unix: u64,
+    window: u64,
+    full_in: u64,
+}
+
+impl<'c> RateLimit<'c> {
+    pub fn of(policy: &'c str, rate: &Rate, decision: &Decision, clock: &dyn Clock) -> Self {
+        let (Decision::Allowed(level)
+        | Decision::Reserved { level, .. }
+        | Decision::Denied { level, .. }) = decision;
+        let Level { remaining, full_in } = *level;
+        Self {
+            policy,
+            burst: rate.burst(),
+            remaining,
+            reset_unix: ceil_secs(clock.unix() + full_in),
+            window: ceil_secs(rate.window()),
+            full_in: ceil_secs(full_in),
+        }
     }
-    value.truncate(named);
-    let _ = write!(value, ";r={remaining};t={full_in_secs}");
-    if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(value)) {
-        headers.insert(RATELIMIT, v);
+
+    /// The five headers, into the answer.
+    pub fn write(&self, headers: &mut HeaderMap) {
+        headers.insert(LIMIT, decimal(self.burst));
+        headers.insert(REMAINING, decimal(self.remaining));
+        headers.insert(RESET, decimal(self.reset_unix));
+        // Both structured values share their first part: 3 allocations in all.
+        let mut value = String::with_capacity(self.policy.len() + 32);
+        sf_string(self.policy, &mut value);
+        let named = value.len();
+        let _ = write!(value, ";q={};w={}", self.burst, self.window);
+        if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(value.clone())) {
+            headers.insert(POLICY, v);
+        }
+        value.truncate(named);
+        let _ = write!(value, ";r={};t={}", self.remaining, self.full_in);
+        if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(value)) {
+            headers.insert(RATELIMIT, v);
+        }
     }
 }
 

@@ -15,15 +15,14 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::HeaderMap;
-
 use crate::clock::Clock;
 use crate::gcra::{ceil_secs, Bucket, Decision, Rate};
-use crate::identity::Caller;
+use crate::identity::{Caller, TenantId};
 use crate::refusal::Refusal;
 use crate::store::redis::Redis;
 use crate::store::settings::OnStoreError;
 use crate::store::{Tenants, Usage};
+pub use headers::RateLimit;
 pub use plan::{DegradeAnswer, LimitSettings, RouteLimits};
 use plan::{Plan, Queue};
 
@@ -66,7 +65,7 @@ pub enum Admission<'c> {
 #[derive(Debug)]
 pub struct Permit {
     limiter: Arc<Limiter>,
-    tenant: Option<Box<str>>,
+    tenant: Option<TenantId>,
     in_flight: bool,
     tenant_units: u64,
     project_units: u64,
@@ -83,6 +82,13 @@ impl Permit {
         }
     }
 
+    /// Releases against `tenant`'s bucket too (shared, not copied).
+    fn charged_to(&mut self, tenant: Option<&TenantId>) {
+        if self.tenant.is_none() {
+            self.tenant = tenant.cloned();
+        }
+    }
+
     fn holds_anything(&self) -> bool {
         self.in_flight || self.tenant_units > 0 || self.project_units > 0
     }
@@ -91,7 +97,11 @@ impl Permit {
 impl Drop for Permit {
     fn drop(&mut self) {
         let buckets = &self.limiter.buckets;
-        if let Some(bucket) = self.tenant.as_deref().and_then(|t| buckets.bucket(t)) {
+        if let Some(bucket) = self
+            .tenant
+            .as_ref()
+            .and_then(|t| buckets.bucket(t.as_str()))
+        {
             if self.in_flight {
                 bucket.in_flight.fetch_sub(1, Ordering::AcqRel);
             }
@@ -237,15 +247,15 @@ impl Limiter {
         self.buckets.sweep_buckets(|bucket| bucket.is_idle(now));
     }
 
-    /// Runs stage 3 for one request. Rate-limit headers for the bucket charged are
-    /// added to `headers` whatever the outcome.
+    /// Runs stage 3 for one request. The rate-limit headers' values for the bucket
+    /// charged are left in `rated` whatever the outcome.
     pub async fn admit<'c>(
         self: &Arc<Self>,
-        settings: &LimitSettings,
+        settings: &'c LimitSettings,
         route: &'c RouteLimits,
         caller: &Caller,
         env: &Env<'_>,
-        headers: &mut HeaderMap,
+        rated: &mut Option<RateLimit<'c>>,
     ) -> Result<Admission<'c>, Refusal> {
         let Env { usage, clock, .. } = *env;
         let limits = Applied::of(settings, caller);
@@ -259,7 +269,7 @@ impl Limiter {
         };
         let view = match &self.shared {
             Some(redis) if shared::needs(&request) => {
-                match self.admit_shared(redis, &request, env, headers).await {
+                match self.admit_shared(redis, &request, env, rated).await {
                     Ok(admitted) => return Ok(admitted),
                     Err(shared::Stop::Refused(refusal)) => return Err(refusal),
                     Err(shared::Stop::Store(error)) => {
@@ -286,7 +296,7 @@ impl Limiter {
                 rate: limits.rate,
             },
         };
-        self.admit_local(&request, env, headers, view).await
+        self.admit_local(&request, env, rated, view).await
     }
 
     /// Stage 3 with this replica's buckets: the only path without a shared store,
@@ -295,7 +305,7 @@ impl Limiter {
         self: &Arc<Self>,
         request: &shared::Request<'_, 'c>,
         env: &Env<'_>,
-        headers: &mut HeaderMap,
+        rated: &mut Option<RateLimit<'c>>,
         view: View,
     ) -> Result<Admission<'c>, Refusal> {
         let shared::Request {
@@ -320,7 +330,6 @@ impl Limiter {
             }
         }
         let tenant = caller.tenant().map(|t| t.as_str());
-        // The tenant's key is copied only when something is held in its bucket.
         let mut permit = Permit::holding_nothing(self);
         let quota_exceeded = || Refusal::QuotaExceeded {
             retry_after: clock.secs_to_midnight(),
@@ -329,7 +338,7 @@ impl Limiter {
             permit.tenant_units = self
                 .reserve(tenant, cap, used, route.held)
                 .ok_or_else(quota_exceeded)?;
-            permit.tenant = Some(Box::from(tenant));
+            permit.charged_to(caller.tenant());
         }
         if let Some(cap) = project.daily_units {
             permit.project_units = self
@@ -339,7 +348,7 @@ impl Limiter {
         if let (Some(max), Some(tenant)) = (limits.max_concurrent, tenant) {
             self.hold(tenant, max)?;
             permit.in_flight = true;
-            permit.tenant.get_or_insert_with(|| Box::from(tenant));
+            permit.charged_to(caller.tenant());
         }
         let permit = permit.holds_anything().then_some(permit);
         let Some(rate) = rate else {
@@ -350,7 +359,7 @@ impl Limiter {
         let decision = self
             .take_queued(key, &rate, route.cost, limits, clock)
             .await;
-        headers::rate_limit(headers, limits.policy, &rate, &decision, clock);
+        *rated = Some(RateLimit::of(limits.policy, &rate, &decision, clock));
         if let Decision::Reserved { wait, .. } = decision {
             env.queue_wait
                 .observe(Duration::from_nanos(wait).as_secs_f64());

@@ -8,10 +8,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::HeaderMap;
-
 use super::{
-    headers, Admission, Applied, Env, Leave, LimitSettings, Limiter, Permit, RouteLimits, PROJECT,
+    Admission, Applied, Env, Leave, LimitSettings, Limiter, Permit, RateLimit, RouteLimits, PROJECT,
 };
 use crate::gcra::{ceil_secs, Decision, Level};
 use crate::identity::Caller;
@@ -23,10 +21,10 @@ use crate::store::{StoreError, Unwritten};
 /// One request's admission, as the shared path reads it.
 #[derive(Clone, Copy)]
 pub(super) struct Request<'a, 'c> {
-    pub settings: &'a LimitSettings,
+    pub settings: &'c LimitSettings,
     pub route: &'c RouteLimits,
     pub caller: &'a Caller,
-    pub limits: &'a Applied<'a>,
+    pub limits: &'a Applied<'c>,
     pub day: u64,
 }
 
@@ -61,7 +59,7 @@ impl Limiter {
         redis: &Redis,
         request: &Request<'_, 'c>,
         env: &Env<'_>,
-        headers: &mut HeaderMap,
+        rated: &mut Option<RateLimit<'c>>,
     ) -> Result<Admission<'c>, Stop> {
         let Request {
             settings,
@@ -100,7 +98,7 @@ impl Limiter {
         if let (Some(max), Some(t)) = (limits.max_concurrent, tenant) {
             self.hold(t, max)?;
             permit.in_flight = true;
-            permit.tenant = Some(Box::from(t));
+            permit.charged_to(caller.tenant());
         }
         // Held before the store is asked, as on the local path: concurrent requests
         // near the cap see each other.
@@ -108,7 +106,7 @@ impl Limiter {
         if let (Some(cap), Some(t)) = (limits.daily_units, tenant) {
             let held = self.hold_units(t, route.held);
             permit.tenant_units = route.held;
-            permit.tenant.get_or_insert_with(|| Box::from(t));
+            permit.charged_to(caller.tenant());
             room = Some(cap.saturating_sub(held.saturating_add(unwritten.pending)));
         }
         let project_held = project.daily_units.map(|_| {
@@ -177,7 +175,7 @@ impl Limiter {
             Verdict::Denied(retry_in) => Decision::Denied { retry_in, level },
             _ => Decision::Allowed(level),
         };
-        headers::rate_limit(headers, limits.policy, &rate, &decision, clock);
+        *rated = Some(RateLimit::of(limits.policy, &rate, &decision, clock));
         match decision {
             Decision::Allowed(_) => Ok(Admission::Forward(permit)),
             Decision::Reserved { wait, .. } => {
