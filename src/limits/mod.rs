@@ -72,20 +72,14 @@ pub struct Permit {
 }
 
 impl Permit {
-    fn holding_nothing(limiter: &Arc<Limiter>) -> Self {
+    /// Nothing held yet, charged to `tenant`'s bucket once something is.
+    fn holding_nothing(limiter: &Arc<Limiter>, tenant: Option<&TenantId>) -> Self {
         Self {
             limiter: limiter.clone(),
-            tenant: None,
+            tenant: tenant.cloned(),
             in_flight: false,
             tenant_units: 0,
             project_units: 0,
-        }
-    }
-
-    /// Releases against `tenant`'s bucket too (shared, not copied).
-    fn charged_to(&mut self, tenant: Option<&TenantId>) {
-        if self.tenant.is_none() {
-            self.tenant = tenant.cloned();
         }
     }
 
@@ -97,11 +91,9 @@ impl Permit {
 impl Drop for Permit {
     fn drop(&mut self) {
         let buckets = &self.limiter.buckets;
-        if let Some(bucket) = self
-            .tenant
-            .as_ref()
-            .and_then(|t| buckets.bucket(t.as_str()))
-        {
+        let in_tenant = self.in_flight || self.tenant_units > 0;
+        let tenant = self.tenant.as_ref().filter(|_| in_tenant);
+        if let Some(bucket) = tenant.and_then(|t| buckets.bucket(t.as_str())) {
             if self.in_flight {
                 bucket.in_flight.fetch_sub(1, Ordering::AcqRel);
             }
@@ -330,7 +322,7 @@ impl Limiter {
             }
         }
         let tenant = caller.tenant().map(|t| t.as_str());
-        let mut permit = Permit::holding_nothing(self);
+        let mut permit = Permit::holding_nothing(self, caller.tenant());
         let quota_exceeded = || Refusal::QuotaExceeded {
             retry_after: clock.secs_to_midnight(),
         };
@@ -338,7 +330,6 @@ impl Limiter {
             permit.tenant_units = self
                 .reserve(tenant, cap, used, route.held)
                 .ok_or_else(quota_exceeded)?;
-            permit.charged_to(caller.tenant());
         }
         if let Some(cap) = project.daily_units {
             permit.project_units = self
@@ -348,7 +339,6 @@ impl Limiter {
         if let (Some(max), Some(tenant)) = (limits.max_concurrent, tenant) {
             self.hold(tenant, max)?;
             permit.in_flight = true;
-            permit.charged_to(caller.tenant());
         }
         let permit = permit.holds_anything().then_some(permit);
         let Some(rate) = rate else {

@@ -94,11 +94,10 @@ impl Limiter {
             Some(_) => counts_project.then(|| usage.unwritten(&Caller::Project, day)),
         };
 
-        let mut permit = Permit::holding_nothing(self);
+        let mut permit = Permit::holding_nothing(self, caller.tenant());
         if let (Some(max), Some(t)) = (limits.max_concurrent, tenant) {
             self.hold(t, max)?;
             permit.in_flight = true;
-            permit.charged_to(caller.tenant());
         }
         // Held before the store is asked, as on the local path: concurrent requests
         // near the cap see each other.
@@ -106,7 +105,6 @@ impl Limiter {
         if let (Some(cap), Some(t)) = (limits.daily_units, tenant) {
             let held = self.hold_units(t, route.held);
             permit.tenant_units = route.held;
-            permit.charged_to(caller.tenant());
             room = Some(cap.saturating_sub(held.saturating_add(unwritten.pending)));
         }
         let project_held = project.daily_units.map(|_| {
