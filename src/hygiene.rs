@@ -197,16 +197,15 @@ pub fn decimal<N: itoa::Integer>(n: N) -> HeaderValue {
 pub fn add_forwarding(headers: &mut HeaderMap, peer: SocketAddr, scheme: &'static str) {
     const XFF: HeaderName = HeaderName::from_static("x-forwarded-for");
     const XFP: HeaderName = HeaderName::from_static("x-forwarded-proto");
-    let mut chain = headers
-        .get_all(&XFF)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .collect::<Vec<_>>()
-        .join(", ");
-    if !chain.is_empty() {
+    use std::fmt::Write as _;
+    // Built in one buffer: the chain, then the address written straight into it.
+    let mut chain = String::with_capacity(48);
+    for earlier in headers.get_all(&XFF).iter().filter_map(|v| v.to_str().ok()) {
+        chain.push_str(earlier);
         chain.push_str(", ");
     }
-    chain.push_str(&peer.ip().to_string());
+    // Writing into a String cannot fail.
+    let _ = write!(chain, "{}", peer.ip());
     if let Ok(value) = HeaderValue::from_str(&chain) {
         headers.insert(XFF, value);
     }

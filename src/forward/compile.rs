@@ -67,6 +67,10 @@ pub struct UpstreamSettings {
     /// `scheme://authority` of the backend.
     pub origin: http::uri::Scheme,
     pub authority: http::uri::Authority,
+    /// The `Host` every upstream request carries: the authority's host, and its port
+    /// unless it is the scheme's default (what the pooled client would otherwise
+    /// format anew for every request).
+    pub host: HeaderValue,
     /// A path prefix from the URL (no trailing slash), prepended to every forwarded path.
     pub base_path: String,
     pub connect_timeout: Duration,
@@ -192,9 +196,17 @@ pub fn upstream(
             );
         }
     }
+    let Some(host) = host_header(&scheme, &authority) else {
+        errors.add(
+            path("url"),
+            "the upstream url's host cannot be a Host header",
+        );
+        return None;
+    };
     Some(UpstreamSettings {
         origin: scheme,
         authority,
+        host,
         base_path: uri.path().trim_end_matches('/').to_owned(),
         connect_timeout: spec.connect_timeout.0,
         timeout: spec.timeout.0,
@@ -209,6 +221,24 @@ pub fn upstream(
 
 /// A file `[upstream]` names: SPEC 5 writes the unset ones as "", the same as leaving
 /// them out.
+/// As hyper-util's pooled client writes `Host` when a request has none: the host,
+/// then `:port` unless the port is the scheme's default (no user info, ever).
+fn host_header(
+    scheme: &http::uri::Scheme,
+    authority: &http::uri::Authority,
+) -> Option<HeaderValue> {
+    let default_port = if *scheme == http::uri::Scheme::HTTPS {
+        443
+    } else {
+        80
+    };
+    let host = match authority.port_u16() {
+        Some(port) if port != default_port => format!("{}:{port}", authority.host()),
+        _ => authority.host().to_owned(),
+    };
+    HeaderValue::from_str(&host).ok()
+}
+
 fn given(path: &Option<PathBuf>) -> Option<&std::path::Path> {
     path.as_deref().filter(|p| !p.as_os_str().is_empty())
 }
@@ -261,6 +291,22 @@ mod tests {
         assert_eq!(up.base_path, "/api");
         assert_eq!(up.timeout, Duration::from_secs(30));
         assert_eq!(up.set_headers[0].0.as_str(), "authorization");
+    }
+
+    #[test]
+    fn host_is_the_authority_without_a_default_port_or_user_info() {
+        for (url, host) in [
+            ("http://127.0.0.1:8000", "127.0.0.1:8000"),
+            ("http://backend:80/api", "backend"),
+            ("http://backend", "backend"),
+            ("https://api.example.com:443", "api.example.com"),
+            ("https://api.example.com:8443", "api.example.com:8443"),
+            ("http://user:pw@backend:9000", "backend:9000"),
+            ("http://[::1]:8080", "[::1]:8080"),
+        ] {
+            let up = compiled(&format!("url = \"{url}\"\n")).unwrap();
+            assert_eq!(up.host, host, "{url}");
+        }
     }
 
     #[test]

@@ -105,16 +105,22 @@ impl Upstream {
         let mut headers = Some(headers);
         let mut attempt = 0;
         loop {
-            let slot = Arc::new(Mutex::new(body.take()));
-            let mut request = Request::new(Reclaimable::new(slot.clone()));
+            // Only an attempt that may be followed by another needs its body back.
+            let last = attempt >= retries;
+            let slot = (!last).then(|| Arc::new(Mutex::new(body.take())));
+            let reclaimable = match &slot {
+                Some(slot) => Reclaimable::new(slot.clone()),
+                None => Reclaimable::direct(body.take()),
+            };
+            let mut request = Request::new(reclaimable);
             *request.method_mut() = method.clone();
             *request.uri_mut() = uri.clone();
             *request.version_mut() = Version::HTTP_11;
             // The last possible attempt takes the headers instead of copying them.
-            let attempt_headers = if attempt < retries {
-                headers.clone()
-            } else {
+            let attempt_headers = if last {
                 headers.take()
+            } else {
+                headers.clone()
             };
             *request.headers_mut() = attempt_headers.unwrap_or_default();
             let result = tokio::time::timeout_at(deadline, self.client.request(request)).await;
@@ -125,8 +131,10 @@ impl Upstream {
                     return Ok(response.map(|b: Incoming| IdleTimeout::new(b, idle).boxed_unsync()));
                 }
                 Ok(Err(error)) => {
-                    let reclaimed = slot.lock().unwrap_or_else(PoisonError::into_inner).take();
-                    if error.is_connect() && attempt < retries && reclaimed.is_some() {
+                    let reclaimed = slot.and_then(|slot| {
+                        slot.lock().unwrap_or_else(PoisonError::into_inner).take()
+                    });
+                    if error.is_connect() && reclaimed.is_some() {
                         tracing::debug!(%error, attempt, "upstream connect failed; retrying");
                         body = reclaimed;
                         attempt += 1;
@@ -160,25 +168,39 @@ fn error_chain(error: &dyn std::error::Error) -> String {
 
 /// A request body that stays in a shared slot until the client first polls it, so a
 /// request that failed before its connection was up can be sent again with the same,
-/// unread body. Once taken, it streams without touching the lock again.
+/// unread body. Once taken, it streams without touching the lock again. The last
+/// attempt (every attempt of a request that is never retried) has no slot.
 pub struct Reclaimable {
-    slot: Arc<Mutex<Option<ProxyBody>>>,
+    slot: Option<Arc<Mutex<Option<ProxyBody>>>>,
     taken: Option<ProxyBody>,
 }
 
 impl Reclaimable {
     fn new(slot: Arc<Mutex<Option<ProxyBody>>>) -> Self {
-        Self { slot, taken: None }
+        Self {
+            slot: Some(slot),
+            taken: None,
+        }
+    }
+
+    /// A body that is not given back: no slot, no lock.
+    fn direct(body: Option<ProxyBody>) -> Self {
+        Self {
+            slot: None,
+            taken: body,
+        }
+    }
+
+    fn take_from_slot(&self) -> Option<ProxyBody> {
+        let slot = self.slot.as_ref()?;
+        slot.lock().unwrap_or_else(PoisonError::into_inner).take()
     }
 
     fn with_slot<R>(&self, f: impl FnOnce(Option<&ProxyBody>) -> R) -> R {
-        match &self.taken {
-            Some(body) => f(Some(body)),
-            None => f(self
-                .slot
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .as_ref()),
+        match (&self.taken, &self.slot) {
+            (Some(body), _) => f(Some(body)),
+            (None, Some(slot)) => f(slot.lock().unwrap_or_else(PoisonError::into_inner).as_ref()),
+            (None, None) => f(None),
         }
     }
 }
@@ -192,12 +214,7 @@ impl Body for Reclaimable {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         if self.taken.is_none() {
-            let body = self
-                .slot
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .take();
-            self.taken = body;
+            self.taken = self.take_from_slot();
         }
         match self.taken.as_mut() {
             Some(body) => Pin::new(body).poll_frame(cx),

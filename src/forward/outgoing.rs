@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 
-use http::header::{ACCEPT_ENCODING, CONTENT_LENGTH};
+use http::header::{ACCEPT_ENCODING, CONTENT_LENGTH, HOST};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
 
 use super::ForwardSettings;
@@ -50,6 +50,9 @@ pub fn prepare(
 ) -> Result<Outgoing, Refusal> {
     let uri = upstream_uri(settings, rewritten.path, rewritten.query)?;
     let mut headers = settings.strip.clean(client_headers);
+    // Set here, not by the pooled client, which would format it for every request;
+    // `set_headers` may still replace it.
+    headers.insert(HOST, settings.upstream.host.clone());
     hygiene::add_forwarding(&mut headers, origin.peer, settings.listener_scheme);
     headers.insert(REQUEST_ID, origin.request_id.clone());
     let tenant_headers = origin
@@ -119,6 +122,7 @@ pub fn internal_request(
         .build()
         .map_err(|_| Refusal::Internal)?;
     let mut headers = HeaderMap::new();
+    headers.insert(HOST, upstream.host.clone());
     for (name, value) in &upstream.set_headers {
         headers.insert(name.clone(), value.clone());
     }
