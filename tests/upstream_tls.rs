@@ -2,7 +2,9 @@
 //! on an ephemeral port that counts the requests that reached it. A private CA from
 //! `ca_file`; an upstream that does not verify (unknown CA, wrong name) is 502 with
 //! nothing sent; mTLS with and without the client certificate configured; a watched
-//! `ca_file` that is fixed takes effect for new connections.
+//! `ca_file` that is fixed takes effect for new connections. A handshake that stalls
+//! is a connect failure: an idempotent request is sent again on a new connection with
+//! its whole body (the failed attempt never read it), a POST is not.
 
 mod common;
 
@@ -27,11 +29,26 @@ use common::pki::{ca, leaf, Ca};
 struct Seen {
     requests: AtomicUsize,
     handshakes: Mutex<Vec<(Option<String>, bool)>>,
+    /// Each request's method and whole body, as the upstream read it.
+    bodies: Mutex<Vec<(String, Vec<u8>)>>,
+    /// Connections accepted and then never answered (no handshake).
+    stalled: AtomicUsize,
 }
 
 /// A rustls server answering 200 to every request; with `client_ca`, it demands a
 /// client certificate signed by it.
 async fn https_upstream(cert: &(String, String), client_ca: Option<&Ca>) -> (u16, Arc<Seen>) {
+    https_upstream_stalling(cert, client_ca, 0).await
+}
+
+/// As `https_upstream`, but the first `stall_first` connections are accepted and left
+/// silent, so the client's handshake times out: a connect failure after the TCP
+/// connect itself succeeded.
+async fn https_upstream_stalling(
+    cert: &(String, String),
+    client_ca: Option<&Ca>,
+    stall_first: usize,
+) -> (u16, Arc<Seen>) {
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert.0.as_bytes())
         .collect::<Result<_, _>>()
         .unwrap();
@@ -55,7 +72,13 @@ async fn https_upstream(cert: &(String, String), client_ca: Option<&Ca>) -> (u16
     let seen = Arc::new(Seen::default());
     let recorder = seen.clone();
     tokio::spawn(async move {
+        let mut held = Vec::new();
         while let Ok((tcp, _)) = listener.accept().await {
+            if recorder.stalled.load(Ordering::SeqCst) < stall_first {
+                recorder.stalled.fetch_add(1, Ordering::SeqCst);
+                held.push(tcp);
+                continue;
+            }
             let (acceptor, seen) = (acceptor.clone(), recorder.clone());
             tokio::spawn(async move {
                 let Ok(tls) = acceptor.accept(tcp).await else {
@@ -67,12 +90,16 @@ async fn https_upstream(cert: &(String, String), client_ca: Option<&Ca>) -> (u16
                     conn.peer_certificates().is_some(),
                 );
                 seen.handshakes.lock().unwrap().push(shake);
-                let service = service_fn(move |_req| {
+                let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
                     let seen = seen.clone();
                     async move {
+                        use http_body_util::BodyExt;
+                        let method = req.method().to_string();
+                        let body = req.into_body().collect().await?.to_bytes().to_vec();
+                        seen.bodies.lock().unwrap().push((method, body));
                         seen.requests.fetch_add(1, Ordering::SeqCst);
                         let body = Full::new(bytes::Bytes::from_static(b"{\"ok\":true}"));
-                        Ok::<_, std::convert::Infallible>(
+                        Ok::<_, hyper::Error>(
                             http::Response::builder()
                                 .header("content-type", "application/json")
                                 .body(body)
@@ -276,5 +303,64 @@ async fn an_upstream_that_stalls_the_handshake_is_a_connect_failure_within_conne
         held.lock().unwrap().len(),
         2,
         "one retry, as for any connect failure"
+    );
+}
+
+#[tokio::test]
+async fn an_idempotent_request_whose_first_connect_fails_is_sent_again_with_its_whole_body() {
+    let private = ca("private CA");
+    let (port, seen) = https_upstream_stalling(&leaf(&private, &["localhost"]), None, 1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = write(dir.path(), "ca.pem", &private.pem());
+    // Both methods routed, so only the retry rule tells them apart.
+    let files = |port| {
+        config(
+            port,
+            &format!("ca_file = {ca_file:?}\nconnect_timeout = \"300ms\""),
+        ) + "[[route]]\nmatch = \"PUT /v1/files\"\nscope = \"tenant\"\n\
+             [[route]]\nmatch = \"POST /v1/files\"\nscope = \"tenant\"\n"
+    };
+    let p = proxy(dir.path(), &files(port)).await;
+    // Larger than one read, so the body streams from the client in several frames.
+    let body: Vec<u8> = (0..300_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    let put = p
+        .send(
+            "PUT",
+            "/v1/files",
+            &[
+                "X-Tenant-Id: alice",
+                "Content-Type: application/octet-stream",
+            ],
+            &body,
+        )
+        .await;
+    assert_eq!(put.status, 200, "{put:?}");
+    assert_eq!(
+        seen.stalled.load(Ordering::SeqCst),
+        1,
+        "the first connect failed"
+    );
+    {
+        let bodies = seen.bodies.lock().unwrap();
+        assert_eq!(bodies.len(), 1, "sent once, on the second connection");
+        assert_eq!(bodies[0].0, "PUT");
+        assert!(
+            bodies[0].1 == body,
+            "the whole body, unread by the failed attempt: {} bytes",
+            bodies[0].1.len()
+        );
+    }
+
+    // A POST is not retried: the next connect stalls and it is 502, nothing sent.
+    let (port, seen) = https_upstream_stalling(&leaf(&private, &["localhost"]), None, 1).await;
+    let other = tempfile::tempdir().unwrap();
+    let p = proxy(other.path(), &files(port)).await;
+    p.send("POST", "/v1/files", &["X-Tenant-Id: alice"], &body)
+        .await
+        .assert_refusal(502, "upstream_unavailable");
+    assert_eq!(seen.stalled.load(Ordering::SeqCst), 1);
+    assert!(
+        seen.bodies.lock().unwrap().is_empty(),
+        "no second attempt for a POST"
     );
 }
